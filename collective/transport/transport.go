@@ -1,0 +1,63 @@
+// Package transport is the seam between the collective algorithms and the wires that carry
+// their bytes. The algorithms in package collective only ever see a Link (an ordered, reliable
+// byte stream to one peer) obtained from a Transport; QUIC (package quictransport) is one
+// implementation, and a same-host shared-memory link can slot in beside it without the ring
+// code changing. This mirrors Gloo's split between algorithms and transport pairs.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Link is one end of a named channel between two ranks: an ordered, reliable, bidirectional
+// byte stream. Both ranks obtain it from Transport.Link with the same channel name.
+//
+// Read follows io.Reader. Write writes all of p or returns an error. One goroutine may Read
+// while another Writes; neither direction is safe for use by several goroutines at once.
+// SetDeadline bounds every blocked Read and Write (the zero time means no deadline), so that a
+// context's cancellation can be turned into a prompt error.
+type Link interface {
+	io.Reader
+	io.Writer
+	SetDeadline(t time.Time) error
+	// Peer is the world rank at the other end.
+	Peer() int
+	// Close releases the link; the peer's pending Read sees an error or io.EOF.
+	Close() error
+}
+
+// Transport makes Links between the ranks of one job and watches the peers' health.
+type Transport interface {
+	// Rank and Size are this process's world rank and the number of ranks in the job.
+	Rank() int
+	Size() int
+	// Link returns this rank's end of the channel named channel to peer. Both ranks must ask
+	// for the same (peer, channel) pair; the call blocks until the link is usable or ctx ends.
+	// Asking again for a channel already open returns the same Link.
+	Link(ctx context.Context, peer int, channel string) (Link, error)
+	// Abort tears every connection down and tells each connected peer cause, so that a failure
+	// seen by one rank reaches the others promptly instead of after a timeout.
+	Abort(cause error)
+	// Done is closed once the transport has failed or been closed; Err then says why.
+	Done() <-chan struct{}
+	Err() error
+	// Close releases every connection, socket and goroutine the transport owns.
+	Close() error
+}
+
+// ErrClosed is returned by operations on a transport or link that was closed locally.
+var ErrClosed = errors.New("transport: closed")
+
+// PeerError reports that the rank Rank failed, vanished or aborted. Errors returned by links
+// and by the collectives wrap one, so callers can find the guilty rank with errors.As.
+type PeerError struct {
+	Rank int   // world rank of the peer at fault
+	Err  error // what was observed
+}
+
+func (e *PeerError) Error() string { return fmt.Sprintf("rank %d: %v", e.Rank, e.Err) }
+func (e *PeerError) Unwrap() error { return e.Err }
