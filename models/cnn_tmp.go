@@ -1,0 +1,5 @@
+package models
+
+import "errors"
+
+func cnnLayers() ([]Layer, error) { return nil, errors.New("cnn: not yet available") }
