@@ -74,3 +74,38 @@ func mlpLayers(h1, h2 int) ([]Layer, error) {
 	}
 	return []Layer{NewFlatten("flatten"), fc1, NewReLU("relu1"), fc2, NewReLU("relu2"), fc3}, nil
 }
+
+// cnnLayers is LeNet-5 on 28×28: the first convolution pads by 2 so that
+// the classic 5×5×16 feature map (400 features) reaches the dense layers.
+func cnnLayers() ([]Layer, error) {
+	conv1, err := NewConv2D("conv1", 1, 6, 5, 1, 2, InitHe)
+	if err != nil {
+		return nil, err
+	}
+	pool1, err := NewMaxPool2D("pool1", 2, 2)
+	if err != nil {
+		return nil, err
+	}
+	conv2, err := NewConv2D("conv2", 6, 16, 5, 1, 0, InitHe)
+	if err != nil {
+		return nil, err
+	}
+	pool2, err := NewMaxPool2D("pool2", 2, 2)
+	if err != nil {
+		return nil, err
+	}
+	fc1, err := NewLinear("fc1", 16*5*5, 120, InitHe)
+	if err != nil {
+		return nil, err
+	}
+	fc2, err := NewLinear("fc2", 120, 84, InitHe)
+	if err != nil {
+		return nil, err
+	}
+	fc3, err := NewLinear("fc3", 84, NumClasses, InitGlorot)
+	if err != nil {
+		return nil, err
+	}
+	return []Layer{conv1, NewReLU("relu1"), pool1, conv2, NewReLU("relu2"), pool2,
+		NewFlatten("flatten"), fc1, NewReLU("relu3"), fc2, NewReLU("relu4"), fc3}, nil
+}

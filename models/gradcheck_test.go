@@ -164,3 +164,43 @@ func TestGradSoftmaxCrossEntropy(t *testing.T) {
 		}
 	}
 }
+
+func TestGradConv2D(t *testing.T) {
+	for _, c := range []struct{ in, out, k, stride, pad, h, w int }{
+		{2, 3, 3, 1, 1, 5, 5},
+		{1, 2, 3, 2, 0, 7, 6},
+		{3, 2, 2, 1, 0, 4, 4},
+	} {
+		rng := rand.New(rand.NewPCG(uint64(c.k), uint64(c.stride)))
+		l, err := NewConv2D("conv", c.in, c.out, c.k, c.stride, c.pad, InitHe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.InitParams(rng)
+		for i := range l.bias.Value {
+			l.bias.Value[i] = float32(rng.Float64() - 0.5)
+		}
+		checkLayerGrads(t, l, randTensor(rng, 2, c.in, c.h, c.w), true, rng)
+	}
+}
+
+// distinctInput has values whose gaps exceed the finite-difference step, so
+// no perturbation changes which element is a window's maximum.
+func distinctInput(rng *rand.Rand, shape ...int) Tensor {
+	t := NewTensor(shape...)
+	for i, j := range rng.Perm(len(t.Data)) {
+		t.Data[i] = float32(j)*5*fdEps - 1
+	}
+	return t
+}
+
+func TestGradMaxPool2D(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, c := range []struct{ k, stride, h, w int }{{2, 2, 6, 6}, {2, 2, 5, 7}, {3, 1, 5, 5}} {
+		l, err := NewMaxPool2D("pool", c.k, c.stride)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkLayerGrads(t, l, distinctInput(rng, 2, 3, c.h, c.w), true, rng)
+	}
+}

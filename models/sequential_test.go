@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +19,20 @@ func maxRelDiff(a, b []float32) float64 {
 		return num
 	}
 	return num / den
+}
+
+// relL2 is ‖a−b‖₂ / ‖b‖₂ (float64).
+func relL2(a, b []float32) float64 {
+	var num, den float64
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		num += d * d
+		den += float64(b[i]) * float64(b[i])
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
 }
 
 func smallMLP(t *testing.T, seed int64) *Sequential {
@@ -258,8 +273,21 @@ func TestMicroBatchesEqualFullBatch(t *testing.T) {
 				t.Errorf("loss: micro %.9g full %.9g", microLoss, fullLoss)
 			}
 			for _, p := range m.Params() {
-				if d := maxRelDiff(p.Grad, full[p.Name]); d > 1e-6 {
-					t.Errorf("%s: micro-batched gradient differs by %.2g (relative to max)", p.Name, d)
+				// Same sums, different float32 summation order: the
+				// relative L2 difference must stay at rounding level.
+				d, dmax := relL2(p.Grad, full[p.Name]), maxRelDiff(p.Grad, full[p.Name])
+				t.Logf("%s: relative L2 %.2g, max-abs/max %.2g", p.Name, d, dmax)
+				tol := 1e-6
+				if _, isConv := layerOf(m, p).(*Conv2D); isConv && strings.HasSuffix(p.Name, ".weight") {
+					// A convolution weight's gradient is one float32 sum over
+					// batch × output positions (32·28·28 = 25,088 terms for
+					// conv1) whose terms largely cancel; the rounding of two
+					// summation orders then differs by up to ~√K·2⁻²⁴ ≈ 1e-5
+					// relative. Measured: 1.5e-6.
+					tol = 5e-6
+				}
+				if d > tol {
+					t.Errorf("%s: micro-batched gradient differs by %.2g (relative L2)", p.Name, d)
 				}
 			}
 		})
@@ -333,4 +361,16 @@ func TestForwardBackwardDoNotModifyInputs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// layerOf returns the layer owning p.
+func layerOf(m *Sequential, p *Param) Layer {
+	for _, l := range m.Layers() {
+		for _, q := range l.Params() {
+			if q == p {
+				return l
+			}
+		}
+	}
+	return nil
 }

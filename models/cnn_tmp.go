@@ -1,5 +1,0 @@
-package models
-
-import "errors"
-
-func cnnLayers() ([]Layer, error) { return nil, errors.New("cnn: not yet available") }
