@@ -1,0 +1,176 @@
+package shmtransport
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/ringtrain/ringtrain/collective/transport"
+)
+
+// handshake runs the exchange described in ctl.go over bl and returns the link to hand out
+// with its kind.
+func (t *Transport) handshake(bl transport.Link, peer int) (transport.Link, string, error) {
+	rank := t.Rank()
+	low := rank < peer
+	mine := ctlMsg{kind: kindHello, rank: uint32(rank), mode: t.modeFor(peer), id: t.self}
+	var theirs ctlMsg
+	var err error
+	// The lower rank speaks first, so the exchange also works over links whose Write waits
+	// for the reader.
+	if low {
+		if err = sendCtl(bl, &mine); err == nil {
+			theirs, err = recvCtl(bl, kindHello, peer)
+		}
+	} else {
+		if theirs, err = recvCtl(bl, kindHello, peer); err == nil {
+			err = sendCtl(bl, &mine)
+		}
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	required := mine.mode == ModeShm || theirs.mode == ModeShm
+	switch {
+	case mine.mode == ModeShm && theirs.mode == ModeQUIC:
+		return nil, "", fmt.Errorf("%w to rank %d: this rank requires shared memory but rank %d forces %s", ErrShmUnavailable, peer, peer, t.opts.BaseKind)
+	case mine.mode == ModeQUIC && theirs.mode == ModeShm:
+		return nil, "", fmt.Errorf("%w to rank %d: rank %d requires shared memory but this rank forces %s", ErrShmUnavailable, peer, peer, t.opts.BaseKind)
+	case mine.mode == ModeQUIC || theirs.mode == ModeQUIC:
+		return bl, t.opts.BaseKind, nil
+	case !t.self.sameHost(theirs.id):
+		if required {
+			return nil, "", fmt.Errorf("%w to rank %d: %s", ErrShmUnavailable, peer, t.self.whyNotSameHost(theirs.id))
+		}
+		return bl, t.opts.BaseKind, nil
+	}
+	// fallback ends the attempt after a failure both sides have seen: the base link in
+	// auto mode, an error when shared memory was required.
+	fallback := func(err error) (transport.Link, string, error) {
+		if required {
+			return nil, "", fmt.Errorf("%w to rank %d: %v", ErrShmUnavailable, peer, err)
+		}
+		return bl, t.opts.BaseKind, nil
+	}
+	if low {
+		return t.create(bl, peer, theirs.id, fallback)
+	}
+	return t.open(bl, peer, theirs.id, fallback)
+}
+
+// create is the lower rank's side: make the file, announce it, wait until the peer mapped
+// it, remove it, and say so.
+func (t *Transport) create(bl transport.Link, peer int, peerID identity, fallback func(error) (transport.Link, string, error)) (transport.Link, string, error) {
+	offer := ctlMsg{kind: kindOffer, rank: uint32(t.Rank()), ringBytes: uint64(t.opts.RingBytes)}
+	if _, err := rand.Read(offer.nonce[:]); err != nil {
+		return nil, "", err
+	}
+	h := header{
+		ringBytes:    offer.ringBytes,
+		creatorPID:   uint32(os.Getpid()),
+		creatorRank:  uint32(t.Rank()),
+		openerRank:   uint32(peer),
+		creatorStart: t.self.start,
+		pidNS:        t.self.pidNS,
+		nonce:        offer.nonce,
+	}
+	seg, cerr := createSegment(t.opts.Dir, t.opts.JobID, &h)
+	if cerr != nil {
+		offer.failed, offer.text = true, cerr.Error()
+		if err := sendCtl(bl, &offer); err != nil {
+			return nil, "", err
+		}
+		return fallback(cerr)
+	}
+	offer.text = filepath.Base(seg.path)
+	ack, err := func() (ctlMsg, error) {
+		if err := sendCtl(bl, &offer); err != nil {
+			return ctlMsg{}, err
+		}
+		return recvCtl(bl, kindAck, peer)
+	}()
+	uerr := seg.unlink() // mapped by both (or given up): nobody needs the name any more
+	if err == nil && uerr != nil {
+		done := ctlMsg{kind: kindDone, rank: uint32(t.Rank()), failed: true, text: uerr.Error()}
+		sendCtl(bl, &done)
+		err = uerr
+	}
+	if err != nil {
+		seg.unmap()
+		return nil, "", err
+	}
+	if ack.failed {
+		seg.unmap()
+		return fallback(fmt.Errorf("rank %d could not map %s: %s", peer, offer.text, ack.text))
+	}
+	done := ctlMsg{kind: kindDone, rank: uint32(t.Rank())}
+	if err := sendCtl(bl, &done); err != nil {
+		seg.unmap()
+		return nil, "", err
+	}
+	return newShmLink(seg, true, peer, offer.ringBytes, t.self, peerID, t.cfg, bl), "shm", nil
+}
+
+// open is the higher rank's side: map the announced file, check it, and acknowledge.
+func (t *Transport) open(bl transport.Link, peer int, peerID identity, fallback func(error) (transport.Link, string, error)) (transport.Link, string, error) {
+	offer, err := recvCtl(bl, kindOffer, peer)
+	if err != nil {
+		return nil, "", err
+	}
+	if offer.failed {
+		return fallback(fmt.Errorf("rank %d could not create a shared-memory file: %s", peer, offer.text))
+	}
+	seg, oerr := openSegment(t.opts.Dir, offer.text, offer.ringBytes, offer.nonce, peer, t.Rank())
+	ack := ctlMsg{kind: kindAck, rank: uint32(t.Rank())}
+	if oerr != nil {
+		ack.failed, ack.text = true, oerr.Error()
+	}
+	if err := sendCtl(bl, &ack); err != nil {
+		if seg != nil {
+			seg.unmap()
+		}
+		return nil, "", err
+	}
+	if oerr != nil {
+		return fallback(oerr)
+	}
+	done, err := recvCtl(bl, kindDone, peer)
+	if err == nil && done.failed {
+		err = fmt.Errorf("rank %d: %s", peer, done.text)
+	}
+	if err != nil {
+		seg.unmap()
+		return nil, "", err
+	}
+	return newShmLink(seg, false, peer, offer.ringBytes, t.self, peerID, t.cfg, bl), "shm", nil
+}
+
+func sendCtl(w io.Writer, m *ctlMsg) error {
+	var b [ctlSize]byte
+	m.encode(b[:])
+	if _, err := w.Write(b[:]); err != nil {
+		return fmt.Errorf("sending %s: %w", m.kind, err)
+	}
+	return nil
+}
+
+// recvCtl reads one frame and checks that it is a want from rank peer.
+func recvCtl(r io.Reader, want ctlKind, peer int) (ctlMsg, error) {
+	var b [ctlSize]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return ctlMsg{}, fmt.Errorf("waiting for %s from rank %d: %w", want, peer, err)
+	}
+	m, err := decodeCtl(b[:])
+	if err != nil {
+		return m, fmt.Errorf("from rank %d: %w", peer, err)
+	}
+	if m.kind != want {
+		return m, fmt.Errorf("%w from rank %d: got %s, want %s", errCtl, peer, m.kind, want)
+	}
+	if int(m.rank) != peer {
+		return m, fmt.Errorf("%w: the peer expected to be rank %d says it is rank %d", errCtl, peer, m.rank)
+	}
+	return m, nil
+}

@@ -1,0 +1,517 @@
+package shmtransport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/ringtrain/ringtrain/collective/transport"
+)
+
+// Memory ordering. Each direction is a single-producer/single-consumer ring: only the producer
+// stores head and only the consumer stores tail, both as byte counts that never wrap (2^64
+// bytes is centuries of traffic), so head-tail is always the number of unread bytes. The
+// producer copies bytes into the ring with ordinary stores and then publishes them with an
+// atomic store of head; the consumer loads head atomically and only then reads those bytes.
+// Go's sync/atomic operations are sequentially consistent, which makes the atomic store a
+// release and the atomic load an acquire: the bytes written before the store are visible after
+// the load. The same holds between processes, since the ordering is the hardware's (LOCK-ed or
+// fenced stores on amd64, stlr/ldar on arm64) and not something the Go runtime adds. The
+// consumer's release of bytes (tail) mirrors this, so the producer never overwrites bytes
+// still being copied out.
+//
+// Sleeping without losing a wake-up (the waiter is the consumer waiting for data; the producer
+// waiting for space is symmetric):
+//
+//	waiter                               publisher
+//	s := load(seq)                       store(head)
+//	store(waiting, 1)                    if load(waiting) == 1 {
+//	if load(head) moved: return              add(seq, 1); futex_wake(seq)
+//	futex_wait(seq, s)                   }
+//
+// With sequentially consistent operations, either the waiter's load of head sees the new head,
+// or the publisher's load of waiting sees 1 and bumps seq after the waiter read s, in which
+// case futex_wait returns at once (seq != s) or is woken. A publisher pays one uncontended
+// load per publish while nobody sleeps.
+
+// dirView is one direction of the mapping as seen from one end.
+type dirView struct {
+	head, tail                 *uint64
+	dataSeq, readerWaiting     *uint32
+	spaceSeq, writerWaiting    *uint32
+	writerClosed, readerClosed *uint32
+	data                       []byte
+	size, mask                 uint64
+}
+
+func word64(mem []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[off])) }
+func word32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+
+func viewDir(mem []byte, d int, ringBytes uint64) dirView {
+	c := dirCtlOff + d*dirCtlSize
+	data := headerBytes + d*int(ringBytes)
+	return dirView{
+		head:          word64(mem, c+offHead),
+		tail:          word64(mem, c+offTail),
+		dataSeq:       word32(mem, c+offDataSeq),
+		readerWaiting: word32(mem, c+offReaderWaiting),
+		spaceSeq:      word32(mem, c+offSpaceSeq),
+		writerWaiting: word32(mem, c+offWriterWaiting),
+		writerClosed:  word32(mem, c+offWriterClosed),
+		readerClosed:  word32(mem, c+offReaderClosed),
+		data:          mem[data : data+int(ringBytes) : data+int(ringBytes)],
+		size:          ringBytes,
+		mask:          ringBytes - 1,
+	}
+}
+
+// linkConfig is the part of Options a link uses.
+type linkConfig struct {
+	wait    Wait
+	spin    time.Duration
+	poll    time.Duration
+	publish uint64
+}
+
+// Errors seen on shared-memory links. Those about the peer come wrapped in a
+// *transport.PeerError naming it.
+var (
+	// ErrPeerClosed: the peer closed its end while this side still wrote.
+	ErrPeerClosed = errors.New("shmtransport: peer closed its end of the link")
+	// ErrPeerAborted: the peer aborted its transport.
+	ErrPeerAborted = errors.New("shmtransport: peer aborted")
+	// ErrPeerExited: the peer's process is gone (seen from the same host).
+	ErrPeerExited = errors.New("shmtransport: peer process exited")
+	// ErrCorrupt: the ring's positions in the mapping are impossible.
+	ErrCorrupt = errors.New("shmtransport: shared-memory ring corrupt")
+)
+
+// shmLink is this rank's end of a shared-memory link. It implements transport.Link.
+type shmLink struct {
+	peer int
+	seg  *segment
+	tx   dirView // this side produces
+	rx   dirView // this side consumes
+
+	myAbort, peerAbort *uint32
+
+	peerID   identity
+	watchPID bool
+	cfg      linkConfig
+	ctl      transport.Link // the base link the setup ran over; its loss means the peer is gone
+
+	// Errors made once so that failing paths hot in a loop do not allocate.
+	errClosedByPeer, errAbortedByPeer, errExited error
+
+	_    [64]byte
+	head uint64 // producer's own copy of tx head (writer goroutine only)
+	_    [120]byte
+	tail uint64 // consumer's own copy of rx tail (reader goroutine only)
+	_    [120]byte
+
+	deadline atomic.Int64 // unix nanoseconds; 0 = none
+	closed   atomic.Bool
+	active   atomic.Int32 // Read/Write/watcher calls inside the mapping; Close waits for 0
+	failure  atomic.Pointer[error]
+
+	closeOnce   sync.Once
+	closeErr    error
+	watcherDone chan struct{}
+}
+
+// newShmLink builds this side's link over seg. The creator produces into direction 0.
+func newShmLink(seg *segment, creator bool, peer int, ringBytes uint64, self, peerID identity, cfg linkConfig, ctl transport.Link) *shmLink {
+	l := &shmLink{
+		peer:   peer,
+		seg:    seg,
+		peerID: peerID,
+		cfg:    cfg,
+		ctl:    ctl,
+	}
+	d0, d1 := viewDir(seg.mem, 0, ringBytes), viewDir(seg.mem, 1, ringBytes)
+	a0, a1 := word32(seg.mem, abortOff), word32(seg.mem, abortOff+128)
+	if creator {
+		l.tx, l.rx, l.myAbort, l.peerAbort = d0, d1, a0, a1
+	} else {
+		l.tx, l.rx, l.myAbort, l.peerAbort = d1, d0, a1, a0
+	}
+	l.watchPID = peerID.canWatchPID(self)
+	l.errClosedByPeer = &transport.PeerError{Rank: peer, Err: ErrPeerClosed}
+	l.errAbortedByPeer = &transport.PeerError{Rank: peer, Err: ErrPeerAborted}
+	l.errExited = &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w (pid %d)", ErrPeerExited, peerID.pid)}
+	if ctl != nil {
+		l.watcherDone = make(chan struct{})
+		go l.watchCtl()
+	}
+	return l
+}
+
+// Peer returns the world rank at the other end.
+func (l *shmLink) Peer() int { return l.peer }
+
+// Kind returns "shm".
+func (l *shmLink) Kind() string { return "shm" }
+
+// enter registers a call that will touch the mapping; false once the link is closed. The
+// Dekker-style pairing with Close (increment, then check closed; Close sets closed, then waits
+// for zero) guarantees the mapping is never unmapped under a running call.
+func (l *shmLink) enter() bool {
+	l.active.Add(1)
+	if l.closed.Load() {
+		l.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (l *shmLink) leave() { l.active.Add(-1) }
+
+// SetDeadline bounds every blocked Read and Write; the zero time removes the bound. A call
+// already blocked is woken to re-check.
+func (l *shmLink) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		l.deadline.Store(0)
+	} else {
+		l.deadline.Store(max(t.UnixNano(), 1))
+	}
+	if l.enter() {
+		l.wakeLocal()
+		l.leave()
+	}
+	return nil
+}
+
+// Write copies all of p into the ring, publishing every cfg.publish bytes so that the reader
+// can start on them while the rest is copied.
+func (l *shmLink) Write(p []byte) (int, error) {
+	if !l.enter() {
+		return 0, transport.ErrClosed
+	}
+	defer l.leave()
+	d := &l.tx
+	written := 0
+	for written < len(p) {
+		if err := l.writeErr(); err != nil {
+			return written, err
+		}
+		used := l.head - atomic.LoadUint64(d.tail)
+		if used > d.size {
+			return written, l.corrupt("tail")
+		}
+		free := d.size - used
+		if free == 0 {
+			if err := l.await(false); err != nil {
+				return written, err
+			}
+			continue
+		}
+		n := int(min(free, l.cfg.publish, uint64(len(p)-written)))
+		off := l.head & d.mask
+		c := copy(d.data[off:], p[written:written+n])
+		if c < n {
+			copy(d.data, p[written+c:written+n])
+		}
+		l.head += uint64(n)
+		atomic.StoreUint64(d.head, l.head)
+		if atomic.LoadUint32(d.readerWaiting) != 0 {
+			atomic.AddUint32(d.dataSeq, 1)
+			futexWake(d.dataSeq)
+		}
+		written += n
+	}
+	return written, nil
+}
+
+// Read copies into p what the peer has published (at least one byte, at most len(p)),
+// waiting if there is nothing yet. After the peer closed and every byte was read it returns
+// io.EOF.
+func (l *shmLink) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !l.enter() {
+		return 0, transport.ErrClosed
+	}
+	defer l.leave()
+	d := &l.rx
+	for {
+		avail := atomic.LoadUint64(d.head) - l.tail
+		if avail > d.size {
+			return 0, l.corrupt("head")
+		}
+		if avail > 0 {
+			total := int(min(avail, uint64(len(p))))
+			done := 0
+			for done < total {
+				n := min(total-done, int(l.cfg.publish))
+				off := l.tail & d.mask
+				c := copy(p[done:done+n], d.data[off:])
+				if c < n {
+					copy(p[done+c:done+n], d.data)
+				}
+				l.tail += uint64(n)
+				atomic.StoreUint64(d.tail, l.tail)
+				if atomic.LoadUint32(d.writerWaiting) != 0 {
+					atomic.AddUint32(d.spaceSeq, 1)
+					futexWake(d.spaceSeq)
+				}
+				done += n
+			}
+			return total, nil
+		}
+		if atomic.LoadUint32(d.writerClosed) != 0 {
+			// The producer stores head before writerClosed, so a second look at head
+			// after seeing the flag is final.
+			if atomic.LoadUint64(d.head) == l.tail {
+				return 0, io.EOF
+			}
+			continue
+		}
+		if err := l.stateErr(); err != nil {
+			return 0, err
+		}
+		if err := l.deadlineErr(time.Now().UnixNano()); err != nil {
+			return 0, err
+		}
+		if err := l.await(true); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// writeErr says why a Write cannot go on, or nil.
+func (l *shmLink) writeErr() error {
+	if err := l.stateErr(); err != nil {
+		return err
+	}
+	if atomic.LoadUint32(l.tx.readerClosed) != 0 {
+		return l.errClosedByPeer
+	}
+	if l.deadline.Load() != 0 {
+		return l.deadlineErr(time.Now().UnixNano())
+	}
+	return nil
+}
+
+// stateErr reports a local close, a recorded failure or the peer's abort.
+func (l *shmLink) stateErr() error {
+	if l.closed.Load() {
+		return transport.ErrClosed
+	}
+	if e := l.failure.Load(); e != nil {
+		return *e
+	}
+	if atomic.LoadUint32(l.peerAbort) != 0 {
+		return l.errAbortedByPeer
+	}
+	return nil
+}
+
+func (l *shmLink) deadlineErr(now int64) error {
+	if dl := l.deadline.Load(); dl != 0 && now >= dl {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+func (l *shmLink) corrupt(which string) error {
+	err := &transport.PeerError{Rank: l.peer, Err: fmt.Errorf("%w: %s out of range", ErrCorrupt, which)}
+	l.fail(err)
+	return err
+}
+
+// ready reports whether a blocked reader (data) or writer (!data) can go on, or has an end
+// condition to report.
+func (l *shmLink) ready(data bool) bool {
+	if data {
+		return atomic.LoadUint64(l.rx.head) != l.tail || atomic.LoadUint32(l.rx.writerClosed) != 0
+	}
+	return l.head-atomic.LoadUint64(l.tx.tail) < l.tx.size || atomic.LoadUint32(l.tx.readerClosed) != 0
+}
+
+// await waits until ready(data), an error, or the deadline, following cfg.wait.
+func (l *shmLink) await(data bool) error {
+	seq, waiting := l.tx.spaceSeq, l.tx.writerWaiting
+	if data {
+		seq, waiting = l.rx.dataSeq, l.rx.readerWaiting
+	}
+	now := time.Now().UnixNano()
+	lastLive := now
+	if l.cfg.wait != WaitBlock {
+		spinUntil := now + int64(l.cfg.spin)
+		for i := 1; ; i++ {
+			if l.ready(data) {
+				return nil
+			}
+			if i&15 == 0 {
+				if err := l.stateErr(); err != nil {
+					return err
+				}
+				now = time.Now().UnixNano()
+				if err := l.deadlineErr(now); err != nil {
+					return err
+				}
+				if l.cfg.wait == WaitSpin {
+					if now-lastLive >= int64(l.cfg.poll) {
+						lastLive = now
+						if err := l.checkPeer(); err != nil {
+							return err
+						}
+					}
+				} else if now >= spinUntil {
+					break
+				}
+			}
+			runtime.Gosched()
+		}
+	}
+	for {
+		s := atomic.LoadUint32(seq)
+		atomic.StoreUint32(waiting, 1)
+		if l.ready(data) {
+			atomic.StoreUint32(waiting, 0)
+			return nil
+		}
+		if err := l.stateErr(); err != nil {
+			atomic.StoreUint32(waiting, 0)
+			return err
+		}
+		timeout := l.cfg.poll
+		if dl := l.deadline.Load(); dl != 0 {
+			rem := time.Duration(dl - now)
+			if rem <= 0 {
+				atomic.StoreUint32(waiting, 0)
+				return os.ErrDeadlineExceeded
+			}
+			timeout = min(timeout, rem)
+		}
+		futexWait(seq, s, timeout)
+		atomic.StoreUint32(waiting, 0)
+		if l.ready(data) {
+			return nil
+		}
+		now = time.Now().UnixNano()
+		if now-lastLive >= int64(l.cfg.poll) {
+			lastLive = now
+			if err := l.checkPeer(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// peerClosed reports whether the peer closed its end in order (it sets both flags first).
+func (l *shmLink) peerClosed() bool {
+	return atomic.LoadUint32(l.rx.writerClosed) != 0 && atomic.LoadUint32(l.tx.readerClosed) != 0
+}
+
+// checkPeer fails the link if the peer's process on this host has exited without closing it.
+func (l *shmLink) checkPeer() error {
+	if l.watchPID && !l.peerClosed() && processGone(l.peerID.pid, l.peerID.start) {
+		l.fail(l.errExited)
+	}
+	return l.stateErr()
+}
+
+// watchCtl waits on the base link the setup ran over. The peer sends nothing more on it, so
+// its end (an error, or EOF without the peer having closed the shared-memory link in order)
+// means the peer's process or connection is gone.
+func (l *shmLink) watchCtl() {
+	defer close(l.watcherDone)
+	var b [1]byte
+	n, err := l.ctl.Read(b[:])
+	if !l.enter() {
+		return // closed locally
+	}
+	defer l.leave()
+	if l.peerClosed() {
+		return
+	}
+	switch {
+	case n > 0:
+		err = errors.New("unexpected bytes on the control link")
+	case err == nil || errors.Is(err, io.EOF):
+		err = errors.New("control link closed before the shared-memory link")
+	}
+	var pe *transport.PeerError
+	if errors.As(err, &pe) {
+		l.fail(fmt.Errorf("shmtransport: control link to rank %d: %w", l.peer, err))
+	} else {
+		l.fail(&transport.PeerError{Rank: l.peer, Err: fmt.Errorf("control link lost: %w", err)})
+	}
+}
+
+// fail records err as the link's failure (the first one wins) and wakes local waiters.
+func (l *shmLink) fail(err error) {
+	if l.failure.CompareAndSwap(nil, &err) {
+		l.wakeLocal()
+	}
+}
+
+// abort fails the link with cause and tells the peer through the mapping.
+func (l *shmLink) abort(cause error) {
+	if !l.enter() {
+		return
+	}
+	defer l.leave()
+	atomic.StoreUint32(l.myAbort, 1)
+	l.fail(cause)
+	l.wakeAll()
+}
+
+// wakeLocal wakes this side's reader and writer.
+func (l *shmLink) wakeLocal() {
+	atomic.AddUint32(l.rx.dataSeq, 1)
+	futexWake(l.rx.dataSeq)
+	atomic.AddUint32(l.tx.spaceSeq, 1)
+	futexWake(l.tx.spaceSeq)
+}
+
+// wakeAll wakes the reader and writer on both sides.
+func (l *shmLink) wakeAll() {
+	l.wakeLocal()
+	atomic.AddUint32(l.tx.dataSeq, 1)
+	futexWake(l.tx.dataSeq)
+	atomic.AddUint32(l.rx.spaceSeq, 1)
+	futexWake(l.rx.spaceSeq)
+}
+
+// Close tells the peer (its Read sees io.EOF after the bytes already written, its Write an
+// error), wakes local callers, waits for them to leave the mapping, removes the file if it is
+// still there, and unmaps it.
+func (l *shmLink) Close() error {
+	l.closeOnce.Do(func() {
+		// Only Close unmaps, and closeOnce serialises it, so the mapping is valid here.
+		atomic.StoreUint32(l.tx.writerClosed, 1)
+		atomic.StoreUint32(l.rx.readerClosed, 1)
+		l.closed.Store(true)
+		l.wakeAll()
+		var errs []error
+		if l.ctl != nil {
+			l.ctl.SetDeadline(time.Unix(1, 0)) // wake our own watcher's Read
+			if err := l.ctl.Close(); err != nil && !errors.Is(err, transport.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		for l.active.Load() != 0 {
+			l.wakeLocal()
+			time.Sleep(20 * time.Microsecond)
+		}
+		if l.watcherDone != nil {
+			select {
+			case <-l.watcherDone:
+			case <-time.After(5 * time.Second):
+				errs = append(errs, fmt.Errorf("shmtransport: control link to rank %d did not unblock on close", l.peer))
+			}
+		}
+		errs = append(errs, l.seg.unlink(), l.seg.unmap())
+		l.closeErr = errors.Join(errs...)
+	})
+	return l.closeErr
+}

@@ -1,0 +1,362 @@
+package shmtransport
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective/transport"
+)
+
+func randBytes(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// stream writes data to w in pieces of random size (some larger than the ring) and reads it
+// back from r in pieces of other random sizes, concurrently; it returns what was read.
+func stream(t *testing.T, w, r transport.Link, data []byte, seed uint64) []byte {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		for off := 0; off < len(data); {
+			n := min(len(data)-off, 1+int(rng.Uint32()%(3<<16)))
+			if _, err := w.Write(data[off : off+n]); err != nil {
+				errc <- err
+				return
+			}
+			off += n
+		}
+		errc <- nil
+	}()
+	rng := rand.New(rand.NewPCG(seed, 2))
+	got := make([]byte, 0, len(data))
+	buf := make([]byte, 1<<18)
+	for len(got) < len(data) {
+		n := 1 + int(rng.Uint32()%uint32(len(buf)))
+		n = min(n, len(data)-len(got))
+		k, err := r.Read(buf[:n])
+		if err != nil {
+			t.Fatalf("read after %d of %d bytes: %v", len(got), len(data), err)
+		}
+		got = append(got, buf[:k]...)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	return got
+}
+
+// TestStreamBothDirections sends random streams of many sizes, including ones much larger
+// than the 64 KiB ring, in both directions at once, for every wait strategy.
+func TestStreamBothDirections(t *testing.T) {
+	for _, wait := range []Wait{WaitSpinThenBlock, WaitBlock, WaitSpin} {
+		t.Run(wait.String(), func(t *testing.T) {
+			ts, _ := wrapAll(t, 2, 0, func(int) Options {
+				return Options{Mode: ModeShm, RingBytes: 1 << 16, PublishBytes: 1 << 12, Wait: wait}
+			})
+			a, b := linkPair(t, ts, 0, 1, "data")
+			if _, ok := a.(*shmLink); !ok {
+				t.Fatalf("link is %T, want a shared-memory link", a)
+			}
+			if a.Peer() != 1 || b.Peer() != 0 {
+				t.Fatalf("Peer() = %d, %d; want 1, 0", a.Peer(), b.Peer())
+			}
+			for i, size := range []int{1, 7, 4095, 4096, 65535, 65536, 65537, 1 << 20, 3<<20 + 17} {
+				x, y := randBytes(uint64(i), size), randBytes(uint64(i+100), size)
+				var wg sync.WaitGroup
+				var gotY []byte
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					gotY = stream(t, b, a, y, uint64(i)+50)
+				}()
+				gotX := stream(t, a, b, x, uint64(i))
+				wg.Wait()
+				if !bytes.Equal(gotX, x) || !bytes.Equal(gotY, y) {
+					t.Fatalf("size %d: bytes differ (0->1 ok=%v, 1->0 ok=%v)", size, bytes.Equal(gotX, x), bytes.Equal(gotY, y))
+				}
+			}
+		})
+	}
+}
+
+// TestFileGoneAfterSetup checks that no file is left once both ends hold the link, and
+// that the link still works (the mapping outlives the name).
+func TestFileGoneAfterSetup(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 16} })
+	a, b := linkPair(t, ts, 0, 1, "x")
+	if names := dirEntries(t, ts[0].opts.Dir); len(names) != 0 {
+		t.Fatalf("files left after setup: %v", names)
+	}
+	if _, err := a.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	if k := ts[0].Kind(1); k != "shm" {
+		t.Fatalf("Kind(1) = %q, want shm", k)
+	}
+}
+
+// TestCreateSegmentMode checks the file's mode and name, and that a peer maps it only with
+// the right nonce and ranks.
+func TestCreateSegmentMode(t *testing.T) {
+	dir := shmDir(t)
+	old := syscall.Umask(0) // the mode must not depend on a permissive umask
+	defer syscall.Umask(old)
+	h := header{ringBytes: 1 << 12, creatorPID: uint32(os.Getpid()), creatorRank: 3, openerRank: 5}
+	h.nonce[0] = 42
+	seg, err := createSegment(dir, "my job/1", &h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.unmap()
+	defer seg.unlink()
+	st, err := os.Stat(seg.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", st.Mode().Perm())
+	}
+	name := filepath.Base(seg.path)
+	if pid, ok := parseShmName(name); !ok || pid != uint32(os.Getpid()) {
+		t.Fatalf("name %q: pid %d ok %v", name, pid, ok)
+	}
+	if _, err := openSegment(dir, name, h.ringBytes, [16]byte{}, 3, 5); err == nil || !errors.Is(err, errHeader) {
+		t.Fatalf("wrong nonce accepted: %v", err)
+	}
+	if _, err := openSegment(dir, name, h.ringBytes, h.nonce, 3, 4); err == nil {
+		t.Fatal("wrong opener rank accepted")
+	}
+	if _, err := openSegment(dir, name, h.ringBytes*2, h.nonce, 3, 5); err == nil {
+		t.Fatal("wrong size accepted")
+	}
+	if _, err := openSegment(dir, "../etc/passwd", h.ringBytes, h.nonce, 3, 5); err == nil {
+		t.Fatal("path outside the directory accepted")
+	}
+	s2, err := openSegment(dir, name, h.ringBytes, h.nonce, 3, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.unmap()
+	if err := os.Chmod(seg.path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openSegment(dir, name, h.ringBytes, h.nonce, 3, 5); err == nil {
+		t.Fatal("file with mode 0644 accepted")
+	}
+}
+
+// TestDeadlines: a Read on an empty ring and a Write on a full one return
+// os.ErrDeadlineExceeded; moving the deadline while blocked takes effect; clearing it makes
+// the link usable again.
+func TestDeadlines(t *testing.T) {
+	for _, wait := range []Wait{WaitSpinThenBlock, WaitBlock, WaitSpin} {
+		t.Run(wait.String(), func(t *testing.T) {
+			ts, _ := wrapAll(t, 2, 0, func(int) Options {
+				return Options{Mode: ModeShm, RingBytes: 1 << 12, Wait: wait}
+			})
+			a, b := linkPair(t, ts, 0, 1, "x")
+			a.SetDeadline(time.Now().Add(50 * time.Millisecond))
+			start := time.Now()
+			if _, err := a.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read: %v, want deadline exceeded", err)
+			}
+			if d := time.Since(start); d < 40*time.Millisecond || d > 5*time.Second {
+				t.Fatalf("Read returned after %v", d)
+			}
+			// A far deadline moved into the past while the Read is blocked.
+			a.SetDeadline(time.Now().Add(time.Hour))
+			errc := make(chan error, 1)
+			go func() { _, err := a.Read(make([]byte, 10)); errc <- err }()
+			time.Sleep(20 * time.Millisecond)
+			a.SetDeadline(time.Now())
+			select {
+			case err := <-errc:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("Read: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("moving the deadline did not wake the Read")
+			}
+			// Write more than the ring holds while nobody reads.
+			b.SetDeadline(time.Now().Add(50 * time.Millisecond))
+			n, err := b.Write(make([]byte, 3<<12))
+			if !errors.Is(err, os.ErrDeadlineExceeded) || n != 1<<12 {
+				t.Fatalf("Write: n=%d err=%v, want %d and deadline exceeded", n, err, 1<<12)
+			}
+			a.SetDeadline(time.Time{})
+			b.SetDeadline(time.Time{})
+			got := make([]byte, 1<<12)
+			if _, err := io.ReadFull(a, got); err != nil {
+				t.Fatalf("reading after clearing the deadline: %v", err)
+			}
+		})
+	}
+}
+
+// TestCloseWakesReader: a local Close wakes a blocked Read with ErrClosed; the peer reads the
+// bytes written before the close, then io.EOF, and its Writes fail naming the closer.
+func TestCloseWakesReader(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
+	a, b := linkPair(t, ts, 0, 1, "x")
+	errc := make(chan error, 1)
+	go func() { _, err := a.Read(make([]byte, 10)); errc <- err }()
+	time.Sleep(20 * time.Millisecond)
+	if _, err := a.Write([]byte("last words")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, transport.ErrClosed) {
+			t.Fatalf("blocked Read after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the blocked Read")
+	}
+	got, err := io.ReadAll(b)
+	if err != nil || string(got) != "last words" {
+		t.Fatalf("peer read %q, %v; want the bytes then EOF", got, err)
+	}
+	_, err = b.Write([]byte("x"))
+	var pe *transport.PeerError
+	if !errors.As(err, &pe) || pe.Rank != 0 || !errors.Is(err, ErrPeerClosed) {
+		t.Fatalf("Write to a closed peer: %v", err)
+	}
+	if _, err := a.Write([]byte("x")); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("Write after Close: %v", err)
+	}
+}
+
+// TestPeerKilledBase: when the base transport loses the peer (memtransport.Kill simulates a
+// crash), a blocked Read and Write fail with a PeerError naming it.
+func TestPeerKilledBase(t *testing.T) {
+	ts, base := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
+	a, _ := linkPair(t, ts, 0, 1, "x")
+	errc := make(chan error, 2)
+	go func() { _, err := a.Read(make([]byte, 10)); errc <- err }()
+	go func() { _, err := a.Write(make([]byte, 1<<14)); errc <- err }()
+	time.Sleep(20 * time.Millisecond)
+	base[1].Kill()
+	for range 2 {
+		select {
+		case err := <-errc:
+			var pe *transport.PeerError
+			if !errors.As(err, &pe) || pe.Rank != 1 {
+				t.Fatalf("after the peer died: %v, want a PeerError naming rank 1", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a blocked call did not notice the dead peer")
+		}
+	}
+}
+
+// TestAbort: Abort on one rank fails the other rank's blocked Read with a PeerError naming
+// the aborting rank (through the mapping's abort word and the base transport).
+func TestAbort(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
+	_, b := linkPair(t, ts, 0, 1, "x")
+	errc := make(chan error, 1)
+	go func() { _, err := b.Read(make([]byte, 10)); errc <- err }()
+	time.Sleep(20 * time.Millisecond)
+	ts[0].Abort(errors.New("test abort"))
+	select {
+	case err := <-errc:
+		var pe *transport.PeerError
+		if !errors.As(err, &pe) || pe.Rank != 0 {
+			t.Fatalf("after the peer aborted: %v, want a PeerError naming rank 0", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Abort did not reach the peer")
+	}
+}
+
+// TestPeerProcessExit: on the same host a link notices its peer's process exiting, without
+// any help from the base transport: here the "peer" identity is a child process that exits.
+func TestPeerProcessExit(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options {
+		return Options{Mode: ModeShm, RingBytes: 1 << 12, LivenessInterval: 20 * time.Millisecond}
+	})
+	a, _ := linkPair(t, ts, 0, 1, "x")
+	l := a.(*shmLink)
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	start, _, err := procStat(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.peerID.pid, l.peerID.start = uint32(cmd.Process.Pid), start
+	errc := make(chan error, 1)
+	go func() { _, err := l.Read(make([]byte, 10)); errc <- err }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-errc:
+		t.Fatalf("Read returned while the peer lives: %v", err)
+	default:
+	}
+	cmd.Process.Kill() // a zombie until reaped: must count as dead already
+	select {
+	case err := <-errc:
+		var pe *transport.PeerError
+		if !errors.As(err, &pe) || pe.Rank != 1 || !errors.Is(err, ErrPeerExited) {
+			t.Fatalf("Read: %v, want a PeerError naming rank 1 with ErrPeerExited", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dead peer process went unnoticed")
+	}
+	cmd.Wait()
+}
+
+// TestZeroAllocs: a steady-state Write and Read of a chunk allocate nothing.
+func TestZeroAllocs(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 20} })
+	a, b := linkPair(t, ts, 0, 1, "x")
+	a.SetDeadline(time.Now().Add(time.Hour))
+	buf := make([]byte, 256<<10)
+	out := make([]byte, 256<<10)
+	allocs := testing.AllocsPerRun(50, func() {
+		if _, err := a.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(b, out); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per chunk, want 0", allocs)
+	}
+}
+
+// TestCorruptPositions: a head beyond what the ring can hold (a broken or hostile peer) is
+// reported as ErrCorrupt, not read out of bounds.
+func TestCorruptPositions(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
+	a, _ := linkPair(t, ts, 0, 1, "x")
+	l := a.(*shmLink)
+	*l.rx.head = 1 << 40
+	if _, err := l.Read(make([]byte, 10)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Read: %v, want ErrCorrupt", err)
+	}
+}

@@ -1,0 +1,60 @@
+package shmtransport
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Mode says which transport a link may use.
+type Mode int
+
+const (
+	// ModeAuto (the zero value) uses shared memory for peers on the same host and the base
+	// transport for the others.
+	ModeAuto Mode = iota
+	// ModeQUIC keeps every link on the base transport.
+	ModeQUIC
+	// ModeShm requires shared memory: a link to a peer on another host fails with an error
+	// naming that peer.
+	ModeShm
+)
+
+// EnvTransport is the environment variable ModeFromEnv reads (set by gorun's --transport).
+const EnvTransport = "GORUN_TRANSPORT"
+
+// String returns the name ParseMode accepts: "auto", "quic" or "shm".
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeQUIC:
+		return "quic"
+	case ModeShm:
+		return "shm"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// ParseMode parses "auto", "quic" or "shm" (case-insensitive; "" means auto).
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "auto":
+		return ModeAuto, nil
+	case "quic":
+		return ModeQUIC, nil
+	case "shm":
+		return ModeShm, nil
+	}
+	return ModeAuto, fmt.Errorf("shmtransport: unknown transport %q (want auto, quic or shm)", s)
+}
+
+// ModeFromEnv reads the mode from GORUN_TRANSPORT; unset or empty means ModeAuto.
+func ModeFromEnv() (Mode, error) {
+	v := os.Getenv(EnvTransport)
+	m, err := ParseMode(v)
+	if err != nil {
+		return ModeAuto, fmt.Errorf("shmtransport: %s=%q: want auto, quic or shm", EnvTransport, v)
+	}
+	return m, nil
+}

@@ -1,0 +1,124 @@
+package shmtransport
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// Wait is how a blocked Read or Write waits for the other process.
+type Wait int
+
+const (
+	// WaitSpinThenBlock (the zero value) polls the ring for Options.SpinTime, yielding the
+	// processor between polls, and then sleeps on a futex in the mapping until the peer
+	// publishes. Chunks that follow each other closely are caught without a system call; an
+	// idle link costs no CPU.
+	WaitSpinThenBlock Wait = iota
+	// WaitBlock sleeps on the futex at once (a system call and a wake-up per empty poll).
+	WaitBlock
+	// WaitSpin never sleeps: it polls and yields until the peer publishes. It holds a core
+	// per blocked link and is only for measuring the other two.
+	WaitSpin
+)
+
+func (w Wait) String() string {
+	switch w {
+	case WaitSpinThenBlock:
+		return "spin-then-block"
+	case WaitBlock:
+		return "block"
+	case WaitSpin:
+		return "spin"
+	}
+	return fmt.Sprintf("Wait(%d)", int(w))
+}
+
+// Defaults for the zero values of Options.
+const (
+	DefaultRingBytes        = 4 << 20
+	DefaultSpinTime         = 50 * time.Microsecond
+	DefaultLivenessInterval = 100 * time.Millisecond
+	// DefaultPublishBytes is how many bytes a writer copies before publishing them (and a
+	// reader before releasing them), so that both sides work on one large buffer in parallel.
+	DefaultPublishBytes = 64 << 10
+)
+
+// Options configures Wrap. The zero value is ModeAuto with the defaults below.
+type Options struct {
+	// Mode chooses between shared memory and the base transport; zero is ModeAuto. Use
+	// ModeFromEnv to honour GORUN_TRANSPORT. Both ends of a link must agree: a link where
+	// one side wants ModeShm and the other ModeQUIC fails with an error naming the peer.
+	Mode Mode
+	// PeerMode, if not nil, gives the mode for links to one peer and overrides Mode for it
+	// (tests use it to force some edges of one ring onto QUIC). Both ends of an edge must
+	// return the same answer for each other. Nil means Mode for every peer.
+	PeerMode func(peer int) Mode
+	// RingBytes is the size of each direction's ring; a power of two from 4 KiB to 1 GiB.
+	// Zero means DefaultRingBytes. Each shared-memory link maps 2·RingBytes + 4 KiB.
+	RingBytes int
+	// Wait is how blocked calls wait; zero is WaitSpinThenBlock.
+	Wait Wait
+	// SpinTime is how long WaitSpinThenBlock polls before sleeping; zero means
+	// DefaultSpinTime.
+	SpinTime time.Duration
+	// PublishBytes is the granularity at which a writer publishes and a reader releases
+	// bytes; zero means DefaultPublishBytes.
+	PublishBytes int
+	// LivenessInterval is how often a blocked call checks that a peer on the same host is
+	// still alive (its process, the control link); zero means DefaultLivenessInterval.
+	LivenessInterval time.Duration
+	// Dir is where the shared-memory files are made; empty means DefaultDir (/dev/shm).
+	Dir string
+	// JobID goes into file names so that an operator can tell whose files they are; empty
+	// means $GORUN_JOB_ID, or "job".
+	JobID string
+	// BaseKind names the base transport in Kind; empty means "quic".
+	BaseKind string
+	// KeepStale skips the CleanStale pass that Wrap otherwise runs on Dir.
+	KeepStale bool
+}
+
+// withDefaults fills zero fields and checks the others.
+func (o Options) withDefaults() (Options, error) {
+	if o.Mode < ModeAuto || o.Mode > ModeShm {
+		return o, fmt.Errorf("shmtransport: unknown mode %d", int(o.Mode))
+	}
+	if o.RingBytes == 0 {
+		o.RingBytes = DefaultRingBytes
+	}
+	if err := checkRingBytes(uint64(o.RingBytes)); err != nil {
+		return o, fmt.Errorf("shmtransport: Options.RingBytes: %v", err)
+	}
+	if o.Wait < WaitSpinThenBlock || o.Wait > WaitSpin {
+		return o, fmt.Errorf("shmtransport: unknown wait strategy %d", int(o.Wait))
+	}
+	if o.SpinTime == 0 {
+		o.SpinTime = DefaultSpinTime
+	}
+	if o.SpinTime < 0 {
+		return o, fmt.Errorf("shmtransport: Options.SpinTime %v is negative", o.SpinTime)
+	}
+	if o.PublishBytes == 0 {
+		o.PublishBytes = DefaultPublishBytes
+	}
+	if o.PublishBytes < 0 {
+		return o, fmt.Errorf("shmtransport: Options.PublishBytes %d is negative", o.PublishBytes)
+	}
+	if o.LivenessInterval == 0 {
+		o.LivenessInterval = DefaultLivenessInterval
+	}
+	if o.LivenessInterval < 0 {
+		return o, fmt.Errorf("shmtransport: Options.LivenessInterval %v is negative", o.LivenessInterval)
+	}
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	if o.JobID == "" {
+		o.JobID = os.Getenv("GORUN_JOB_ID")
+	}
+	if o.BaseKind == "" {
+		o.BaseKind = "quic"
+	}
+	return o, nil
+}
