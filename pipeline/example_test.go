@@ -52,3 +52,22 @@ func ExampleBalancedPlan() {
 	// 1      1-5 relu1..loss   17,802       15.2%  cuda:1
 	// bottleneck 84.8% of total cost, imbalance 1.70 (max/mean stage cost)
 }
+
+// GPipe and 1F1B side by side for 4 stages and 8 micro-batches, backward
+// twice as long as forward: the same bubble, very different memory.
+func ExampleSimulate() {
+	for _, name := range []string{"gpipe", "1f1b"} {
+		fn, _ := pipeline.ByName(name)
+		s, _ := fn(4, 8)
+		r, err := pipeline.Simulate(s, 1, 2)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("%-5s makespan %g  bubble %.3f  peak activations %v\n", name, r.Makespan, r.Bubble, r.PeakActivations)
+	}
+	fmt.Printf("theory: bubble (K-1)/(M+K-1) = %.3f\n", pipeline.TheoreticalBubble(4, 8))
+	// Output:
+	// gpipe makespan 33  bubble 0.273  peak activations [8 8 8 8]
+	// 1f1b  makespan 33  bubble 0.273  peak activations [4 3 2 1]
+	// theory: bubble (K-1)/(M+K-1) = 0.273
+}
