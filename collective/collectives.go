@@ -1,0 +1,120 @@
+package collective
+
+import (
+	"context"
+	"fmt"
+)
+
+// AllReduce replaces buf, on every member, by the element-wise reduction op of all members'
+// bufs. All members must pass the same len(buf), op and options; any length works, including
+// 0 and lengths not divisible by Size().
+//
+// It runs a chunked, pipelined ring: a reduce-scatter (Size()-1 steps) then an all-gather
+// (Size()-1 steps), each rank sending 2(Size()-1)/Size() of the buffer. The result is
+// bit-identical on every member.
+//
+// With FP16 compression (g.AllReduce(ctx, buf, op, FP16)) values travel as binary16 with a
+// power-of-two scale per chunk and are accumulated in float32. Each value is quantized at
+// most n = Size() times: once per reduce-scatter hop (n-1) and once when its fully reduced
+// chunk starts the all-gather (forwarding re-encodes exactly). A quantization errs by at most
+// 2^-11·M, where M is the largest magnitude of the chunk being sent (see fp16.go), and the
+// float32 addition at each hop by 2^-24 of its result. With u = 2^-11 + 2^-24 and
+//
+//	A = max over the elements j of the chunk holding element i of Σ_ranks |x_rank[j]|,
+//
+// every chunk sent carries magnitudes at most A·(1+u)^h after h hops, so summing the
+// per-hop errors, for Sum:
+//
+//	|result[i] − Σ_ranks x_rank[i]|  ≤  ((1+u)^n − 1)·A  +  n·2^-137
+//
+// (≈ n·2^-11·A for small n: about 0.05% of A per member). For Avg the bound is that divided
+// by n, plus float32's 2^-24 relative rounding of the division. For Max and Min, A is the
+// largest |x| of the chunk and the same bound holds. The 2^-137 term only matters when A is
+// below 2^-97, where the scale exponent is clamped. Chunks are the ring's pipelining units
+// (Options.ChunkBytes); a value's error depends only on magnitudes within its own chunk, so
+// small gradients next to large ones in another chunk keep their precision. NaN and ±Inf in
+// the input reach the result as they would in float32; finite inputs never become Inf or
+// NaN through the encoding (a finite float32 sum can still overflow, as without compression).
+func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) error {
+	return g.AllReduceAsync(ctx, buf, op, opts...).wait()
+}
+
+// AllReduceAsync issues AllReduce and returns at once. buf must not be touched until the
+// Work is done.
+func (g *Group) AllReduceAsync(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) *Work {
+	return g.reduceOp(ctx, kindAllReduce, buf, op, opts)
+}
+
+// ReduceScatter reduces buf across the members and leaves each member its block: buf is
+// Size() blocks of len(buf)/Size() elements, and on return block Rank(),
+// buf[Rank()·m : (Rank()+1)·m] with m = len(buf)/Size(), holds the element-wise reduction of
+// that block over all members. The other blocks are used as scratch and hold partial
+// results. len(buf) must be a multiple of Size(). With FP16 each value is quantized at most
+// Size()-1 times; the bound of AllReduce holds with n-1 in place of n.
+func (g *Group) ReduceScatter(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) error {
+	return g.ReduceScatterAsync(ctx, buf, op, opts...).wait()
+}
+
+// ReduceScatterAsync issues ReduceScatter and returns at once.
+func (g *Group) ReduceScatterAsync(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) *Work {
+	if len(buf)%len(g.ranks) != 0 {
+		return failedWork(fmt.Errorf("collective: ReduceScatter: len(buf)=%d is not a multiple of the group size %d", len(buf), len(g.ranks)))
+	}
+	return g.reduceOp(ctx, kindReduceScatter, buf, op, opts)
+}
+
+func (g *Group) reduceOp(ctx context.Context, kind opKind, buf []float32, op Op, opts []ReduceOption) *Work {
+	if !op.valid() {
+		return failedWork(fmt.Errorf("collective: %v: invalid reduction %v", kind, op))
+	}
+	var rc reduceConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyReduce(&rc)
+		}
+	}
+	dt := dtF32
+	switch rc.compression {
+	case NoCompression:
+	case FP16:
+		dt = dtF16
+	default:
+		return failedWork(fmt.Errorf("collective: %v: unknown compression %v", kind, rc.compression))
+	}
+	return g.issue(ctx, &Work{h: header{kind: kind, dtype: dt, reduce: op, count: uint64(len(buf))}, buf: buf})
+}
+
+// AllGather gathers every member's block into every member's buf: buf is Size() blocks of
+// len(buf)/Size() elements; block Rank() is this member's input, and on return every block
+// holds the corresponding member's input. len(buf) must be a multiple of Size().
+func (g *Group) AllGather(ctx context.Context, buf []float32) error {
+	return g.AllGatherAsync(ctx, buf).wait()
+}
+
+// AllGatherAsync issues AllGather and returns at once.
+func (g *Group) AllGatherAsync(ctx context.Context, buf []float32) *Work {
+	if len(buf)%len(g.ranks) != 0 {
+		return failedWork(fmt.Errorf("collective: AllGather: len(buf)=%d is not a multiple of the group size %d", len(buf), len(g.ranks)))
+	}
+	return g.issue(ctx, &Work{h: header{kind: kindAllGather, dtype: dtF32, count: uint64(len(buf))}, buf: buf})
+}
+
+// Broadcast copies root's buf into every other member's buf (root is a group rank). The data
+// is pipelined in chunks along a chain root → root+1 → … around the ring.
+func (g *Group) Broadcast(ctx context.Context, buf []float32, root int) error {
+	return g.BroadcastAsync(ctx, buf, root).wait()
+}
+
+// BroadcastAsync issues Broadcast and returns at once.
+func (g *Group) BroadcastAsync(ctx context.Context, buf []float32, root int) *Work {
+	if err := g.checkPeer("Broadcast root", root); err != nil {
+		return failedWork(err)
+	}
+	return g.issue(ctx, &Work{h: header{kind: kindBroadcast, dtype: dtF32, count: uint64(len(buf)), arg: int64(root)}, buf: buf})
+}
+
+// Barrier returns once every member has called it (it is ordered with the other
+// collectives: it also waits for this member's earlier ops).
+func (g *Group) Barrier(ctx context.Context) error {
+	return g.issue(ctx, &Work{h: header{kind: kindBarrier, dtype: dtNone}}).wait()
+}

@@ -1,0 +1,187 @@
+package collective
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// fp16 wire compression.
+//
+// A chunk of n float32 values travels as 4+2n bytes: a little-endian int32 exponent e, then n
+// IEEE binary16 values h[i] such that value[i] ≈ h[i]·2^e. The sender picks e from the largest
+// finite magnitude M of the chunk as the smallest integer with M·2^-e ≤ 2^15, so the scaled
+// values fill binary16's top binades: nothing finite overflows to Inf (binary16 stops at
+// 65504), and a chunk of tiny gradients is scaled up instead of flushing to zero. Because the
+// scale is a power of two, scaling is exact; the only rounding is binary16's own
+// round-to-nearest-even to 11 significant bits.
+//
+// Error of one quantization (derivation of the bound documented on AllReduce): the scaled
+// value lies in a binade of binary16 with spacing at most 2^4 (the top binade used, [2^14,2^15])
+// and M·2^-e > 2^14, so the absolute error is at most 2^3·2^e < 2^-11·M, or, for values in
+// binary16's subnormal range, 2^-25·2^e < 2^-39·M. The exponent is clamped to [-112, 113] so
+// that 2^e and 2^-e stay normal float32s; below M = 2^-97 (where the clamp binds) the error is
+// at most 2^-137 absolute instead.
+//
+// Re-encoding decoded values is exact: they are multiples of 2^(e-24) with at most 11
+// significant bits and magnitude at most 2^15·2^e, and re-encoding picks e or e-1. So a value
+// forwarded around the ring in the all-gather is quantized exactly once, and all ranks end with
+// bit-identical results.
+//
+// NaN and ±Inf are ignored when choosing e and pass through as NaN and ±Inf.
+
+const (
+	minScaleExp = -112
+	maxScaleExp = 113
+	// f16Clamp is the largest binary16 magnitude that, times 2^maxScaleExp, is still a finite
+	// float32 (32752·2^113 < MaxFloat32 < 32768·2^113).
+	f16Clamp = 0x77ff
+)
+
+// fp16WireBytes is the wire size of a chunk of n values.
+func fp16WireBytes(n int) int { return 4 + 2*n }
+
+// pow2 returns 2^k exactly; k must be in [-126, 127].
+func pow2(k int32) float32 { return math.Float32frombits(uint32(127+k) << 23) }
+
+// f32ToF16 converts x to binary16 bits, rounding to nearest with ties to even. Magnitudes at
+// or beyond 65520 become ±Inf; NaN becomes a quiet NaN.
+func f32ToF16(x float32) uint16 {
+	b := math.Float32bits(x)
+	sign := uint16(b>>16) & 0x8000
+	a := b & 0x7fffffff
+	switch {
+	case a >= 0x47800000: // |x| ≥ 2^16, Inf or NaN
+		if a > 0x7f800000 {
+			return sign | 0x7e00
+		}
+		return sign | 0x7c00
+	case a < 0x38800000: // |x| < 2^-14: a binary16 subnormal or zero
+		// In [0.5, 1) float32 values are 2^-24 apart, exactly binary16's subnormal spacing, so
+		// adding 0.5 makes the FPU round |x| to that grid (to nearest even); the bits above
+		// 0.5's are the binary16 mantissa (1024 meaning the smallest normal, which is right).
+		return sign | uint16(math.Float32bits(math.Float32frombits(a)+0.5)-0x3f000000)
+	default:
+		// Normal: drop 13 of the 23 mantissa bits rounding to nearest even (add just under
+		// half, plus the lowest kept bit to break ties towards even), then move the exponent
+		// bias from 127 to 15. A carry out of the mantissa bumps the exponent, up to Inf.
+		r := a + 0xfff + (a>>13)&1
+		return sign | uint16((r>>13)-(112<<10))
+	}
+}
+
+// f16ToF32 converts binary16 bits to float32 exactly.
+func f16ToF32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	if h&0x7c00 == 0x7c00 { // Inf or NaN
+		return math.Float32frombits(sign | 0x7f800000 | uint32(h&0x3ff)<<13)
+	}
+	// Placing binary16's exponent and mantissa at float32's positions yields the value times
+	// 2^-112, for normal and subnormal inputs alike; one exact multiply restores it.
+	return math.Float32frombits(sign|uint32(h&0x7fff)<<13) * 0x1p112
+}
+
+// maxAbsFiniteBits returns the float32 bits of the largest finite |x| in s (0 if none).
+// For non-negative floats the bit patterns order like the values, so integers compare.
+func maxAbsFiniteBits(s []float32) uint32 {
+	var m uint32
+	for _, x := range s {
+		a := math.Float32bits(x) & 0x7fffffff
+		if a > m && a < 0x7f800000 {
+			m = a
+		}
+	}
+	return m
+}
+
+// scaleExp returns the chunk exponent for a largest magnitude with float32 bits m.
+func scaleExp(m uint32) int32 {
+	if m == 0 {
+		return 0
+	}
+	e := int32(m>>23) - 127 - 14 // M = 1.f·2^E; M·2^-e ≤ 2^15 needs e ≥ E-14 ...
+	if m&0x7fffff == 0 {
+		e-- // ... or e ≥ E-15 when M is exactly 2^E.
+	}
+	return max(minScaleExp, min(maxScaleExp, e))
+}
+
+// encodeFP16 writes src as a wire chunk into dst, which must hold fp16WireBytes(len(src))
+// bytes starting at a 2-byte aligned address.
+func encodeFP16(dst []byte, src []float32) {
+	e := scaleExp(maxAbsFiniteBits(src))
+	binary.LittleEndian.PutUint32(dst, uint32(e))
+	out := u16View(dst[4:fp16WireBytes(len(src))])
+	inv := pow2(-e)
+	out = out[:len(src)]
+	for i, x := range src {
+		out[i] = f32ToF16(x * inv)
+	}
+	if e > 112 {
+		saturate(out)
+	}
+}
+
+// saturate keeps finite binary16 values at or below f16Clamp in magnitude, so that decoding
+// with the largest exponent cannot overflow float32.
+func saturate(out []uint16) {
+	for i, h := range out {
+		if a := h & 0x7fff; a > f16Clamp && a < 0x7c00 {
+			out[i] = h&0x8000 | f16Clamp
+		}
+	}
+}
+
+// wireExp reads and checks a chunk's exponent.
+func wireExp(src []byte) (float32, error) {
+	e := int32(binary.LittleEndian.Uint32(src))
+	if e < minScaleExp || e > maxScaleExp {
+		return 0, fmt.Errorf("collective: fp16 chunk exponent %d out of range [%d, %d]: corrupt stream", e, minScaleExp, maxScaleExp)
+	}
+	return pow2(e), nil
+}
+
+// decodeFP16 reduces (or, with copyOnly, copies) the wire chunk src into dst.
+func decodeFP16(op Op, copyOnly bool, dst []float32, src []byte) error {
+	scale, err := wireExp(src)
+	if err != nil {
+		return err
+	}
+	in := u16View(src[4:fp16WireBytes(len(dst))])
+	in = in[:len(dst)]
+	switch {
+	case copyOnly:
+		for i, h := range in {
+			dst[i] = f16ToF32(h) * scale
+		}
+	case op == Max:
+		for i, h := range in {
+			dst[i] = max32(dst[i], f16ToF32(h)*scale)
+		}
+	case op == Min:
+		for i, h := range in {
+			dst[i] = min32(dst[i], f16ToF32(h)*scale)
+		}
+	default:
+		for i, h := range in {
+			dst[i] += f16ToF32(h) * scale
+		}
+	}
+	return nil
+}
+
+// quantizeFP16 replaces each value of s by what a peer decodes from encodeFP16(s), without
+// materialising the encoding.
+func quantizeFP16(s []float32) {
+	e := scaleExp(maxAbsFiniteBits(s))
+	inv, scale := pow2(-e), pow2(e)
+	for i, x := range s {
+		h := f32ToF16(x * inv)
+		if e > 112 {
+			if a := h & 0x7fff; a > f16Clamp && a < 0x7c00 {
+				h = h&0x8000 | f16Clamp
+			}
+		}
+		s[i] = f16ToF32(h) * scale
+	}
+}

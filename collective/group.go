@@ -1,0 +1,627 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective/transport"
+)
+
+const (
+	// DefaultChunkBytes is the pipelining unit when Options.ChunkBytes is zero. Measured with
+	// benchmarks/allreduce over QUIC on loopback (see README): large enough that per-chunk
+	// costs (a Write call, a wake-up of the sending goroutine) vanish next to the bytes, small
+	// enough that the N-1 pipeline fill steps of a ring stay short for mid-sized buffers.
+	DefaultChunkBytes = 256 << 10
+	// DefaultTimeout is Options.Timeout when zero.
+	DefaultTimeout = 30 * time.Second
+	// DefaultName is Options.Name when empty.
+	DefaultName = "world"
+)
+
+// Options configures a Group. The zero value is ready to use.
+type Options struct {
+	// ChunkBytes is the unit of pipelining, in bytes of float32 data: the ring splits each of
+	// its segments into chunks of at most this size and overlaps receiving, reducing and
+	// sending them, and Broadcast forwards chunks of this size along its chain. Zero means
+	// DefaultChunkBytes (256 KiB). Values below 4 mean one element per chunk.
+	ChunkBytes int
+	// Timeout bounds how long a collective may make no progress (no chunk received or sent)
+	// before the group gives up on it: the op fails with a *transport.PeerError wrapping
+	// ErrTimeout that names the neighbour it was waiting for, and the group aborts. It is
+	// also the bound for opening the ring's links. It does not bound Send and Recv, which wait
+	// for their peer as long as their context allows. Zero means DefaultTimeout (30 s);
+	// a negative value disables the watchdog.
+	Timeout time.Duration
+	// Logger receives a Warn record when the group fails and Debug records on setup. Nil
+	// means no logging.
+	Logger *slog.Logger
+	// Name distinguishes groups that share one transport: every transport channel the group
+	// opens is prefixed with it, and subgroups derive theirs from it. All ranks must use the
+	// same name. Empty means DefaultName ("world").
+	Name string
+}
+
+func (o Options) withDefaults() Options {
+	if o.ChunkBytes == 0 {
+		o.ChunkBytes = DefaultChunkBytes
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	return o
+}
+
+// ErrClosed is returned by ops on a group that was closed (and wrapped by the errors of ops
+// that were queued or in flight when Close was called).
+var ErrClosed = errors.New("collective: group closed")
+
+// ErrTimeout is wrapped by the error of a collective that made no progress for
+// Options.Timeout.
+var ErrTimeout = errors.New("collective: no progress within the timeout")
+
+// OpError is the error of a failed op: which rank saw it, in which call, and why. Once an op
+// fails, every later op of the group (and of the groups sharing its transport) fails too.
+type OpError struct {
+	Rank int    // world rank that observed the failure
+	Call string // the call that failed, e.g. "AllReduce(count=100, fp32, sum) [op #5]"
+	Err  error  // the cause; often wraps a *transport.PeerError naming the guilty rank
+}
+
+func (e *OpError) Error() string {
+	return fmt.Sprintf("collective: rank %d: %s: %v", e.Rank, e.Call, e.Err)
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
+
+// Group is a set of ranks that run collectives together over a ring: member i sends to member
+// i+1 and receives from member i-1 (mod Size), each group over channels of its own.
+//
+// All members must issue the same collectives (AllReduce, ReduceScatter, AllGather,
+// Broadcast, Barrier) in the same order, as with NCCL or MPI. A group runs its collectives one
+// at a time, in issue order, on a goroutine of its own, so any number of async ops may be
+// outstanding without their data mixing. Every op is announced by a header that each rank
+// checks against its left neighbour's: a rank that calls a different op, count, reduction,
+// compression or root gets a *MismatchError naming both sides, and so do all others.
+//
+// Failure model (as NCCL's communicator abort): when an op fails — a peer dies or stops
+// making progress for Options.Timeout, a mismatch is found, or the op's context ends before
+// it completes — the positions of the ring's streams are no longer known, so the group aborts
+// its transport, telling every peer, and that op and every later op of every group over that
+// transport fail with the same error. Errors wrap *transport.PeerError where a peer is at
+// fault; find it with errors.As. Build a new transport and group to continue.
+//
+// Send and Recv are point-to-point and do not take part in the issue order; see Send.
+//
+// The methods of a Group are safe for concurrent use.
+type Group struct {
+	t         transport.Transport
+	ownsT     bool // Close closes t (groups made by InitFromEnv)
+	opts      Options
+	log       *slog.Logger
+	name      string
+	ranks     []int // world ranks of the members; index is the group rank
+	rank      int   // this member's group rank
+	worldRank int
+	chunk     int // elements per chunk
+
+	left, right transport.Link // ring neighbours; nil when Size() == 1
+
+	mu       sync.Mutex
+	queue    []*Work
+	seq      uint64
+	closed   bool
+	err      error
+	subs     []*Group
+	subCount map[string]int
+
+	wake       chan struct{} // an op was queued or the group closed
+	failed     chan struct{} // closed when err is set
+	quit       chan struct{} // closed by Close
+	workerDone chan struct{}
+	senderDone chan struct{}
+	sendGo     chan struct{}
+	sendRes    chan error
+
+	run ringRun // the op in flight; ops run one at a time
+	wd  watchdog
+
+	recvScratch []byte // receiving goroutine: one chunk off the wire
+	sendScratch []byte // sending goroutine: one fp16-encoded chunk
+
+	p2pMu    sync.Mutex
+	p2pLinks map[p2pKey]*p2pLink
+}
+
+// New makes the group of every rank of t (group rank = world rank), opening its ring links.
+// It blocks until the links are open, ctx ends, or Options.Timeout passes. The group does not
+// own t: close the group, then t.
+func New(ctx context.Context, t transport.Transport, opts Options) (*Group, error) {
+	if t == nil {
+		return nil, errors.New("collective: New: nil transport")
+	}
+	ranks := make([]int, t.Size())
+	for i := range ranks {
+		ranks[i] = i
+	}
+	opts = opts.withDefaults()
+	return newGroup(ctx, t, opts, opts.Name, ranks)
+}
+
+func newGroup(ctx context.Context, t transport.Transport, opts Options, name string, ranks []int) (*Group, error) {
+	if !littleEndian() {
+		return nil, errBigEndian
+	}
+	me := -1
+	for i, r := range ranks {
+		if r == t.Rank() {
+			me = i
+		}
+	}
+	if me < 0 {
+		return nil, fmt.Errorf("collective: rank %d is not a member of group %q (world ranks %v)", t.Rank(), name, ranks)
+	}
+	chunk := max(1, opts.ChunkBytes/4)
+	g := &Group{
+		t:          t,
+		opts:       opts,
+		log:        opts.Logger.With("group", name, "rank", t.Rank()),
+		name:       name,
+		ranks:      ranks,
+		rank:       me,
+		worldRank:  t.Rank(),
+		chunk:      chunk,
+		subCount:   make(map[string]int),
+		wake:       make(chan struct{}, 1),
+		failed:     make(chan struct{}),
+		quit:       make(chan struct{}),
+		workerDone: make(chan struct{}),
+		senderDone: make(chan struct{}),
+		sendGo:     make(chan struct{}),
+		sendRes:    make(chan error),
+		p2pLinks:   make(map[p2pKey]*p2pLink),
+	}
+	g.run.g = g
+	g.run.wake = make(chan struct{}, 1)
+	g.wd.init(g)
+	if n := len(ranks); n > 1 {
+		if err := g.openRing(ctx); err != nil {
+			return nil, err
+		}
+		g.recvScratch = f32Bytes(make([]float32, chunk+1))
+		g.sendScratch = f32Bytes(make([]float32, (fp16WireBytes(chunk)+3)/4))
+		go g.sender()
+	} else {
+		close(g.senderDone)
+	}
+	go g.worker()
+	g.log.Debug("collective: group ready", "size", len(ranks), "members", ranks, "chunk_bytes", 4*chunk)
+	return g, nil
+}
+
+// openRing opens the links to both neighbours at once, so that it cannot deadlock with a
+// transport whose Link waits for the peer to ask too.
+func (g *Group) openRing(ctx context.Context) error {
+	if g.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.opts.Timeout)
+		defer cancel()
+	}
+	n := len(g.ranks)
+	rightW, leftW := g.ranks[(g.rank+1)%n], g.ranks[(g.rank+n-1)%n]
+	ch := g.name + ".ring"
+	var rerr, lerr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.right, rerr = g.t.Link(ctx, rightW, ch)
+	}()
+	if n > 2 {
+		g.left, lerr = g.t.Link(ctx, leftW, ch)
+	}
+	wg.Wait()
+	if n == 2 {
+		g.left = g.right // one link, both directions
+	}
+	if err := errors.Join(rerr, lerr); err != nil {
+		if g.right != nil {
+			g.right.Close()
+		}
+		if g.left != nil {
+			g.left.Close()
+		}
+		return fmt.Errorf("collective: rank %d: opening the ring of group %q to ranks %d and %d: %w", g.worldRank, g.name, leftW, rightW, err)
+	}
+	return nil
+}
+
+// Rank is this member's rank in the group, in [0, Size()).
+func (g *Group) Rank() int { return g.rank }
+
+// Size is the number of members.
+func (g *Group) Size() int { return len(g.ranks) }
+
+// Ranks returns the world ranks of the members, indexed by group rank.
+func (g *Group) Ranks() []int { return append([]int(nil), g.ranks...) }
+
+// Err returns the error that failed the group, ErrClosed after Close, or nil.
+func (g *Group) Err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err == nil && g.closed {
+		return ErrClosed
+	}
+	return g.err
+}
+
+// Close stops the group: ops queued or in flight fail (wrapping ErrClosed or the link errors
+// that closing caused), its links close, its subgroups close, and its goroutines exit before
+// Close returns. Closing a group in the middle of an op makes that op fail on the peers too.
+// Close does not close a transport passed to New. It is idempotent and returns nil.
+func (g *Group) Close() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		<-g.workerDone
+		<-g.senderDone
+		return nil
+	}
+	g.closed = true
+	subs := g.subs
+	g.subs = nil
+	g.mu.Unlock()
+
+	for _, s := range subs {
+		s.Close()
+	}
+	close(g.quit)
+	signal(g.wake)
+	if g.right != nil {
+		g.right.Close()
+	}
+	if g.left != nil && g.left != g.right {
+		g.left.Close()
+	}
+	g.p2pMu.Lock()
+	for _, pl := range g.p2pLinks {
+		if pl.link != nil {
+			pl.link.Close()
+		}
+	}
+	g.p2pMu.Unlock()
+	<-g.workerDone
+	<-g.senderDone
+	g.wd.stop()
+	if g.ownsT {
+		g.t.Close()
+	}
+	return nil
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// fail records err as the group's failure (unless one is recorded already) and aborts the
+// transport with it, so that every peer fails too. It returns the recorded failure, which
+// later ops return as well.
+func (g *Group) fail(call string, err error) error {
+	g.mu.Lock()
+	if g.err != nil {
+		e := g.err
+		g.mu.Unlock()
+		return e
+	}
+	var me *MismatchError
+	var oe *OpError
+	if !errors.As(err, &me) && !errors.As(err, &oe) {
+		err = &OpError{Rank: g.worldRank, Call: call, Err: err}
+	}
+	g.err = err
+	closed := g.closed
+	close(g.failed)
+	g.mu.Unlock()
+	if closed {
+		// Close broke the op; the peers see their links close. Nothing to abort.
+		return err
+	}
+	g.log.Warn("collective: group failed; aborting the transport", "err", err)
+	g.t.Abort(err)
+	return err
+}
+
+// failure returns the error an op must fail with before it starts, or nil.
+func (g *Group) failure() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return g.err
+	}
+	if g.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// issue queues an op for the worker, giving it the next sequence number. Context
+// cancellation of a queued or running op fails the group (see Group).
+func (g *Group) issue(ctx context.Context, w *Work) *Work {
+	w.g, w.ctx, w.done = g, ctx, make(chan struct{})
+	if err := ctx.Err(); err != nil {
+		w.complete(err) // never issued: the peers cannot be waiting for it from us yet
+		return w
+	}
+	g.mu.Lock()
+	if g.closed || g.err != nil {
+		err := g.err
+		if err == nil {
+			err = ErrClosed
+		}
+		g.mu.Unlock()
+		w.complete(err)
+		return w
+	}
+	w.h.seq = g.seq
+	g.seq++
+	if ctx.Done() != nil {
+		// Registered under g.mu: if ctx is already done the callback runs at once in its own
+		// goroutine and waits for the lock, by which time w is fully issued.
+		w.stopCancel = context.AfterFunc(ctx, func() {
+			g.mu.Lock()
+			finished := w.finished
+			g.mu.Unlock()
+			if !finished {
+				g.fail(w.h.describe(true), fmt.Errorf("context ended before the op completed: %w", context.Cause(ctx)))
+			}
+		})
+	}
+	g.queue = append(g.queue, w)
+	g.mu.Unlock()
+	signal(g.wake)
+	return w
+}
+
+func (g *Group) next() *Work {
+	for {
+		g.mu.Lock()
+		if len(g.queue) > 0 {
+			w := g.queue[0]
+			g.queue[0] = nil
+			g.queue = g.queue[1:]
+			g.mu.Unlock()
+			return w
+		}
+		closed := g.closed
+		g.mu.Unlock()
+		if closed {
+			return nil
+		}
+		<-g.wake
+	}
+}
+
+// worker runs the group's ops one at a time in issue order; it is the receiving side of
+// every ring op, and hands the sending side to the sender goroutine.
+func (g *Group) worker() {
+	defer close(g.workerDone)
+	for {
+		w := g.next()
+		if w == nil {
+			return
+		}
+		w.finish(g.execute(w))
+	}
+}
+
+func (g *Group) execute(w *Work) error {
+	if err := g.failure(); err != nil {
+		return err
+	}
+	if err := g.t.Err(); err != nil {
+		return g.fail(w.h.describe(true), err)
+	}
+	if len(g.ranks) == 1 {
+		return nil // every collective of one member is the identity (Avg divides by 1)
+	}
+	x := &g.run
+	x.reset(w)
+	g.wd.start(w)
+	select {
+	case g.sendGo <- struct{}{}:
+	case <-g.quit:
+		g.wd.stop()
+		return ErrClosed
+	}
+	rerr := x.recv()
+	if rerr != nil {
+		rerr = g.fail(w.h.describe(true), rerr)
+	}
+	x.recvFinished.Store(true)
+	serr := <-g.sendRes
+	g.wd.stop()
+	if rerr != nil {
+		return rerr
+	}
+	return serr
+}
+
+// sender runs the sending side of each ring op.
+func (g *Group) sender() {
+	defer close(g.senderDone)
+	for {
+		select {
+		case <-g.sendGo:
+		case <-g.quit:
+			return
+		}
+		err := g.run.send()
+		if err != nil {
+			err = g.fail(g.run.w.h.describe(true), err)
+		}
+		g.sendRes <- err
+	}
+}
+
+// readFull reads exactly len(b) bytes from l.
+func readFull(l transport.Link, b []byte) error {
+	_, err := io.ReadFull(l, b)
+	return err
+}
+
+// checkPeer validates a group rank given by the caller.
+func (g *Group) checkPeer(what string, peer int) error {
+	if peer < 0 || peer >= len(g.ranks) {
+		return fmt.Errorf("collective: %s: rank %d out of range for group of size %d", what, peer, len(g.ranks))
+	}
+	return nil
+}
+
+// Subgroup makes a group of the members of g listed in ranks (ranks of g; for the world
+// group, world ranks), in that order around its ring. It has its own ring over its own
+// channels, runs its ops concurrently with g's, and is closed when g is.
+//
+// Every listed member, and only they, must call Subgroup with the same list; members that
+// make several subgroups of the same list must make them in the same order (each gets
+// distinct channels). A member whose list differs ends up on other channels and fails after
+// Options.Timeout in its first op.
+func (g *Group) Subgroup(ctx context.Context, ranks []int) (*Group, error) {
+	if len(ranks) == 0 {
+		return nil, errors.New("collective: Subgroup: empty rank list")
+	}
+	seen := make(map[int]bool, len(ranks))
+	world := make([]int, len(ranks))
+	in := false
+	for i, r := range ranks {
+		if err := g.checkPeer("Subgroup", r); err != nil {
+			return nil, err
+		}
+		if seen[r] {
+			return nil, fmt.Errorf("collective: Subgroup: rank %d listed twice in %v", r, ranks)
+		}
+		seen[r] = true
+		world[i] = g.ranks[r]
+		in = in || r == g.rank
+	}
+	if !in {
+		return nil, fmt.Errorf("collective: Subgroup: calling rank %d is not in %v", g.rank, ranks)
+	}
+	if err := g.failure(); err != nil {
+		return nil, err
+	}
+	parts := make([]string, len(world))
+	for i, r := range world {
+		parts[i] = strconv.Itoa(r)
+	}
+	key := strings.Join(parts, "-")
+	g.mu.Lock()
+	k := g.subCount[key]
+	g.subCount[key]++
+	g.mu.Unlock()
+	sg, err := newGroup(ctx, g.t, g.opts, fmt.Sprintf("%s.sub%s.%d", g.name, key, k), world)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		sg.Close()
+		return nil, ErrClosed
+	}
+	g.subs = append(g.subs, sg)
+	g.mu.Unlock()
+	return sg, nil
+}
+
+// watchdog fails the op in flight when neither side of the ring moves a chunk for
+// Options.Timeout. It checks every Timeout/4 with a timer (no goroutine while idle).
+type watchdog struct {
+	g      *Group
+	period time.Duration
+	limit  time.Duration
+
+	mu        sync.Mutex
+	timer     *time.Timer
+	w         *Work
+	lastProgr int64
+	idle      time.Duration
+}
+
+func (d *watchdog) init(g *Group) {
+	d.g = g
+	d.limit = g.opts.Timeout
+	if d.limit <= 0 {
+		return
+	}
+	d.period = max(d.limit/4, time.Millisecond)
+	d.timer = time.AfterFunc(time.Hour, d.tick)
+	d.timer.Stop()
+}
+
+func (d *watchdog) start(w *Work) {
+	if d.timer == nil {
+		return
+	}
+	d.mu.Lock()
+	d.w = w
+	d.lastProgr = d.g.run.progress.Load()
+	d.idle = 0
+	d.timer.Reset(d.period)
+	d.mu.Unlock()
+}
+
+func (d *watchdog) stop() {
+	if d.timer == nil {
+		return
+	}
+	d.mu.Lock()
+	d.w = nil
+	d.timer.Stop()
+	d.mu.Unlock()
+}
+
+func (d *watchdog) tick() {
+	d.mu.Lock()
+	w := d.w
+	if w == nil {
+		d.mu.Unlock()
+		return
+	}
+	if p := d.g.run.progress.Load(); p != d.lastProgr {
+		d.lastProgr, d.idle = p, 0
+	} else {
+		d.idle += d.period
+	}
+	if d.idle < d.limit {
+		d.timer.Reset(d.period)
+		d.mu.Unlock()
+		return
+	}
+	d.w = nil
+	d.mu.Unlock()
+	g := d.g
+	n := len(g.ranks)
+	// Both sides stalled: blame the neighbour whose data the receiving side waits for, unless
+	// it has everything and only the sending side is stuck.
+	peer, what := g.ranks[(g.rank+n-1)%n], "receiving from"
+	if g.run.recvFinished.Load() {
+		peer, what = g.ranks[(g.rank+1)%n], "sending to"
+	}
+	g.fail(w.h.describe(true), &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w: nothing moved for %v while %s it", ErrTimeout, d.limit, what)})
+}

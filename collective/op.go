@@ -1,0 +1,122 @@
+package collective
+
+import "fmt"
+
+// Op is the reduction a collective applies element-wise across the members of a group.
+type Op uint8
+
+const (
+	// Sum adds the members' values.
+	Sum Op = iota + 1
+	// Avg adds the members' values and divides the sum by the group size (in float32, once,
+	// on the rank that completes each segment of the ring).
+	Avg
+	// Max keeps the largest value. A NaN on any member makes the result NaN.
+	Max
+	// Min keeps the smallest value. A NaN on any member makes the result NaN.
+	Min
+)
+
+func (o Op) String() string {
+	switch o {
+	case Sum:
+		return "sum"
+	case Avg:
+		return "avg"
+	case Max:
+		return "max"
+	case Min:
+		return "min"
+	}
+	return fmt.Sprintf("Op(%d)", uint8(o))
+}
+
+func (o Op) valid() bool { return o >= Sum && o <= Min }
+
+// Compression selects how AllReduce and ReduceScatter encode values on the wire. It is a
+// ReduceOption, so it can be passed directly: g.AllReduce(ctx, buf, collective.Avg, collective.FP16).
+type Compression uint8
+
+const (
+	// NoCompression sends float32 values unchanged (the default).
+	NoCompression Compression = iota
+	// FP16 sends IEEE binary16 values with a power-of-two scale per chunk and accumulates in
+	// float32. It halves the bytes on the wire; see AllReduce for the error bound.
+	FP16
+)
+
+func (c Compression) String() string {
+	switch c {
+	case NoCompression:
+		return "none"
+	case FP16:
+		return "fp16"
+	}
+	return fmt.Sprintf("Compression(%d)", uint8(c))
+}
+
+// ReduceOption adjusts one AllReduce or ReduceScatter call. Compression is the only one today.
+type ReduceOption interface {
+	applyReduce(*reduceConfig)
+}
+
+type reduceConfig struct {
+	compression Compression
+}
+
+func (c Compression) applyReduce(rc *reduceConfig) { rc.compression = c }
+
+// dtype is the element type on the wire, carried in every op header.
+type dtype uint8
+
+const (
+	dtNone dtype = iota // no payload (Barrier)
+	dtF32
+	dtF16
+)
+
+func (d dtype) String() string {
+	switch d {
+	case dtNone:
+		return "none"
+	case dtF32:
+		return "fp32"
+	case dtF16:
+		return "fp16"
+	}
+	return fmt.Sprintf("dtype(%d)", uint8(d))
+}
+
+// opKind names the operation an op header announces.
+type opKind uint8
+
+const (
+	kindAllReduce opKind = iota + 1
+	kindReduceScatter
+	kindAllGather
+	kindBroadcast
+	kindBarrier
+	kindSend
+	kindRecv // never on the wire: used to describe the receiving side of a Send in errors
+	kindMax  = kindSend
+)
+
+func (k opKind) String() string {
+	switch k {
+	case kindAllReduce:
+		return "AllReduce"
+	case kindReduceScatter:
+		return "ReduceScatter"
+	case kindAllGather:
+		return "AllGather"
+	case kindBroadcast:
+		return "Broadcast"
+	case kindBarrier:
+		return "Barrier"
+	case kindSend:
+		return "Send"
+	case kindRecv:
+		return "Recv"
+	}
+	return fmt.Sprintf("opKind(%d)", uint8(k))
+}

@@ -1,0 +1,340 @@
+package collective
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// ringRun is one collective in flight on a group's ring. Ops run one at a time, so a group
+// owns a single ringRun and reuses it: steady-state ops allocate nothing here.
+//
+// Two goroutines drive it: the group's worker receives from the left neighbour (reducing or
+// copying into the buffer) and the group's sender sends to the right one. They must be
+// separate: with bounded buffering, a rank that wrote a whole chunk before reading would wait
+// for its right neighbour, which waits for its own right neighbour, and so on around the ring.
+// The receiving side never waits for the sending side, so the ring always drains; the sending
+// side waits only for data the receiving side has finished (recvDone).
+type ringRun struct {
+	g *Group
+	w *Work
+
+	n, r  int // group size and this member's group rank
+	count int
+	buf   []float32
+	op    Op
+	fp16  bool
+
+	// AllReduce, ReduceScatter, AllGather: the buffer is cut into n segments, segment j being
+	// [count·j/n, count·(j+1)/n) (sizes differ by at most one, any count works, some may be
+	// empty), and each segment into k chunks the same way, so that chunk c of every segment
+	// has (nearly) the same size and the pipeline stays balanced. Broadcast cuts the whole
+	// buffer into k chunks.
+	k                int
+	rsSteps, agSteps int
+
+	hdrOut, hdrIn [headerSize]byte
+
+	recvDone     atomic.Int64 // chunks (or barrier rounds) the receiving side has completed
+	recvFinished atomic.Bool
+	progress     atomic.Int64 // chunks moved in either direction, for the watchdog
+	wake         chan struct{}
+}
+
+func (x *ringRun) reset(w *Work) {
+	g := x.g
+	x.w = w
+	x.n, x.r = len(g.ranks), g.rank
+	x.count = len(w.buf)
+	x.buf = w.buf
+	x.op = w.h.reduce
+	x.fp16 = w.h.dtype == dtF16
+	x.recvDone.Store(0)
+	x.recvFinished.Store(false)
+	select {
+	case <-x.wake:
+	default:
+	}
+	x.rsSteps, x.agSteps = 0, 0
+	switch w.h.kind {
+	case kindAllReduce:
+		x.rsSteps, x.agSteps = x.n-1, x.n-1
+	case kindReduceScatter:
+		x.rsSteps = x.n - 1
+	case kindAllGather:
+		x.agSteps = x.n - 1
+	}
+	switch w.h.kind {
+	case kindBroadcast:
+		x.k = ceilDiv(x.count, g.chunk)
+	default:
+		x.k = ceilDiv(ceilDiv(x.count, x.n), g.chunk)
+	}
+	w.h.encode(&x.hdrOut)
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func mod(a, n int) int {
+	a %= n
+	if a < 0 {
+		a += n
+	}
+	return a
+}
+
+// chunk returns the element range of chunk c of segment seg.
+func (x *ringRun) chunk(seg, c int) (lo, hi int) {
+	a, b := x.count*seg/x.n, x.count*(seg+1)/x.n
+	l := b - a
+	return a + l*c/x.k, a + l*(c+1)/x.k
+}
+
+// Ring schedule of reduce-scatter and all-gather, for member r of n (all indices mod n).
+//
+// Reduce-scatter, steps s = 0 .. n-2:
+//
+//	send    segment r-1-s (at s = 0 this rank's own data, later what it reduced at step s-1)
+//	receive segment r-2-s from the left neighbour, and reduce it into the local copy.
+//
+// The left neighbour r-1 sends its segment (r-1)-1-s = r-2-s at step s, which is what r
+// receives. Segment r-2-s carries the contributions of ranks r-1-s .. r-1 (s+1 of them, one
+// more per hop); r adds its own, making s+2. At the last step, s = n-2, r receives segment
+// r-n = r with n-1 contributions and adds the last one: rank r ends owning segment r fully
+// reduced. (That is where ReduceScatter leaves block r, and where Avg divides by n.)
+//
+// All-gather, steps s = 0 .. n-2:
+//
+//	send    segment r-s (at s = 0 the segment this rank owns, later what it received at s-1)
+//	receive segment r-1-s from the left neighbour, and overwrite the local copy.
+//
+// The left neighbour sends (r-1)-s = r-1-s, which is what r receives. After n-1 steps r has
+// received segments r-1 .. r-n+1, every segment but its own.
+//
+// Each rank thus sends (n-1) segments in each phase, 2(n-1)/n of the buffer: the bandwidth
+// optimum for an all-reduce.
+//
+// Pipelining. Steps are cut into k chunks and both sides walk the same order: index
+// i = s·k + c over all steps of both phases. The data sent at step s > 0, chunk c, is what
+// the receiving side completed at step s-1, chunk c, that is index i-k. So the sender waits
+// only until recvDone > i-k, which lets it send chunk c of step s while the receiver takes
+// chunk c+1 of step s-1 off the wire and reduces it. At the phase boundary this still
+// holds: all-gather step 0 sends segment r, finished at the last reduce-scatter step.
+
+func (x *ringRun) sendSeg(s int) int {
+	if s < x.rsSteps {
+		return mod(x.r-1-s, x.n)
+	}
+	return mod(x.r-(s-x.rsSteps), x.n)
+}
+
+func (x *ringRun) recvSeg(s int) int {
+	if s < x.rsSteps {
+		return mod(x.r-2-s, x.n)
+	}
+	return mod(x.r-1-(s-x.rsSteps), x.n)
+}
+
+// waitRecv blocks until the receiving side has completed need chunks or the group fails.
+func (x *ringRun) waitRecv(need int64) error {
+	for x.recvDone.Load() < need {
+		select {
+		case <-x.wake:
+		case <-x.g.failed:
+			return x.g.failure()
+		}
+	}
+	return nil
+}
+
+func (x *ringRun) recvDoneOne() {
+	x.recvDone.Add(1)
+	x.progress.Add(1)
+	signal(x.wake)
+}
+
+// send is the sending side of the op in flight (on the group's sender goroutine).
+func (x *ringRun) send() error {
+	g := x.g
+	if _, err := g.right.Write(x.hdrOut[:]); err != nil {
+		return err
+	}
+	switch x.w.h.kind {
+	case kindBroadcast:
+		return x.sendChain()
+	case kindBarrier:
+		return x.sendBarrier()
+	}
+	i := 0
+	for s := 0; s < x.rsSteps+x.agSteps; s++ {
+		seg := x.sendSeg(s)
+		for c := 0; c < x.k; c++ {
+			if s > 0 {
+				if err := x.waitRecv(int64(i - x.k + 1)); err != nil {
+					return err
+				}
+			}
+			if lo, hi := x.chunk(seg, c); hi > lo {
+				if err := x.sendValues(x.buf[lo:hi]); err != nil {
+					return err
+				}
+			}
+			x.progress.Add(1)
+			i++
+		}
+	}
+	return nil
+}
+
+func (x *ringRun) sendValues(v []float32) error {
+	if x.fp16 {
+		b := x.g.sendScratch[:fp16WireBytes(len(v))]
+		encodeFP16(b, v)
+		_, err := x.g.right.Write(b)
+		return err
+	}
+	_, err := x.g.right.Write(f32Bytes(v))
+	return err
+}
+
+// recv is the receiving side of the op in flight (on the group's worker goroutine).
+func (x *ringRun) recv() error {
+	g := x.g
+	if err := x.recvHeader(); err != nil {
+		return err
+	}
+	switch x.w.h.kind {
+	case kindBroadcast:
+		return x.recvChain()
+	case kindBarrier:
+		return x.recvBarrier()
+	}
+	for s := 0; s < x.rsSteps+x.agSteps; s++ {
+		seg := x.recvSeg(s)
+		rs := s < x.rsSteps
+		final := rs && s == x.rsSteps-1
+		for c := 0; c < x.k; c++ {
+			if lo, hi := x.chunk(seg, c); hi > lo {
+				dst := x.buf[lo:hi]
+				var err error
+				switch {
+				case x.fp16:
+					b := g.recvScratch[:fp16WireBytes(len(dst))]
+					if err = readFull(g.left, b); err == nil {
+						err = decodeFP16(x.op, !rs, dst, b)
+					}
+				case rs:
+					b := g.recvScratch[:4*len(dst)]
+					if err = readFull(g.left, b); err == nil {
+						reduceInto(x.op, dst, f32View(b))
+					}
+				default:
+					err = readFull(g.left, f32Bytes(dst)) // all-gather: straight into place
+				}
+				if err != nil {
+					return err
+				}
+				if final {
+					if x.op == Avg {
+						divideBy(dst, float32(x.n))
+					}
+					if x.fp16 && x.agSteps > 0 {
+						// The all-gather sends this chunk in fp16: round it here the same way,
+						// so that this rank keeps exactly what every other rank will decode.
+						quantizeFP16(dst)
+					}
+				}
+			}
+			x.recvDoneOne()
+		}
+	}
+	return nil
+}
+
+// recvHeader reads the left neighbour's header and checks it against this rank's call.
+func (x *ringRun) recvHeader() error {
+	g := x.g
+	if err := readFull(g.left, x.hdrIn[:]); err != nil {
+		return err
+	}
+	left := g.ranks[mod(x.r-1, x.n)]
+	var h header
+	if err := h.decode(x.hdrIn[:]); err != nil {
+		return fmt.Errorf("from rank %d: %w", left, err)
+	}
+	return mismatch(g.worldRank, &x.w.h, left, &h)
+}
+
+// Broadcast: a chain from the root around the ring. Member r sits at position
+// p = r-root (mod n); position 0 (the root) only sends, position n-1 only receives, the
+// others forward each chunk as soon as it arrived. The chunks overlap along the chain, so a
+// large broadcast takes about (k + n-2) chunk times instead of k·(n-1). The last member still
+// sends its header to the root, closing the ring, so that every member's call is checked.
+
+func (x *ringRun) chainPos() int { return mod(x.r-int(x.w.h.arg), x.n) }
+
+func (x *ringRun) bcastChunk(c int) (lo, hi int) {
+	return x.count * c / x.k, x.count * (c + 1) / x.k
+}
+
+func (x *ringRun) sendChain() error {
+	p := x.chainPos()
+	if p == x.n-1 {
+		return nil
+	}
+	for c := 0; c < x.k; c++ {
+		if p != 0 {
+			if err := x.waitRecv(int64(c + 1)); err != nil {
+				return err
+			}
+		}
+		lo, hi := x.bcastChunk(c)
+		if _, err := x.g.right.Write(f32Bytes(x.buf[lo:hi])); err != nil {
+			return err
+		}
+		x.progress.Add(1)
+	}
+	return nil
+}
+
+func (x *ringRun) recvChain() error {
+	if x.chainPos() == 0 {
+		return nil
+	}
+	for c := 0; c < x.k; c++ {
+		lo, hi := x.bcastChunk(c)
+		if err := readFull(x.g.left, f32Bytes(x.buf[lo:hi])); err != nil {
+			return err
+		}
+		x.recvDoneOne()
+	}
+	return nil
+}
+
+// Barrier: n-1 rounds of passing the header to the right. The header a rank sends in round
+// s > 0 leaves only after it received round s-1 from the left, so the header received in
+// round s proves that rank r-1-s has entered the barrier (by induction along the chain);
+// after n-1 rounds every other rank has. The first round (sent by send) is the usual check.
+
+func (x *ringRun) sendBarrier() error {
+	for s := 1; s < x.n-1; s++ {
+		if err := x.waitRecv(int64(s)); err != nil {
+			return err
+		}
+		if _, err := x.g.right.Write(x.hdrOut[:]); err != nil {
+			return err
+		}
+		x.progress.Add(1)
+	}
+	return nil
+}
+
+func (x *ringRun) recvBarrier() error {
+	x.recvDoneOne() // round 0 was the header recv already checked
+	for s := 1; s < x.n-1; s++ {
+		if err := x.recvHeader(); err != nil {
+			return err
+		}
+		x.recvDoneOne()
+	}
+	return nil
+}
