@@ -12,6 +12,9 @@ import (
 // steps on the embedded subset and checks it generalises: a real end-to-end
 // check of layers, loss, optimizer, loader and sampler together.
 func TestMLPLearnsEmbeddedFashionMNIST(t *testing.T) {
+	if raceOn {
+		t.Skip("single-goroutine training: nothing for -race to find, ten times slower")
+	}
 	ds, err := data.Embedded()
 	if err != nil {
 		t.Fatal(err)
