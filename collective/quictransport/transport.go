@@ -1,0 +1,709 @@
+package quictransport
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/ringtrain/ringtrain/collective/rendezvous"
+	"github.com/ringtrain/ringtrain/collective/transport"
+)
+
+// QUIC application error codes on data connections.
+const (
+	codeClosed     quic.ApplicationErrorCode = 0 // orderly Close
+	codeAbort      quic.ApplicationErrorCode = 1 // Abort or a detected failure; reason names the guilty rank
+	codeAuthFailed quic.ApplicationErrorCode = 2 // token proof, certificate or claimed rank refused
+	codeProtocol   quic.ApplicationErrorCode = 3 // malformed bytes
+	codeDuplicate  quic.ApplicationErrorCode = 4 // a second connection for the same pair
+
+	streamCodeLinkClosed quic.StreamErrorCode = 1
+	streamCodeRefused    quic.StreamErrorCode = 2
+)
+
+// alpn is the TLS application protocol of data connections.
+const alpn = "ringtrain-link/1"
+
+// Transport is one rank's QUIC endpoint: one UDP socket serving one QUIC connection per peer,
+// dialled lazily by the lower rank of the pair, and one bidirectional stream per Link.
+// All methods are safe for concurrent use.
+type Transport struct {
+	cfg     Config
+	log     *slog.Logger
+	cert    tls.Certificate
+	entries []peerEntry // by rank, from the authenticated store
+	peers   []*peer     // by rank; nil for this rank
+
+	udp   *net.UDPConn
+	qtr   *quic.Transport
+	ln    *quic.Listener
+	qconf *quic.Config
+
+	store  *rendezvous.Client
+	server *rendezvous.Server // rank 0 only
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	err      error         // why done was closed
+	done     chan struct{} // closed on failure, Abort or Close
+	closed   bool          // Close was called
+	closeErr error
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// peer is the state of the connection to one other rank.
+type peer struct {
+	rank int
+
+	mu      sync.Mutex
+	conn    *quic.Conn
+	dialing chan struct{} // non-nil while a dial is in flight; closed when it ends
+	dead    chan struct{} // closed when conn has ended (or was never made and the transport ended)
+	deadErr error         // why, as a *transport.PeerError or the transport's error
+	links   map[string]*linkSlot
+}
+
+// linkSlot is a (peer, channel) pair: being opened, waiting for the peer's stream, or ready.
+type linkSlot struct {
+	ready chan struct{} // closed once link or err is set
+	link  *link
+	err   error
+}
+
+// Rank is this process's world rank.
+func (t *Transport) Rank() int { return t.cfg.Rank }
+
+// Size is the number of ranks in the job.
+func (t *Transport) Size() int { return t.cfg.Size }
+
+// Config returns the configuration in force, defaults filled in.
+func (t *Transport) Config() Config { return t.cfg }
+
+// Store is this rank's authenticated connection to the rendezvous store, which stays up for
+// the life of the transport (other transports exchange their own endpoints through it).
+func (t *Transport) Store() *rendezvous.Client { return t.store }
+
+// LocalAddr is the data endpoint's bound UDP address.
+func (t *Transport) LocalAddr() net.Addr { return t.udp.LocalAddr() }
+
+// Done is closed once the transport has failed, been aborted or been closed.
+func (t *Transport) Done() <-chan struct{} { return t.done }
+
+// Err says why Done was closed: transport.ErrClosed after Close, otherwise an error wrapping
+// the cause (a *transport.PeerError naming the guilty rank when a peer failed). Nil while
+// the transport is healthy.
+func (t *Transport) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+func (t *Transport) quicConfig() *quic.Config {
+	c := t.cfg
+	return &quic.Config{
+		HandshakeIdleTimeout:           c.PeerTimeout,
+		MaxIdleTimeout:                 c.PeerTimeout,
+		KeepAlivePeriod:                c.PeerTimeout / 3,
+		InitialStreamReceiveWindow:     c.StreamWindow,
+		MaxStreamReceiveWindow:         c.StreamWindow,
+		InitialConnectionReceiveWindow: c.ConnWindow,
+		MaxConnectionReceiveWindow:     c.ConnWindow,
+		MaxIncomingStreams:             1 << 16,
+		MaxIncomingUniStreams:          -1,
+	}
+}
+
+// start begins serving the data endpoint; entries must be complete.
+func (t *Transport) start() error {
+	t.qtr = &quic.Transport{Conn: t.udp}
+	t.qconf = t.quicConfig()
+	// Only lower ranks dial us; their certificates must be among the published ones. The
+	// exact rank is checked after the hello, which names it.
+	allowed := make(map[[32]byte]bool)
+	for r := 0; r < t.cfg.Rank; r++ {
+		allowed[t.entries[r].Fingerprint] = true
+	}
+	tlsConf := &tls.Config{
+		Certificates: []tls.Certificate{t.cert},
+		ClientAuth:   tls.RequireAnyClientCert,
+		NextProtos:   []string{alpn},
+		MinVersion:   tls.VersionTLS13,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) != 1 {
+				return fmt.Errorf("client presented %d certificates, want 1", len(raw))
+			}
+			if !allowed[rendezvous.Fingerprint(raw[0])] {
+				return errors.New("client certificate matches no lower rank's published fingerprint")
+			}
+			return nil
+		},
+	}
+	ln, err := t.qtr.Listen(tlsConf, t.qconf)
+	if err != nil {
+		return fmt.Errorf("quictransport: listen on %s: %w", t.udp.LocalAddr(), err)
+	}
+	t.ln = ln
+	t.wg.Add(1)
+	go t.acceptLoop()
+	return nil
+}
+
+// Link returns this rank's end of channel to peer. The lower rank of the pair opens the
+// stream (dialling the connection first if needed) and returns as soon as the stream's
+// header is written; the higher rank waits until that stream arrives. Asking again for an
+// open channel returns the same Link.
+func (t *Transport) Link(ctx context.Context, peerRank int, channel string) (transport.Link, error) {
+	if peerRank < 0 || peerRank >= t.cfg.Size {
+		return nil, fmt.Errorf("quictransport: link to rank %d: out of range [0, %d)", peerRank, t.cfg.Size)
+	}
+	if peerRank == t.cfg.Rank {
+		return nil, fmt.Errorf("quictransport: rank %d asked for a link to itself (channel %q)", peerRank, channel)
+	}
+	if len(channel) == 0 || len(channel) > MaxChannelLen {
+		return nil, fmt.Errorf("quictransport: channel name of %d bytes, want 1..%d", len(channel), MaxChannelLen)
+	}
+	if err := t.Err(); err != nil {
+		return nil, err
+	}
+	p := t.peers[peerRank]
+	p.mu.Lock()
+	if p.deadErr != nil {
+		p.mu.Unlock()
+		return nil, p.deadErr
+	}
+	slot, ok := p.links[channel]
+	if !ok {
+		slot = &linkSlot{ready: make(chan struct{})}
+		p.links[channel] = slot
+		if t.cfg.Rank < peerRank {
+			// We open it; whoever else asks meanwhile waits on slot.ready.
+			p.mu.Unlock()
+			l, err := t.openLink(ctx, p, channel)
+			p.mu.Lock()
+			if err != nil {
+				delete(p.links, channel) // a later call may try again
+				slot.err = err
+			} else {
+				slot.link = l
+			}
+			close(slot.ready)
+			p.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			return l, nil
+		}
+	}
+	dead := p.dead
+	p.mu.Unlock()
+	select {
+	case <-slot.ready:
+		if slot.err != nil {
+			return nil, slot.err
+		}
+		return slot.link, nil
+	case <-dead:
+		return nil, t.peerDeadErr(p)
+	case <-t.done:
+		return nil, t.Err()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("quictransport: waiting for rank %d to open channel %q: %w", peerRank, channel, context.Cause(ctx))
+	}
+}
+
+func (t *Transport) peerDeadErr(p *peer) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.deadErr
+}
+
+// openLink opens the stream for channel to a higher rank.
+func (t *Transport) openLink(ctx context.Context, p *peer, channel string) (*link, error) {
+	conn, err := t.connTo(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, t.linkErr(p.rank, channel, "open", err, ctx)
+	}
+	// The peer learns of a stream only when bytes arrive, so the header goes out now.
+	if dl, ok := ctx.Deadline(); ok {
+		str.SetWriteDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { str.SetWriteDeadline(time.Unix(1, 0)) })
+	_, err = str.Write(encodeOpen(channel))
+	stopped := stop()
+	str.SetWriteDeadline(time.Time{})
+	if err != nil || !stopped {
+		str.CancelWrite(streamCodeLinkClosed)
+		str.CancelRead(streamCodeLinkClosed)
+		if err == nil {
+			err = context.Cause(ctx)
+		}
+		return nil, t.linkErr(p.rank, channel, "open", err, ctx)
+	}
+	return &link{t: t, peer: p, channel: channel, str: str}, nil
+}
+
+// connTo returns the connection to a higher-ranked peer, dialling it if there is none.
+func (t *Transport) connTo(ctx context.Context, p *peer) (*quic.Conn, error) {
+	for {
+		p.mu.Lock()
+		if p.conn != nil {
+			c := p.conn
+			p.mu.Unlock()
+			return c, nil
+		}
+		if p.deadErr != nil {
+			err := p.deadErr
+			p.mu.Unlock()
+			return nil, err
+		}
+		if wait := p.dialing; wait != nil {
+			p.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("quictransport: connecting to rank %d: %w", p.rank, context.Cause(ctx))
+			}
+		}
+		done := make(chan struct{})
+		p.dialing = done
+		p.mu.Unlock()
+
+		conn, err := t.dial(ctx, p.rank)
+		p.mu.Lock()
+		p.dialing = nil
+		close(done)
+		if err == nil {
+			if t.isDone() {
+				p.mu.Unlock()
+				conn.CloseWithError(codeClosed, "quictransport: transport closed")
+				return nil, t.Err()
+			}
+			p.conn = conn
+			t.wg.Add(1)
+			go t.watch(p, conn)
+		}
+		p.mu.Unlock()
+		if err != nil {
+			if ctx.Err() == nil && !t.isDone() {
+				// The peer published its endpoint but cannot be reached or authenticated:
+				// it died, vanished or is not who it claims. The job cannot go on.
+				err = &transport.PeerError{Rank: p.rank, Err: fmt.Errorf("cannot connect to %s: %w", t.entries[p.rank].Addr, err)}
+				t.fail(err)
+			}
+			return nil, fmt.Errorf("quictransport: rank %d connecting to rank %d: %w", t.cfg.Rank, p.rank, err)
+		}
+		return conn, nil
+	}
+}
+
+func rankContext(dialer, acceptor int) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint32(b, uint32(dialer))
+	binary.BigEndian.PutUint32(b[4:], uint32(acceptor))
+	return b
+}
+
+// dial connects to peer rank r, pinning its published certificate, and runs the hello.
+func (t *Transport) dial(ctx context.Context, r int) (*quic.Conn, error) {
+	e := t.entries[r]
+	ua, err := net.ResolveUDPAddr("udp", e.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", e.Addr, err)
+	}
+	tlsConf := &tls.Config{
+		Certificates: []tls.Certificate{t.cert},
+		// Chain verification is replaced by pinning the SHA-256 fingerprint that rank r
+		// published in the authenticated store; the TLS handshake still proves that the
+		// peer holds that certificate's private key.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) != 1 {
+				return fmt.Errorf("rank %d presented %d certificates, want 1", r, len(raw))
+			}
+			if rendezvous.Fingerprint(raw[0]) != e.Fingerprint {
+				return fmt.Errorf("certificate at %s is not the one rank %d published", e.Addr, r)
+			}
+			return nil
+		},
+		NextProtos: []string{alpn},
+		MinVersion: tls.VersionTLS13,
+		ServerName: "ringtrain",
+	}
+	conn, err := t.qtr.Dial(ctx, ua, tlsConf, t.qconf)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.dialerHello(ctx, conn, r); err != nil {
+		code := codeAuthFailed
+		if errors.Is(err, errWire) {
+			code = codeProtocol
+		}
+		conn.CloseWithError(code, "quictransport: "+err.Error())
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (t *Transport) dialerHello(ctx context.Context, conn *quic.Conn, r int) error {
+	state := conn.ConnectionState().TLS
+	rc := rankContext(t.cfg.Rank, r)
+	proof, err := rendezvous.TokenProof(state, t.cfg.Token, rendezvous.LabelLinkDialer, rc)
+	if err != nil {
+		return err
+	}
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	str.SetDeadline(time.Now().Add(t.cfg.PeerTimeout))
+	if _, err := str.Write(encodeHello(t.cfg.Rank, proof)); err != nil {
+		return refusalErr(err)
+	}
+	str.Close()
+	got, err := readHelloOK(str)
+	if err != nil {
+		return refusalErr(err)
+	}
+	if !rendezvous.CheckTokenProof(state, t.cfg.Token, rendezvous.LabelLinkAccept, rc, got) {
+		return fmt.Errorf("%w: rank %d did not prove the job token", rendezvous.ErrAuth, r)
+	}
+	str.CancelRead(0)
+	return nil
+}
+
+// refusalErr names a refusal by the acceptor, which arrives as a connection close.
+func refusalErr(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeAuthFailed {
+		return fmt.Errorf("%w: refused: %s", rendezvous.ErrAuth, ae.ErrorMessage)
+	}
+	return err
+}
+
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	for {
+		conn, err := t.ln.Accept(t.ctx)
+		if err != nil {
+			return
+		}
+		t.wg.Add(1)
+		go t.serveIncoming(conn)
+	}
+}
+
+// refuse logs why conn is turned away and closes it.
+func (t *Transport) refuse(conn *quic.Conn, code quic.ApplicationErrorCode, reason string) {
+	t.log.Warn("quictransport: refused connection", "remote", conn.RemoteAddr().String(), "reason", reason)
+	conn.CloseWithError(code, "quictransport: "+reason)
+}
+
+// serveIncoming authenticates a connection from a lower rank, registers it and routes its
+// streams to Link calls.
+func (t *Transport) serveIncoming(conn *quic.Conn) {
+	defer t.wg.Done()
+	r, err := t.acceptorHello(conn)
+	if err != nil {
+		code := codeAuthFailed
+		if errors.Is(err, errWire) {
+			code = codeProtocol
+		}
+		if t.ctx.Err() == nil {
+			t.refuse(conn, code, err.Error())
+		} else {
+			conn.CloseWithError(codeClosed, "quictransport: transport closed")
+		}
+		return
+	}
+	p := t.peers[r]
+	p.mu.Lock()
+	switch {
+	case p.conn != nil || p.deadErr != nil:
+		p.mu.Unlock()
+		t.refuse(conn, codeDuplicate, fmt.Sprintf("rank %d already connected or gone", r))
+		return
+	case t.isDone():
+		p.mu.Unlock()
+		conn.CloseWithError(codeClosed, "quictransport: transport closed")
+		return
+	}
+	p.conn = conn
+	t.wg.Add(1)
+	go t.watch(p, conn)
+	p.mu.Unlock()
+
+	for {
+		str, err := conn.AcceptStream(t.ctx)
+		if err != nil {
+			return
+		}
+		t.wg.Add(1)
+		go t.routeStream(p, str)
+	}
+}
+
+func (t *Transport) acceptorHello(conn *quic.Conn) (int, error) {
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.PeerTimeout)
+	defer cancel()
+	str, err := conn.AcceptStream(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("no hello within %v: %w", t.cfg.PeerTimeout, err)
+	}
+	str.SetDeadline(time.Now().Add(t.cfg.PeerTimeout))
+	r, proof, err := readHello(str)
+	if err != nil {
+		str.CancelRead(streamCodeRefused)
+		str.CancelWrite(streamCodeRefused)
+		return 0, err
+	}
+	if r >= t.cfg.Rank {
+		return 0, fmt.Errorf("peer claims rank %d, but only ranks below %d dial rank %d", r, t.cfg.Rank, t.cfg.Rank)
+	}
+	state := conn.ConnectionState().TLS
+	if len(state.PeerCertificates) != 1 || rendezvous.Fingerprint(state.PeerCertificates[0].Raw) != t.entries[r].Fingerprint {
+		return 0, fmt.Errorf("peer claims rank %d but its certificate is not the one rank %d published", r, r)
+	}
+	rc := rankContext(r, t.cfg.Rank)
+	if !rendezvous.CheckTokenProof(state, t.cfg.Token, rendezvous.LabelLinkDialer, rc, proof) {
+		return 0, fmt.Errorf("peer claiming rank %d did not prove the job token", r)
+	}
+	mine, err := rendezvous.TokenProof(state, t.cfg.Token, rendezvous.LabelLinkAccept, rc)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := str.Write(encodeHelloOK(mine)); err != nil {
+		return 0, fmt.Errorf("answering hello of rank %d: %w", r, err)
+	}
+	str.Close()
+	return r, nil
+}
+
+// routeStream reads a new stream's header and hands it to the Link call for its channel,
+// or parks it until that call comes.
+func (t *Transport) routeStream(p *peer, str *quic.Stream) {
+	defer t.wg.Done()
+	str.SetReadDeadline(time.Now().Add(t.cfg.PeerTimeout))
+	channel, err := readOpen(str)
+	str.SetReadDeadline(time.Time{})
+	if err != nil {
+		if errors.Is(err, errWire) {
+			t.log.Warn("quictransport: refused stream", "peer", p.rank, "err", err)
+		}
+		str.CancelRead(streamCodeRefused)
+		str.CancelWrite(streamCodeRefused)
+		return
+	}
+	l := &link{t: t, peer: p, channel: channel, str: str}
+	p.mu.Lock()
+	slot, ok := p.links[channel]
+	switch {
+	case !ok:
+		slot = &linkSlot{ready: make(chan struct{}), link: l}
+		close(slot.ready)
+		p.links[channel] = slot
+	case slot.link == nil && slot.err == nil:
+		slot.link = l
+		close(slot.ready)
+	default:
+		p.mu.Unlock()
+		t.log.Warn("quictransport: refused stream for a channel already open", "peer", p.rank, "channel", channel)
+		str.CancelRead(streamCodeRefused)
+		str.CancelWrite(streamCodeRefused)
+		return
+	}
+	p.mu.Unlock()
+}
+
+// watch waits for conn to end. A peer closing in order only ends its links; anything else
+// (idle timeout, abort, reset) fails the whole transport, which tells the other peers.
+func (t *Transport) watch(p *peer, conn *quic.Conn) {
+	defer t.wg.Done()
+	<-conn.Context().Done()
+	cause := context.Cause(conn.Context())
+	err := t.classify(p.rank, cause)
+	p.mu.Lock()
+	if p.deadErr == nil {
+		p.deadErr = err
+		close(p.dead)
+	}
+	p.mu.Unlock()
+	var ae *quic.ApplicationError
+	if errors.As(cause, &ae) && (!ae.Remote || ae.ErrorCode == codeClosed) {
+		return // we closed it, or the peer closed in order
+	}
+	if t.isDone() {
+		return
+	}
+	t.log.Error("quictransport: lost peer", "peer", p.rank, "err", err)
+	t.fail(err)
+}
+
+// classify turns the error a connection to rank ended with into what callers see.
+func (t *Transport) classify(rank int, cause error) error {
+	var ae *quic.ApplicationError
+	var ie *quic.IdleTimeoutError
+	var he *quic.HandshakeTimeoutError
+	var sr *quic.StatelessResetError
+	switch {
+	case errors.As(cause, &ae) && !ae.Remote:
+		// We closed it: Close, Abort or a failure elsewhere.
+		if err := t.Err(); err != nil {
+			return err
+		}
+		return transport.ErrClosed
+	case errors.As(cause, &ae) && ae.ErrorCode == codeAbort:
+		guilty, by, msg, err := parseAbortReason(ae.ErrorMessage)
+		if err != nil {
+			return &transport.PeerError{Rank: rank, Err: fmt.Errorf("aborted: %s", ae.ErrorMessage)}
+		}
+		return &transport.PeerError{Rank: guilty, Err: &abortError{by: by, msg: msg}}
+	case errors.As(cause, &ae) && ae.ErrorCode == codeClosed:
+		return &transport.PeerError{Rank: rank, Err: errors.New("closed its transport")}
+	case errors.As(cause, &ae):
+		return &transport.PeerError{Rank: rank, Err: fmt.Errorf("closed the connection: %s (code %d)", ae.ErrorMessage, ae.ErrorCode)}
+	case errors.As(cause, &ie):
+		return &transport.PeerError{Rank: rank, Err: fmt.Errorf("no packets for %v, presumed dead (idle timeout): %w", t.cfg.PeerTimeout, cause)}
+	case errors.As(cause, &he):
+		return &transport.PeerError{Rank: rank, Err: fmt.Errorf("handshake timed out: %w", cause)}
+	case errors.As(cause, &sr):
+		return &transport.PeerError{Rank: rank, Err: fmt.Errorf("lost its connection state (stateless reset): %w", cause)}
+	}
+	return &transport.PeerError{Rank: rank, Err: cause}
+}
+
+// abortError is what a rank reported when it aborted the job: the message, and which rank
+// first noticed the failure.
+type abortError struct {
+	by  int
+	msg string
+}
+
+func (e *abortError) Error() string { return fmt.Sprintf("%s (reported by rank %d)", e.msg, e.by) }
+
+func (t *Transport) isDone() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// fail records cause, closes Done and closes every connection with an abort reason naming
+// the guilty rank, so that the peers fail promptly too. Only the first call has effect.
+func (t *Transport) fail(cause error) { t.failWith(cause, cause) }
+
+// failWith is fail where the error Err reports (local) differs from what the peers are told.
+func (t *Transport) failWith(local, cause error) {
+	t.mu.Lock()
+	if t.err != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.err = local
+	close(t.done)
+	t.mu.Unlock()
+
+	guilty, by, msg := t.cfg.Rank, t.cfg.Rank, cause.Error()
+	var pe *transport.PeerError
+	if errors.As(cause, &pe) {
+		guilty, msg = pe.Rank, pe.Err.Error()
+		var ab *abortError
+		if errors.As(pe.Err, &ab) {
+			by, msg = ab.by, ab.msg
+		}
+	}
+	reason := encodeAbortReason(guilty, by, msg)
+	t.closeConns(codeAbort, reason)
+}
+
+// closeConns closes every peer connection with code and reason and marks every peer dead.
+func (t *Transport) closeConns(code quic.ApplicationErrorCode, reason string) {
+	var wg sync.WaitGroup
+	for _, p := range t.peers {
+		if p == nil {
+			continue
+		}
+		p.mu.Lock()
+		conn := p.conn
+		if p.deadErr == nil {
+			p.deadErr = t.Err()
+			close(p.dead)
+		}
+		p.mu.Unlock()
+		if conn != nil {
+			wg.Go(func() { conn.CloseWithError(code, reason) })
+		}
+	}
+	wg.Wait()
+}
+
+// Abort tears every connection down, telling each connected peer cause. If cause wraps a
+// *transport.PeerError, the peers report that PeerError's rank as the guilty one (with this
+// rank as the reporter); otherwise they report this rank. Done is closed and Err returns an
+// error wrapping cause. Abort after a failure or Close does nothing.
+func (t *Transport) Abort(cause error) {
+	if cause == nil {
+		cause = errors.New("aborted")
+	}
+	t.failWith(fmt.Errorf("quictransport: rank %d aborted: %w", t.cfg.Rank, cause), cause)
+}
+
+// Close closes every connection (telling peers it is an orderly close), the listener, the
+// socket, the store connection (and on rank 0 the store itself), and waits for every
+// goroutine the transport started. It returns the socket's close error, if any.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return t.closeErr
+	}
+	t.closed = true
+	if t.err == nil {
+		t.err = transport.ErrClosed
+		close(t.done)
+	}
+	t.mu.Unlock()
+
+	t.cancel()
+	t.closeConns(codeClosed, "quictransport: transport closed")
+	if t.ln != nil {
+		t.ln.Close()
+	}
+	if t.qtr != nil {
+		t.qtr.Close()
+	}
+	var err error
+	if t.udp != nil {
+		err = t.udp.Close()
+	}
+	if t.store != nil {
+		t.store.Close()
+	}
+	if t.server != nil {
+		t.server.Close()
+	}
+	t.wg.Wait()
+	t.mu.Lock()
+	t.closeErr = err
+	t.mu.Unlock()
+	return err
+}

@@ -1,0 +1,190 @@
+package quictransport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Wire formats of the data plane. All are versioned, length-prefixed and bounded; every
+// decoder here has a fuzz target in wire_test.go.
+const (
+	wireVersion = 1
+
+	frameHello   = 1 // dialer -> acceptor on a connection's first stream: rank, proof
+	frameHelloOK = 2 // acceptor -> dialer: proof
+	frameOpen    = 3 // opener -> peer, first bytes of every link stream: channel name
+
+	// MaxChannelLen is the longest channel name Link accepts, in bytes.
+	MaxChannelLen = 1024
+	maxAddrLen    = 255
+	proofLen      = 32
+	maxRank       = 1 << 24 // sanity bound for rank numbers read off the wire
+)
+
+// errWire is wrapped by every decoding failure.
+var errWire = errors.New("quictransport: malformed message")
+
+func wireErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errWire, fmt.Sprintf(format, args...))
+}
+
+// peerEntry is what a rank publishes in the store: where to reach it and the SHA-256 of its
+// certificate, which dialers pin.
+type peerEntry struct {
+	Addr        string
+	Fingerprint [32]byte
+}
+
+// Entry layout: version(1) fingerprint(32) addrLen(1) addr.
+func encodeEntry(e peerEntry) ([]byte, error) {
+	if len(e.Addr) == 0 || len(e.Addr) > maxAddrLen {
+		return nil, fmt.Errorf("quictransport: address %q must be 1..%d bytes", e.Addr, maxAddrLen)
+	}
+	b := make([]byte, 0, 34+len(e.Addr))
+	b = append(b, wireVersion)
+	b = append(b, e.Fingerprint[:]...)
+	b = append(b, byte(len(e.Addr)))
+	return append(b, e.Addr...), nil
+}
+
+func decodeEntry(b []byte) (peerEntry, error) {
+	var e peerEntry
+	if len(b) < 34 {
+		return e, wireErr("peer entry of %d bytes, want at least 34", len(b))
+	}
+	if b[0] != wireVersion {
+		return e, wireErr("peer entry version %d, want %d", b[0], wireVersion)
+	}
+	copy(e.Fingerprint[:], b[1:33])
+	n := int(b[33])
+	if n == 0 || len(b) != 34+n {
+		return e, wireErr("peer entry address length %d does not match %d remaining bytes", n, len(b)-34)
+	}
+	e.Addr = string(b[34:])
+	return e, nil
+}
+
+// Hello layout: version(1) type(1) rank(4) proof(32). HelloOK: version(1) type(1) proof(32).
+func encodeHello(rank int, proof []byte) []byte {
+	b := make([]byte, 0, 38)
+	b = append(b, wireVersion, frameHello)
+	b = binary.BigEndian.AppendUint32(b, uint32(rank))
+	return append(b, proof...)
+}
+
+func readHello(r io.Reader) (rank int, proof []byte, err error) {
+	var b [38]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, nil, fmt.Errorf("reading hello: %w", err)
+	}
+	if b[0] != wireVersion || b[1] != frameHello {
+		return 0, nil, wireErr("hello starts with version %d type %d, want %d %d", b[0], b[1], wireVersion, frameHello)
+	}
+	r32 := binary.BigEndian.Uint32(b[2:6])
+	if r32 >= maxRank {
+		return 0, nil, wireErr("hello claims rank %d", r32)
+	}
+	return int(r32), append([]byte(nil), b[6:]...), nil
+}
+
+func encodeHelloOK(proof []byte) []byte {
+	return append([]byte{wireVersion, frameHelloOK}, proof...)
+}
+
+func readHelloOK(r io.Reader) ([]byte, error) {
+	var b [34]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return nil, fmt.Errorf("reading hello answer: %w", err)
+	}
+	if b[0] != wireVersion || b[1] != frameHelloOK {
+		return nil, wireErr("hello answer starts with version %d type %d, want %d %d", b[0], b[1], wireVersion, frameHelloOK)
+	}
+	return append([]byte(nil), b[2:]...), nil
+}
+
+// Open layout: version(1) type(1) channelLen(2) channel.
+func encodeOpen(channel string) []byte {
+	b := make([]byte, 0, 4+len(channel))
+	b = append(b, wireVersion, frameOpen)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(channel)))
+	return append(b, channel...)
+}
+
+func readOpen(r io.Reader) (string, error) {
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return "", fmt.Errorf("reading stream header: %w", err)
+	}
+	if h[0] != wireVersion || h[1] != frameOpen {
+		return "", wireErr("stream header starts with version %d type %d, want %d %d", h[0], h[1], wireVersion, frameOpen)
+	}
+	n := int(binary.BigEndian.Uint16(h[2:]))
+	if n == 0 || n > MaxChannelLen {
+		return "", wireErr("channel name of %d bytes, want 1..%d", n, MaxChannelLen)
+	}
+	name := make([]byte, n)
+	if _, err := io.ReadFull(r, name); err != nil {
+		return "", fmt.Errorf("reading channel name: %w", err)
+	}
+	return string(name), nil
+}
+
+// Abort reasons travel in QUIC CONNECTION_CLOSE frames as text:
+//
+//	ringtrain-abort/1 guilty=<rank> by=<rank>: <message>
+//
+// guilty is the rank at fault, by the rank that first noticed; receivers report a PeerError
+// naming guilty, not the messenger.
+const (
+	abortPrefix   = "ringtrain-abort/1 "
+	maxReasonLen  = 512
+	maxMessageLen = maxReasonLen - 64
+)
+
+func encodeAbortReason(guilty, by int, msg string) string {
+	if len(msg) > maxMessageLen {
+		msg = msg[:maxMessageLen]
+	}
+	return abortPrefix + "guilty=" + strconv.Itoa(guilty) + " by=" + strconv.Itoa(by) + ": " + msg
+}
+
+func parseAbortReason(s string) (guilty, by int, msg string, err error) {
+	if len(s) > maxReasonLen+64 {
+		return 0, 0, "", wireErr("abort reason of %d bytes", len(s))
+	}
+	rest, ok := strings.CutPrefix(s, abortPrefix)
+	if !ok {
+		return 0, 0, "", wireErr("abort reason lacks prefix %q", abortPrefix)
+	}
+	head, msg, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return 0, 0, "", wireErr("abort reason lacks message")
+	}
+	g, b, ok := strings.Cut(head, " ")
+	if !ok {
+		return 0, 0, "", wireErr("abort reason lacks by=")
+	}
+	if guilty, err = parseRankField(g, "guilty="); err != nil {
+		return 0, 0, "", err
+	}
+	if by, err = parseRankField(b, "by="); err != nil {
+		return 0, 0, "", err
+	}
+	return guilty, by, msg, nil
+}
+
+func parseRankField(s, prefix string) (int, error) {
+	v, ok := strings.CutPrefix(s, prefix)
+	if !ok {
+		return 0, wireErr("abort reason field %q lacks %q", s, prefix)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n >= maxRank || strconv.Itoa(n) != v {
+		return 0, wireErr("abort reason field %q is not a rank", s)
+	}
+	return n, nil
+}
