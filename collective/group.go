@@ -262,7 +262,7 @@ func (g *Group) Ranks() []int { return append([]int(nil), g.ranks...) }
 func (g *Group) Err() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.err == nil && g.closed {
+	if g.closed {
 		return ErrClosed
 	}
 	return g.err
@@ -329,13 +329,16 @@ func (g *Group) fail(call string, err error) error {
 		g.mu.Unlock()
 		return e
 	}
+	closed := g.closed
 	var me *MismatchError
 	var oe *OpError
-	if !errors.As(err, &me) && !errors.As(err, &oe) {
+	switch {
+	case closed:
+		err = &OpError{Rank: g.worldRank, Call: call, Err: fmt.Errorf("%w while the op was in flight (%v)", ErrClosed, err)}
+	case !errors.As(err, &me) && !errors.As(err, &oe):
 		err = &OpError{Rank: g.worldRank, Call: call, Err: err}
 	}
 	g.err = err
-	closed := g.closed
 	close(g.failed)
 	g.mu.Unlock()
 	if closed {
@@ -351,13 +354,10 @@ func (g *Group) fail(call string, err error) error {
 func (g *Group) failure() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.err != nil {
-		return g.err
-	}
 	if g.closed {
 		return ErrClosed
 	}
-	return nil
+	return g.err
 }
 
 // issue queues an op for the worker, giving it the next sequence number. Context
@@ -371,7 +371,7 @@ func (g *Group) issue(ctx context.Context, w *Work) *Work {
 	g.mu.Lock()
 	if g.closed || g.err != nil {
 		err := g.err
-		if err == nil {
+		if g.closed {
 			err = ErrClosed
 		}
 		g.mu.Unlock()
@@ -608,7 +608,14 @@ func (d *watchdog) tick() {
 	} else {
 		d.idle += d.period
 	}
-	if d.idle < d.limit {
+	limit := d.limit
+	if d.g.run.headerIn.Load() {
+		// The left neighbour has joined this op, so it is probably stalled behind someone
+		// else: give the rank that waits for the one that never joined time to fail first
+		// and name it.
+		limit += d.limit / 2
+	}
+	if d.idle < limit {
 		d.timer.Reset(d.period)
 		d.mu.Unlock()
 		return
@@ -623,5 +630,5 @@ func (d *watchdog) tick() {
 	if g.run.recvFinished.Load() {
 		peer, what = g.ranks[(g.rank+1)%n], "sending to"
 	}
-	g.fail(w.h.describe(true), &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w: nothing moved for %v while %s it", ErrTimeout, d.limit, what)})
+	g.fail(w.h.describe(true), &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w: nothing moved for %v while %s it", ErrTimeout, limit, what)})
 }

@@ -56,14 +56,20 @@ func reduceInto(op Op, dst, src []float32) {
 	}
 }
 
-// The loops below work on fixed-size windows d := dst[:8:8], s := src[:8:8] so that the
-// compiler proves every index in range once per 8 elements (no bounds check inside) and the
-// body is unrolled by 8. Check with: go build -gcflags=-d=ssa/check_bce ./collective
+// The loops below take a fixed-size window d := dst[i:i+8:i+8] per step, so the compiler
+// checks the bounds once per window and not per element, and the body is unrolled by 8 (by 4
+// where each element carries a branch). Check with:
+//
+//	go build -gcflags=-d=ssa/check_bce ./collective
+//
+// which reports one check per window (the window slicing) and none on the element accesses.
+// Measured against copy in BenchmarkKernel*.
 
 func sumInto(dst, src []float32) {
 	src = src[:len(dst)]
-	for len(dst) >= 8 {
-		d, s := dst[:8:8], src[:8:8]
+	i := 0
+	for ; i+8 <= len(dst); i += 8 {
+		d, s := dst[i:i+8:i+8], src[i:i+8:i+8]
 		d[0] += s[0]
 		d[1] += s[1]
 		d[2] += s[2]
@@ -72,9 +78,8 @@ func sumInto(dst, src []float32) {
 		d[5] += s[5]
 		d[6] += s[6]
 		d[7] += s[7]
-		dst, src = dst[8:], src[8:]
 	}
-	for i := range dst {
+	for ; i < len(dst); i++ {
 		dst[i] += src[i]
 	}
 }
@@ -97,45 +102,45 @@ func min32(a, b float32) float32 {
 
 func maxInto(dst, src []float32) {
 	src = src[:len(dst)]
-	for len(dst) >= 4 {
-		d, s := dst[:4:4], src[:4:4]
+	i := 0
+	for ; i+4 <= len(dst); i += 4 {
+		d, s := dst[i:i+4:i+4], src[i:i+4:i+4]
 		d[0] = max32(d[0], s[0])
 		d[1] = max32(d[1], s[1])
 		d[2] = max32(d[2], s[2])
 		d[3] = max32(d[3], s[3])
-		dst, src = dst[4:], src[4:]
 	}
-	for i := range dst {
+	for ; i < len(dst); i++ {
 		dst[i] = max32(dst[i], src[i])
 	}
 }
 
 func minInto(dst, src []float32) {
 	src = src[:len(dst)]
-	for len(dst) >= 4 {
-		d, s := dst[:4:4], src[:4:4]
+	i := 0
+	for ; i+4 <= len(dst); i += 4 {
+		d, s := dst[i:i+4:i+4], src[i:i+4:i+4]
 		d[0] = min32(d[0], s[0])
 		d[1] = min32(d[1], s[1])
 		d[2] = min32(d[2], s[2])
 		d[3] = min32(d[3], s[3])
-		dst, src = dst[4:], src[4:]
 	}
-	for i := range dst {
+	for ; i < len(dst); i++ {
 		dst[i] = min32(dst[i], src[i])
 	}
 }
 
 // divideBy sets dst[i] /= n. Division (not multiplication by 1/n) keeps Avg correctly rounded.
 func divideBy(dst []float32, n float32) {
-	for len(dst) >= 4 {
-		d := dst[:4:4]
+	i := 0
+	for ; i+4 <= len(dst); i += 4 {
+		d := dst[i : i+4 : i+4]
 		d[0] /= n
 		d[1] /= n
 		d[2] /= n
 		d[3] /= n
-		dst = dst[4:]
 	}
-	for i := range dst {
+	for ; i < len(dst); i++ {
 		dst[i] /= n
 	}
 }

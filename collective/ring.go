@@ -36,6 +36,7 @@ type ringRun struct {
 
 	recvDone     atomic.Int64 // chunks (or barrier rounds) the receiving side has completed
 	recvFinished atomic.Bool
+	headerIn     atomic.Bool  // the left neighbour's header for this op arrived
 	progress     atomic.Int64 // chunks moved in either direction, for the watchdog
 	wake         chan struct{}
 }
@@ -50,6 +51,7 @@ func (x *ringRun) reset(w *Work) {
 	x.fp16 = w.h.dtype == dtF16
 	x.recvDone.Store(0)
 	x.recvFinished.Store(false)
+	x.headerIn.Store(false)
 	select {
 	case <-x.wake:
 	default:
@@ -261,7 +263,11 @@ func (x *ringRun) recvHeader() error {
 	if err := h.decode(x.hdrIn[:]); err != nil {
 		return fmt.Errorf("from rank %d: %w", left, err)
 	}
-	return mismatch(g.worldRank, &x.w.h, left, &h)
+	if err := mismatch(g.worldRank, &x.w.h, left, &h); err != nil {
+		return err
+	}
+	x.headerIn.Store(true)
+	return nil
 }
 
 // Broadcast: a chain from the root around the ring. Member r sits at position

@@ -1,0 +1,296 @@
+package collective
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/x448/float16"
+)
+
+// TestF16ToF32Exhaustive checks the decoder against x448/float16 on every binary16 value.
+func TestF16ToF32Exhaustive(t *testing.T) {
+	for h := range 1 << 16 {
+		got := f16ToF32(uint16(h))
+		want := float16.Frombits(uint16(h)).Float32()
+		if math.IsNaN(float64(want)) {
+			if !math.IsNaN(float64(got)) {
+				t.Fatalf("f16ToF32(%#04x) = %g, want NaN", h, got)
+			}
+			continue
+		}
+		if math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("f16ToF32(%#04x) = %g (%#08x), want %g (%#08x)", h, got, math.Float32bits(got), want, math.Float32bits(want))
+		}
+	}
+}
+
+// TestF32ToF16 checks the encoder against x448/float16 at every binary16 value, at every
+// rounding midpoint between neighbours (ties to even) and one float32 ulp either side, and on
+// random float32 bit patterns.
+func TestF32ToF16(t *testing.T) {
+	check := func(x float32) {
+		got := f32ToF16(x)
+		want := float16.Fromfloat32(x).Bits()
+		if math.IsNaN(float64(x)) {
+			if got&0x7c00 != 0x7c00 || got&0x3ff == 0 {
+				t.Fatalf("f32ToF16(NaN %#08x) = %#04x, not a NaN", math.Float32bits(x), got)
+			}
+			return
+		}
+		if got != want {
+			t.Fatalf("f32ToF16(%g = %#08x) = %#04x, want %#04x", x, math.Float32bits(x), got, want)
+		}
+	}
+	for h := range 1 << 16 {
+		a := float16.Frombits(uint16(h)).Float32()
+		b := float16.Frombits(uint16(h + 1)).Float32()
+		check(a)
+		if h&0x7fff >= 0x7c00 || uint16(h+1)&0x7fff > 0x7c00 || (h+1)&0x8000 != h&0x8000 {
+			continue
+		}
+		mid := float32((float64(a) + float64(b)) / 2) // exact: a and b have 11 significant bits
+		check(mid)
+		check(math.Nextafter32(mid, float32(math.Inf(1))))
+		check(math.Nextafter32(mid, float32(math.Inf(-1))))
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 1 << 20 {
+		check(math.Float32frombits(rng.Uint32()))
+	}
+	check(float32(math.Inf(1)))
+	check(65519.99)
+	check(65520)
+}
+
+// TestFP16ReencodeExact: decoded chunks re-encode to the very same values, which is what lets
+// the all-gather forward fp16 data without rounding it again.
+func TestFP16ReencodeExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	wire := make([]byte, fp16WireBytes(1000)+4)
+	for trial := range 2000 {
+		v := make([]float32, 1+rng.IntN(1000))
+		scale := math.Pow(2, float64(rng.IntN(250)-125))
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * scale)
+		}
+		if trial%7 == 0 {
+			v[0] = math.MaxFloat32 // the saturating case
+		}
+		q := clone(v)
+		quantizeFP16(q)
+		encodeFP16(wire, v)
+		d := make([]float32, len(v))
+		if err := decodeFP16(Sum, true, d, wire); err != nil {
+			t.Fatal(err)
+		}
+		for i := range q {
+			if math.Float32bits(q[i]) != math.Float32bits(d[i]) {
+				t.Fatalf("trial %d: quantizeFP16 and encode+decode differ at %d: %g vs %g", trial, i, q[i], d[i])
+			}
+			if math.IsInf(float64(q[i]), 0) {
+				t.Fatalf("trial %d: finite %g became %g", trial, v[i], q[i])
+			}
+		}
+		r := clone(q)
+		quantizeFP16(r)
+		for i := range q {
+			if math.Float32bits(q[i]) != math.Float32bits(r[i]) {
+				t.Fatalf("trial %d: re-encoding changed element %d: %g -> %g", trial, i, q[i], r[i])
+			}
+		}
+	}
+}
+
+// fp16Bound is the documented error bound of AllReduce with FP16 for one element: A is the
+// chunk's largest Σ|x| (for Max and Min: largest |x|), n the group size.
+func fp16Bound(a float64, n int, op Op) float64 {
+	u := 0x1p-11 + 0x1p-24
+	b := (math.Pow(1+u, float64(n))-1)*a + float64(n)*0x1p-137
+	if op == Avg {
+		b /= float64(n)
+	}
+	return b
+}
+
+// chunkMaxima returns, for every element, the largest w[j] over the elements j of its ring
+// chunk, following the ring's geometry (segments of count·j/n, k chunks per segment).
+func chunkMaxima(w []float64, n, chunkElems int) []float64 {
+	count := len(w)
+	out := make([]float64, count)
+	if count == 0 {
+		return out
+	}
+	x := ringRun{n: n, count: count, k: ceilDiv(ceilDiv(count, n), chunkElems)}
+	for seg := range n {
+		for c := range x.k {
+			lo, hi := x.chunk(seg, c)
+			m := 0.0
+			for _, v := range w[lo:hi] {
+				if !math.IsInf(v, 0) && !math.IsNaN(v) {
+					m = max(m, v)
+				}
+			}
+			for i := lo; i < hi; i++ {
+				out[i] = m
+			}
+		}
+	}
+	return out
+}
+
+// mixedInput has regions of very different magnitude: ordinary values, values far beyond
+// binary16's range, tiny gradients, and float32 subnormals.
+func mixedInput(seed uint64, r, count int) []float32 {
+	rng := rand.New(rand.NewPCG(seed, uint64(r)))
+	v := make([]float32, count)
+	for i := range v {
+		var mag float64
+		switch (i / 1500) % 5 {
+		case 0:
+			mag = 1
+		case 1:
+			mag = 1e30 // far beyond 65504
+		case 2:
+			mag = 1e-20 // tiny gradients: would flush to zero in plain binary16
+		case 3:
+			mag = 1e-42 // float32 subnormals
+		case 4:
+			mag = math.Pow(10, rng.Float64()*60-30) // every magnitude mixed in one chunk
+		}
+		v[i] = float32(rng.NormFloat64() * mag)
+	}
+	return v
+}
+
+func TestAllReduceFP16Bound(t *testing.T) {
+	noLeaks(t)
+	const chunkBytes = 4 << 10
+	for _, f := range fabrics() {
+		for _, n := range fabricSizes(f, allSizes) {
+			t.Run(name(f, n), func(t *testing.T) {
+				j := startJob(t, f, n, Options{ChunkBytes: chunkBytes})
+				for ci, count := range testCounts(n) {
+					for _, op := range []Op{Sum, Avg, Max, Min} {
+						inputs := make([][]float32, n)
+						for r := range inputs {
+							inputs[r] = mixedInput(uint64(500+ci*10+int(op)), r, count)
+						}
+						ref, _ := reference(inputs, op)
+						w := make([]float64, count)
+						for i := range w {
+							for _, in := range inputs {
+								if op == Max || op == Min {
+									w[i] = max(w[i], math.Abs(float64(in[i])))
+								} else {
+									w[i] += math.Abs(float64(in[i]))
+								}
+							}
+						}
+						a := chunkMaxima(w, n, chunkBytes/4)
+						bufs := make([][]float32, n)
+						j.mustEach(func(r int, g *Group) error {
+							bufs[r] = clone(inputs[r])
+							return g.AllReduce(ctxT(t), bufs[r], op, FP16)
+						})
+						what := fmt.Sprintf("AllReduce(count=%d, %v, fp16)", count, op)
+						sameBits(t, what, bufs)
+						for i, got := range bufs[0] {
+							bound := fp16Bound(a[i], n, op)
+							if op == Avg {
+								bound += 0x1p-24 * math.Abs(ref[i])
+							}
+							if n == 1 {
+								bound = 0
+							}
+							if math.IsInf(float64(got), 0) || math.IsNaN(float64(got)) {
+								t.Fatalf("%s: element %d became %g (reference %g)", what, i, got, ref[i])
+							}
+							if d := math.Abs(float64(got) - ref[i]); !(d <= bound) {
+								t.Fatalf("%s: element %d = %g, reference %g: error %g exceeds the bound %g (chunk A = %g)", what, i, got, ref[i], d, bound, a[i])
+							}
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestAllReduceFP16NonFinite: NaN and ±Inf in the inputs give what float32 gives.
+func TestAllReduceFP16NonFinite(t *testing.T) {
+	noLeaks(t)
+	const n = 3
+	j := startJob(t, memFabric, n, Options{})
+	inf := float32(math.Inf(1))
+	nan := float32(math.NaN())
+	inputs := [][]float32{
+		{1, inf, 1, inf, 5, nan, 100},
+		{2, 1, -inf, -inf, 6, 1, 0.5},
+		{3, 1, 1, 1, 7, 1, 1},
+	}
+	for _, comp := range []Compression{NoCompression, FP16} {
+		bufs := make([][]float32, n)
+		j.mustEach(func(r int, g *Group) error {
+			bufs[r] = clone(inputs[r])
+			return g.AllReduce(ctxT(t), bufs[r], Sum, comp)
+		})
+		got := bufs[1]
+		if got[1] != inf || got[2] != float32(math.Inf(-1)) || !math.IsNaN(float64(got[3])) || !math.IsNaN(float64(got[5])) {
+			t.Fatalf("%v: non-finite results %v", comp, got)
+		}
+		// Finite neighbours of the Inf/NaN keep their precision.
+		if math.Abs(float64(got[0])-6) > 6*0x1p-9 || math.Abs(float64(got[4])-18) > 18*0x1p-9 {
+			t.Fatalf("%v: finite results next to non-finite ones are off: %v", comp, got)
+		}
+	}
+}
+
+func BenchmarkFP16Encode(b *testing.B) {
+	src := randomInput(1, 0, 64<<10)
+	dst := make([]byte, fp16WireBytes(len(src)))
+	b.SetBytes(int64(4 * len(src)))
+	for b.Loop() {
+		encodeFP16(dst, src)
+	}
+}
+
+func BenchmarkFP16DecodeSum(b *testing.B) {
+	src := randomInput(1, 0, 64<<10)
+	wire := make([]byte, fp16WireBytes(len(src)))
+	encodeFP16(wire, src)
+	dst := make([]float32, len(src))
+	b.SetBytes(int64(4 * len(src)))
+	for b.Loop() {
+		decodeFP16(Sum, false, dst, wire)
+	}
+}
+
+// BenchmarkX448Encode is the same conversion with x448/float16's per-value function, for
+// comparison with BenchmarkFP16Encode.
+func BenchmarkX448Encode(b *testing.B) {
+	src := randomInput(1, 0, 64<<10)
+	dst := make([]uint16, len(src))
+	b.SetBytes(int64(4 * len(src)))
+	for b.Loop() {
+		for i, x := range src {
+			dst[i] = float16.Fromfloat32(x).Bits()
+		}
+	}
+}
+
+func BenchmarkX448Decode(b *testing.B) {
+	src := randomInput(1, 0, 64<<10)
+	h := make([]uint16, len(src))
+	for i, x := range src {
+		h[i] = float16.Fromfloat32(x).Bits()
+	}
+	dst := make([]float32, len(src))
+	b.SetBytes(int64(4 * len(src)))
+	for b.Loop() {
+		for i, v := range h {
+			dst[i] += float16.Frombits(v).Float32()
+		}
+	}
+}
