@@ -145,8 +145,10 @@ func (s *Sequential) Backward(saved Saved, dy Tensor, onLayerDone func(i int)) (
 	return s.backward(saved, dy, onLayerDone, true)
 }
 
-// BackwardParams is Backward without dL/dx: the first layer computes only its
-// parameter gradients when it can (ParamGradLayer). Use it when nothing
+// BackwardParams is Backward without dL/dx: layers in front of the first
+// layer with parameters are not run backward at all, and that layer computes
+// only its parameter gradients when it can (ParamGradLayer). The hook is
+// still called for every layer, in reverse order. Use it when nothing
 // upstream needs the input gradient (data parallelism, the first pipeline
 // stage).
 func (s *Sequential) BackwardParams(saved Saved, dy Tensor, onLayerDone func(i int)) error {
@@ -159,10 +161,23 @@ func (s *Sequential) backward(saved Saved, dy Tensor, onLayerDone func(int), wan
 	if !ok || sv == nil || sv.owner != s || len(sv.saved) != len(s.layers) {
 		return Tensor{}, fmt.Errorf("sequential: %w", ErrSaved)
 	}
+	// Without dL/dx, nothing below the first layer with parameters needs
+	// computing (e.g. the Flatten in front of an MLP), and that layer needs
+	// only its parameter gradients.
+	stop := 0
+	if !wantDX {
+		stop = len(s.layers)
+		for i, l := range s.layers {
+			if len(l.Params()) > 0 {
+				stop = i
+				break
+			}
+		}
+	}
 	cur := dy
-	for i := len(s.layers) - 1; i >= 0; i-- {
+	for i := len(s.layers) - 1; i >= stop; i-- {
 		l := s.layers[i]
-		if i == 0 && !wantDX {
+		if i == stop && !wantDX {
 			if pl, ok := l.(ParamGradLayer); ok {
 				if err := pl.BackwardParams(sv.saved[i], cur); err != nil {
 					return Tensor{}, fmt.Errorf("backward layer %d: %w", i, err)
@@ -170,7 +185,7 @@ func (s *Sequential) backward(saved Saved, dy Tensor, onLayerDone func(int), wan
 				if onLayerDone != nil {
 					onLayerDone(i)
 				}
-				return Tensor{}, nil
+				continue
 			}
 		}
 		dx, err := l.Backward(sv.saved[i], cur)
@@ -183,6 +198,12 @@ func (s *Sequential) backward(saved Saved, dy Tensor, onLayerDone func(int), wan
 		cur = dx
 	}
 	if !wantDX {
+		// Parameterless layers below stop: their (empty) gradients are done.
+		for i := stop - 1; i >= 0; i-- {
+			if onLayerDone != nil {
+				onLayerDone(i)
+			}
+		}
 		return Tensor{}, nil
 	}
 	return cur, nil

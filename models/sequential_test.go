@@ -144,28 +144,35 @@ func TestBackwardHookOrderAndCompleteness(t *testing.T) {
 // change any parameter gradient.
 func TestBackwardParamsMatchesBackward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
-	fc1, _ := NewLinear("fc1", 6, 5, InitHe)
+	fc1, _ := NewLinear("fc1", 12, 5, InitHe)
 	fc2, _ := NewLinear("fc2", 5, 3, InitHe)
-	m, _ := NewSequential(fc1, NewReLU("r"), fc2)
-	m.Init(1)
-	x := randTensor(rng, 4, 6)
-	y, saved, _ := m.Forward(x, true)
-	dy := randTensor(rng, y.Shape...)
-	m.ZeroGrad()
-	if _, err := m.Backward(saved, dy, nil); err != nil {
-		t.Fatal(err)
-	}
-	want := map[string][]float32{}
-	for _, p := range m.Params() {
-		want[p.Name] = slices.Clone(p.Grad)
-	}
-	m.ZeroGrad()
-	if err := m.BackwardParams(saved, dy, nil); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range m.Params() {
-		if !slices.Equal(p.Grad, want[p.Name]) {
-			t.Errorf("%s differs between Backward and BackwardParams", p.Name)
+	direct, _ := NewSequential(fc1, NewReLU("r"), fc2)
+	direct.Init(1)
+	// smallMLP starts with a parameterless Flatten that BackwardParams skips.
+	for _, m := range []*Sequential{direct, smallMLP(t, 2)} {
+		x := randTensor(rng, 4, 12)
+		y, saved, _ := m.Forward(x, true)
+		dy := randTensor(rng, y.Shape...)
+		m.ZeroGrad()
+		if _, err := m.Backward(saved, dy, nil); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]float32{}
+		for _, p := range m.Params() {
+			want[p.Name] = slices.Clone(p.Grad)
+		}
+		m.ZeroGrad()
+		var hooks []int
+		if err := m.BackwardParams(saved, dy, func(i int) { hooks = append(hooks, i) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(hooks) != m.Len() || hooks[len(hooks)-1] != 0 {
+			t.Errorf("hooks %v: want every layer down to 0", hooks)
+		}
+		for _, p := range m.Params() {
+			if !slices.Equal(p.Grad, want[p.Name]) {
+				t.Errorf("%s differs between Backward and BackwardParams", p.Name)
+			}
 		}
 	}
 }
