@@ -50,9 +50,11 @@ func (l *Linear) Name() string { return l.name }
 // Params implements Layer: weight then bias.
 func (l *Linear) Params() []*Param { return []*Param{l.weight, l.bias} }
 
-// In and Out are the feature sizes.
-func (l *Linear) In() int  { return l.in }
-func (l *Linear) Out() int { return l.out } //nolint:revive
+// In is the input feature size.
+func (l *Linear) In() int { return l.in }
+
+// Out is the output feature size.
+func (l *Linear) Out() int { return l.out }
 
 // OutShape implements Layer.
 func (l *Linear) OutShape(in []int) ([]int, error) {

@@ -7,9 +7,10 @@ import (
 // Tensor is a dense, row-major float32 batch. Shape[0] is the batch size and
 // the rest is the per-sample shape, e.g. [64 1 28 28] for 64 grey 28×28 images.
 //
-// Tensors returned by layers own freshly allocated Data (Flatten excepted: it
-// returns a view sharing Data with its input). Layers never modify the Data of
-// the tensors they are given.
+// Tensors returned by layers own freshly allocated Data, except where a layer
+// is an identity on the data: Flatten (a reshaped view) and Dropout in
+// inference return their input's Data, and their Backward returns dy's Data.
+// Layers never modify the Data of the tensors they are given.
 type Tensor struct {
 	Shape []int
 	Data  []float32
