@@ -1,0 +1,124 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"strings"
+
+	"github.com/ringtrain/ringtrain/models"
+)
+
+// ErrMismatch is wrapped by *MismatchError.
+var ErrMismatch = errors.New("pipeline: ranks disagree")
+
+// MismatchError reports that ranks built their executors from different
+// configurations or models: a rank started with other flags, or another
+// seed or model. New returns the same error on every rank.
+type MismatchError struct {
+	// Rank is the first rank that differs from rank 0, and What lists what
+	// differs ("model parameters (initial values)", "schedule", ...).
+	Rank int
+	What []string
+	// Others are the further ranks that differ from rank 0, if any.
+	Others []int
+}
+
+func (e *MismatchError) Error() string {
+	s := fmt.Sprintf("pipeline: rank %d differs from rank 0 in: %s", e.Rank, strings.Join(e.What, "; "))
+	if len(e.Others) > 0 {
+		s += fmt.Sprintf(" (and ranks %v differ too)", e.Others)
+	}
+	return s + ": every rank must build the same model (same name and seed) with the same pipeline settings"
+}
+
+// Unwrap makes errors.Is(err, ErrMismatch) true.
+func (e *MismatchError) Unwrap() error { return ErrMismatch }
+
+// fingerprint parts, in the order they are exchanged.
+var fingerprintParts = []string{
+	"layout (stages × replicas)",
+	"micro-batches, global batch size or tag base",
+	"partition (split points)",
+	"schedule",
+	"input shape",
+	"model structure (layers, parameter names and shapes)",
+	"model parameters (initial values: another seed?)",
+}
+
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// hashParams hashes the bits of every parameter value (FNV-1a over 32-bit
+// words: fast enough for tens of millions of values, and any change of any
+// value changes it with overwhelming likelihood).
+func hashParams(ps []*models.Param) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for _, p := range ps {
+		for _, v := range p.Value {
+			h = (h ^ uint64(math.Float32bits(v))) * prime
+		}
+	}
+	return h
+}
+
+func (e *Executor) fingerprint(full *models.Sequential) []uint64 {
+	var structure strings.Builder
+	for _, l := range full.Layers() {
+		fmt.Fprintf(&structure, "%s(", l.Name())
+		for _, p := range l.Params() {
+			fmt.Fprintf(&structure, "%s%v,", p.Name, p.Shape)
+		}
+		structure.WriteString(");")
+	}
+	c := e.cfg
+	return []uint64{
+		hashString(fmt.Sprint(c.Stages, c.Replicas)),
+		hashString(fmt.Sprint(c.MicroBatches, c.Batch, c.TagBase)),
+		hashString(fmt.Sprint(e.plan.Splits())),
+		hashString(e.sched.String()),
+		hashString(fmt.Sprint(c.InputShape)),
+		hashString(structure.String()),
+		hashParams(full.Params()),
+	}
+}
+
+// checkAgreement exchanges every rank's fingerprint and fails, on every
+// rank alike, if any differs from rank 0's.
+func (e *Executor) checkAgreement(ctx context.Context, full *models.Sequential) error {
+	fp := e.fingerprint(full)
+	per := 4 * len(fp)
+	buf := make([]float32, e.g.Size()*per)
+	for i, v := range fp {
+		putU64(buf[e.g.Rank()*per+4*i:], v)
+	}
+	if err := e.g.AllGather(ctx, buf); err != nil {
+		return fmt.Errorf("pipeline: rank %d: exchanging configuration fingerprints: %w", e.g.Rank(), err)
+	}
+	var bad *MismatchError
+	for r := 1; r < e.g.Size(); r++ {
+		var what []string
+		for i := range fp {
+			if getU64(buf[r*per+4*i:]) != getU64(buf[4*i:]) {
+				what = append(what, fingerprintParts[i])
+			}
+		}
+		switch {
+		case len(what) == 0:
+		case bad == nil:
+			bad = &MismatchError{Rank: r, What: what}
+		default:
+			bad.Others = append(bad.Others, r)
+		}
+	}
+	if bad != nil {
+		return bad
+	}
+	return nil
+}

@@ -1,0 +1,623 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/models"
+)
+
+// ErrConfig is wrapped by every error about an Executor's configuration or
+// about the inputs of a Step: the message names the field, flag-like value or
+// rank at fault.
+var ErrConfig = errors.New("pipeline: bad executor configuration")
+
+// Config configures an Executor. Every rank of the group must pass the same
+// values (New checks that they do).
+type Config struct {
+	// Stages is the number of pipeline stages K. Zero means the group's size
+	// divided by Replicas.
+	Stages int
+	// Replicas is the number of data-parallel replicas D of every stage. Zero
+	// means 1. Stages·Replicas must equal the group's size; see Layout for
+	// which rank runs what.
+	Replicas int
+	// MicroBatches is the number M of micro-batches each replica splits its
+	// share of a mini-batch into. Zero means Stages (the smallest M that
+	// keeps every stage busy in the steady state). It may not exceed the
+	// per-replica batch Batch/Replicas. When M does not divide that batch the
+	// first micro-batches take one sample more.
+	MicroBatches int
+	// Batch is the global mini-batch size B: the samples of one optimizer
+	// step summed over all replicas. Required; a multiple of Replicas. The
+	// loss is scaled by 1/B on every micro-batch, so the gradients summed over
+	// micro-batches and replicas are those of the mean loss over the whole
+	// mini-batch.
+	Batch int
+	// Schedule builds the per-stage action lists. Nil means OneFOneB. A custom
+	// schedule must run forwards, and backwards, in the same micro-batch order
+	// on neighbouring stages (New checks), and be deadlock-free under
+	// SimulateCosts's rules (New checks).
+	Schedule Func
+	// InputShape is the per-sample shape of the model's input. Nil means
+	// models.InputShape ([1 28 28]).
+	InputShape []int
+	// Splits are explicit split points (see Balance). Nil means balance the
+	// layers with Balance on LayerCosts.
+	Splits []int
+	// LayerCosts are the per-layer costs Balance uses when Splits is nil: one
+	// finite, non-negative value per layer of the model (e.g. measured
+	// seconds, see MeasureLayerCosts). Nil means each layer's estimated
+	// forward FLOPs per sample (models.Layer.Cost).
+	LayerCosts []float64
+	// TagBase is the first tag of the point-to-point messages: micro-batch m's
+	// activation travels with tag TagBase+2m and its gradient with
+	// TagBase+2m+1, so that messages of different micro-batches or
+	// directions never mix. Zero (the default) is fine unless something else
+	// sends tagged messages between the same ranks of the same group.
+	TagBase int
+}
+
+// Executor runs one rank's pipeline stage: the rank's slice of the model,
+// its action list of the schedule, the point-to-point hand-offs to the
+// neighbouring stages of its replica, and the gradient AllReduce among the
+// replicas of its stage.
+//
+// Inputs and labels. Every rank of a replica builds the same mini-batch
+// share (the data pipeline is seeded the same everywhere, which costs a copy
+// of a few hundred KB per step): stage 0 reads the inputs and the last stage
+// the labels, and the other ranks ignore what they are given. This avoids
+// shipping labels along the pipeline and keeps the executor free of any data
+// loader.
+//
+// An Executor is used by one goroutine at a time.
+type Executor struct {
+	cfg    Config
+	g      *collective.Group
+	dp     *collective.Group // the stage's data-parallel group; nil when Replicas == 1
+	layout Layout
+	stage  int
+	rep    int
+	prev   int // group rank of stage-1 of this replica, -1 on stage 0
+	next   int // group rank of stage+1, -1 on the last stage
+
+	plan  *Plan
+	sched Schedule
+	acts  []Action
+	model *models.Sequential // this stage's layers (shared with the full model)
+	param []*models.Param
+
+	inShape, outShape []int // per sample, at this stage's input and output
+	sizes, offs       []int // per micro-batch sample counts and offsets in the replica's batch
+	flat              []float32
+	steps             int
+}
+
+// New builds the executor of this rank for the full model, which every rank
+// must have built identically (same layers, same seed; New verifies this
+// with a checksum of all parameters). The executor keeps only the layers of
+// this rank's stage; they share their parameters with full, so an optimizer
+// over Params updates full's parameters.
+//
+// New is collective: every rank of g calls it with the same cfg. It
+// exchanges a fingerprint of the configuration and the model with all ranks
+// (an AllGather) and, with Replicas > 1, makes the stage's data-parallel
+// subgroup. A rank whose configuration or model differs makes New fail on
+// every rank with a *MismatchError naming it.
+func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg Config) (*Executor, error) {
+	if full == nil || full.Len() == 0 {
+		return nil, fmt.Errorf("%w: the model has no layers", ErrConfig)
+	}
+	if g == nil {
+		return nil, fmt.Errorf("%w: nil group", ErrConfig)
+	}
+	layout, err := NewLayout(g.Size(), cfg.Stages, cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Stages, cfg.Replicas = layout.Stages, layout.Replicas
+	if cfg.MicroBatches == 0 {
+		cfg.MicroBatches = cfg.Stages
+	}
+	if cfg.Schedule == nil {
+		cfg.Schedule = OneFOneB
+	}
+	if cfg.InputShape == nil {
+		cfg.InputShape = models.InputShape
+	}
+	cfg.InputShape = slices.Clone(cfg.InputShape)
+	switch {
+	case cfg.Batch <= 0:
+		return nil, fmt.Errorf("%w: Batch (global mini-batch) is %d: must be positive", ErrConfig, cfg.Batch)
+	case cfg.Batch%cfg.Replicas != 0:
+		return nil, fmt.Errorf("%w: Batch %d is not a multiple of the %d replicas", ErrConfig, cfg.Batch, cfg.Replicas)
+	case cfg.MicroBatches < 1:
+		return nil, fmt.Errorf("%w: MicroBatches is %d: must be positive", ErrConfig, cfg.MicroBatches)
+	case cfg.MicroBatches > cfg.Batch/cfg.Replicas:
+		return nil, fmt.Errorf("%w: %d micro-batches for a per-replica batch of %d (Batch %d / %d replicas): at most one micro-batch per sample",
+			ErrConfig, cfg.MicroBatches, cfg.Batch/cfg.Replicas, cfg.Batch, cfg.Replicas)
+	case cfg.TagBase < 0:
+		return nil, fmt.Errorf("%w: TagBase is %d: must be non-negative", ErrConfig, cfg.TagBase)
+	}
+
+	e := &Executor{cfg: cfg, g: g, layout: layout}
+	e.stage, e.rep = layout.Coords(g.Rank())
+	e.prev, e.next = -1, -1
+	if e.stage > 0 {
+		e.prev = layout.Rank(e.stage-1, e.rep)
+	}
+	if e.stage < layout.Stages-1 {
+		e.next = layout.Rank(e.stage+1, e.rep)
+	}
+	if e.plan, err = makePlan(full, cfg); err != nil {
+		return nil, err
+	}
+	if e.sched, err = checkedSchedule(cfg.Schedule, cfg.Stages, cfg.MicroBatches); err != nil {
+		return nil, err
+	}
+	e.acts = e.sched[e.stage]
+	sp := e.plan.Stages[e.stage]
+	if e.model, err = full.Slice(sp.Start, sp.End); err != nil {
+		return nil, fmt.Errorf("%w: stage %d: %v", ErrConfig, e.stage, err)
+	}
+	e.param = e.model.Params()
+	if e.inShape, err = shapeAfter(full, sp.Start, cfg.InputShape); err != nil {
+		return nil, err
+	}
+	if e.outShape, err = e.model.OutShape(e.inShape); err != nil {
+		return nil, fmt.Errorf("%w: stage %d (layers %d-%d): %v", ErrConfig, e.stage, sp.Start, sp.End-1, err)
+	}
+	b := cfg.Batch / cfg.Replicas
+	e.sizes = make([]int, cfg.MicroBatches)
+	e.offs = make([]int, cfg.MicroBatches)
+	for m := range e.sizes {
+		e.sizes[m] = b / cfg.MicroBatches
+		if m < b%cfg.MicroBatches {
+			e.sizes[m]++
+		}
+		if m > 0 {
+			e.offs[m] = e.offs[m-1] + e.sizes[m-1]
+		}
+	}
+
+	if err := e.checkAgreement(ctx, full); err != nil {
+		return nil, err
+	}
+	if cfg.Replicas > 1 {
+		if e.dp, err = g.Subgroup(ctx, layout.StageRanks(e.stage)); err != nil {
+			return nil, fmt.Errorf("pipeline: rank %d: data-parallel group of stage %d: %w", g.Rank(), e.stage, err)
+		}
+		// The flat buffer holds every gradient, then the loss and the count of
+		// correct predictions, so that one AllReduce serves both.
+		e.flat = make([]float32, models.CountParams(e.param)+2)
+	}
+	return e, nil
+}
+
+// makePlan partitions the model's layers as cfg asks.
+func makePlan(full *models.Sequential, cfg Config) (*Plan, error) {
+	costs, err := full.Costs(cfg.InputShape)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the model does not take inputs of shape %v: %v", ErrConfig, cfg.InputShape, err)
+	}
+	if cfg.LayerCosts != nil && len(cfg.LayerCosts) != len(costs) {
+		return nil, fmt.Errorf("%w: LayerCosts has %d entries for a model of %d layers", ErrConfig, len(cfg.LayerCosts), len(costs))
+	}
+	layers := make([]Layer, len(costs))
+	for i, l := range full.Layers() {
+		layers[i] = Layer{Name: l.Name(), Params: costs[i].Params, Cost: float64(costs[i].FLOPs)}
+		if cfg.LayerCosts != nil {
+			layers[i].Cost = cfg.LayerCosts[i]
+		}
+	}
+	if cfg.Splits != nil {
+		if len(cfg.Splits)+1 != cfg.Stages {
+			return nil, fmt.Errorf("%w: %d split points make %d stages, but the job runs %d stages", ErrConfig, len(cfg.Splits), len(cfg.Splits)+1, cfg.Stages)
+		}
+		return NewPlan(layers, cfg.Splits)
+	}
+	return BalancedPlan(layers, cfg.Stages)
+}
+
+// checkedSchedule builds the schedule and checks what the executor relies
+// on: the shape, deadlock freedom under non-blocking sends, and that
+// neighbouring stages hand over micro-batches in the order the receiver
+// takes them (each direction has one sending goroutine that sends in order).
+func checkedSchedule(f Func, k, m int) (Schedule, error) {
+	s, err := f(k, m)
+	if err != nil {
+		return nil, err
+	}
+	if len(s) != k || s.Micro() != m {
+		return nil, fmt.Errorf("%w: schedule has %d stages and %d micro-batches, want %d and %d", ErrBadSchedule, len(s), s.Micro(), k, m)
+	}
+	if _, err := Simulate(s, 1, 2); err != nil {
+		return nil, err
+	}
+	order := func(st int, kind ActionKind) []int {
+		var o []int
+		for _, a := range s[st] {
+			if a.Kind == kind {
+				o = append(o, a.Micro)
+			}
+		}
+		return o
+	}
+	for st := 0; st+1 < k; st++ {
+		if !slices.Equal(order(st, Forward), order(st+1, Forward)) {
+			return nil, fmt.Errorf("%w: stages %d and %d run their forwards in different micro-batch orders", ErrBadSchedule, st, st+1)
+		}
+		if !slices.Equal(order(st, Backward), order(st+1, Backward)) {
+			return nil, fmt.Errorf("%w: stages %d and %d run their backwards in different micro-batch orders", ErrBadSchedule, st, st+1)
+		}
+	}
+	return s, nil
+}
+
+// shapeAfter is the per-sample shape after the first n layers of m.
+func shapeAfter(m *models.Sequential, n int, in []int) ([]int, error) {
+	if n == 0 {
+		return slices.Clone(in), nil
+	}
+	head, err := m.Slice(0, n)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	out, err := head.OutShape(in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return out, nil
+}
+
+// Stage is this rank's stage, 0-based.
+func (e *Executor) Stage() int { return e.stage }
+
+// Replica is this rank's data-parallel replica, 0-based.
+func (e *Executor) Replica() int { return e.rep }
+
+// Layout is the placement of stages and replicas on the group's ranks.
+func (e *Executor) Layout() Layout { return e.layout }
+
+// Config returns the configuration with its defaults filled in.
+func (e *Executor) Config() Config { return e.cfg }
+
+// Plan is the partition of the model into stages (the same on every rank).
+// Its Device fields are empty: the caller fills them in for printing.
+func (e *Executor) Plan() *Plan { return e.plan }
+
+// Schedule is the schedule of all stages (the same on every rank).
+func (e *Executor) Schedule() Schedule { return e.sched }
+
+// Model is this rank's stage: the slice of the full model it runs.
+func (e *Executor) Model() *models.Sequential { return e.model }
+
+// Params are the parameters of this rank's stage; build the optimizer given
+// to Step over them.
+func (e *Executor) Params() []*models.Param { return e.model.Params() }
+
+// MicroBatchSizes returns the number of samples in each micro-batch of a
+// replica's share of the mini-batch.
+func (e *Executor) MicroBatchSizes() []int { return slices.Clone(e.sizes) }
+
+// ReplicaBatch is the number of samples each replica trains on per step,
+// Batch/Replicas: the batch Step expects on stage 0 and the labels it
+// expects on the last stage.
+func (e *Executor) ReplicaBatch() int { return e.cfg.Batch / e.cfg.Replicas }
+
+// IsFirst and IsLast say whether this rank runs the first or the last stage
+// (both with one stage).
+func (e *Executor) IsFirst() bool { return e.stage == 0 }
+
+// IsLast reports whether this rank runs the last stage, the one that
+// computes the loss.
+func (e *Executor) IsLast() bool { return e.stage == e.layout.Stages-1 }
+
+// Close releases the stage's data-parallel group, if any. The group given
+// to New stays open.
+func (e *Executor) Close() error {
+	if e.dp != nil {
+		return e.dp.Close()
+	}
+	return nil
+}
+
+func (e *Executor) tag(m int, kind ActionKind) int { return e.cfg.TagBase + 2*m + int(kind) }
+
+// Step trains on one mini-batch: it runs this stage's actions of the
+// schedule over the M micro-batches of the replica's share, AllReduces the
+// gradients among the stage's replicas, and applies opt (built over Params;
+// nil leaves the summed gradients in Param.Grad and skips the update).
+//
+// x is the replica's share of the inputs, [Batch/Replicas, InputShape...],
+// read by stage 0 only; labels are that share's labels, read by the last
+// stage only. Ranks of other stages may pass a zero Tensor and nil. Layers
+// keep references to x until Step returns: do not modify it before.
+//
+// Gradients are cleared at the start of Step and accumulate over the
+// micro-batches; the loss of micro-batch m is scaled by 1/Batch, so after
+// the AllReduce (a Sum) every replica holds exactly the gradient of the mean
+// loss over the global mini-batch, as one process training on the whole
+// mini-batch would (up to float rounding order).
+//
+// On an error the step's state is discarded and the group has usually
+// failed (see collective.Group): build a new group and executor to go on.
+func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt models.Optimizer) (StepStats, error) {
+	st := StepStats{Step: e.steps, Steps: 1, Rank: e.g.Rank(), Stage: e.stage, Replica: e.rep}
+	if err := e.checkInputs(x, labels); err != nil {
+		return st, err
+	}
+	e.model.ZeroGrad()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var fwd, bwd *sender
+	if e.next >= 0 {
+		fwd = startSender(ctx, cancel, e.g, e.next, len(e.acts))
+	}
+	if e.prev >= 0 {
+		bwd = startSender(ctx, cancel, e.g, e.prev, len(e.acts))
+	}
+	start := time.Now()
+	lossSum, correct, runErr := e.run(ctx, x, labels, fwd, bwd, &st)
+	for _, s := range []*sender{fwd, bwd} {
+		if s == nil {
+			continue
+		}
+		if err := s.finish(ctx); err != nil && runErr == nil {
+			runErr = err
+		}
+		st.PeakSendQueue = max(st.PeakSendQueue, s.peak)
+	}
+	st.Wall = time.Since(start)
+	if runErr != nil {
+		return st, runErr
+	}
+
+	if e.dp != nil {
+		t := time.Now()
+		off := 0
+		for _, p := range e.param {
+			off += copy(e.flat[off:], p.Grad)
+		}
+		e.flat[off], e.flat[off+1] = float32(lossSum), float32(correct)
+		if err := e.dp.AllReduce(ctx, e.flat, collective.Sum); err != nil {
+			return st, fmt.Errorf("pipeline: rank %d (stage %d, replica %d): gradient AllReduce: %w", e.g.Rank(), e.stage, e.rep, err)
+		}
+		off = 0
+		for _, p := range e.param {
+			off += copy(p.Grad, e.flat[off:off+len(p.Grad)])
+		}
+		lossSum, correct = float64(e.flat[off]), int(e.flat[off+1]+0.5)
+		st.Sync = time.Since(t)
+	}
+	if e.IsLast() {
+		st.Loss, st.Correct, st.Samples = lossSum, correct, e.cfg.Batch
+	}
+	if opt != nil {
+		t := time.Now()
+		if err := opt.Step(); err != nil {
+			return st, fmt.Errorf("pipeline: rank %d (stage %d): optimizer: %w", e.g.Rank(), e.stage, err)
+		}
+		st.Optim = time.Since(t)
+	}
+	e.steps++
+	return st, nil
+}
+
+func (e *Executor) checkInputs(x models.Tensor, labels []int) error {
+	b := e.ReplicaBatch()
+	if e.IsFirst() {
+		if err := x.Validate(); err != nil {
+			return fmt.Errorf("%w: rank %d (stage 0): inputs: %v", ErrConfig, e.g.Rank(), err)
+		}
+		want := append([]int{b}, e.cfg.InputShape...)
+		if !slices.Equal(x.Shape, want) {
+			return fmt.Errorf("%w: rank %d (stage 0): inputs have shape %v, want %v (Batch %d / %d replicas, InputShape %v)",
+				ErrConfig, e.g.Rank(), x.Shape, want, e.cfg.Batch, e.cfg.Replicas, e.cfg.InputShape)
+		}
+	}
+	if e.IsLast() && len(labels) != b {
+		return fmt.Errorf("%w: rank %d (last stage %d): %d labels, want %d (Batch %d / %d replicas)",
+			ErrConfig, e.g.Rank(), e.stage, len(labels), b, e.cfg.Batch, e.cfg.Replicas)
+	}
+	return nil
+}
+
+// run executes the stage's action list once. It returns the scaled loss
+// summed over the micro-batches and the number of correct predictions (last
+// stage; zero elsewhere).
+func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, bwd *sender, st *StepStats) (float64, int, error) {
+	m := e.cfg.MicroBatches
+	saved := make([]models.Saved, m)
+	savedBytes := make([]int64, m)
+	dlogits := make([]models.Tensor, m) // last stage: loss gradient from Forward to Backward
+	scale := float32(1 / float64(e.cfg.Batch))
+	inElems, outElems := elems(e.inShape), elems(e.outShape)
+	var live int
+	var liveBytes int64
+	var lossSum float64
+	var correct int
+	where := func(a Action) string {
+		return fmt.Sprintf("pipeline: rank %d (stage %d, replica %d) at %v", e.g.Rank(), e.stage, e.rep, a)
+	}
+
+	for _, a := range e.acts {
+		mb, lo := e.sizes[a.Micro], e.offs[a.Micro]
+		switch a.Kind {
+		case Forward:
+			var in models.Tensor
+			if e.stage == 0 {
+				in = models.Tensor{Shape: append([]int{mb}, e.inShape...), Data: x.Data[lo*inElems : (lo+mb)*inElems]}
+			} else {
+				in = models.Tensor{Shape: append([]int{mb}, e.inShape...), Data: make([]float32, mb*inElems)}
+				t := time.Now()
+				if err := e.g.Recv(ctx, in.Data, e.prev, e.tag(a.Micro, Forward)); err != nil {
+					return 0, 0, fmt.Errorf("%s: receiving the activation from rank %d: %w", where(a), e.prev, err)
+				}
+				st.RecvWait += time.Since(t)
+			}
+			t := time.Now()
+			y, sv, err := e.model.Forward(in, true)
+			if err != nil {
+				return 0, 0, fmt.Errorf("%s: %w", where(a), err)
+			}
+			if e.next < 0 {
+				loss, dl, err := models.SoftmaxCrossEntropy(y, labels[lo:lo+mb], scale)
+				if err != nil {
+					return 0, 0, fmt.Errorf("%s: loss: %w", where(a), err)
+				}
+				c, err := models.CountCorrect(y, labels[lo:lo+mb])
+				if err != nil {
+					return 0, 0, fmt.Errorf("%s: accuracy: %w", where(a), err)
+				}
+				lossSum += loss
+				correct += c
+				dlogits[a.Micro] = dl
+			}
+			st.Busy += time.Since(t)
+			saved[a.Micro], savedBytes[a.Micro] = sv, sv.Bytes()
+			live++
+			liveBytes += savedBytes[a.Micro]
+			st.PeakLive = max(st.PeakLive, live)
+			st.PeakLiveBytes = max(st.PeakLiveBytes, liveBytes)
+			if e.next >= 0 {
+				if err := fwd.post(ctx, y.Data, e.tag(a.Micro, Forward)); err != nil {
+					return 0, 0, fmt.Errorf("%s: sending the activation to rank %d: %w", where(a), e.next, err)
+				}
+			}
+
+		case Backward:
+			var dy models.Tensor
+			if e.next < 0 {
+				dy = dlogits[a.Micro]
+				dlogits[a.Micro] = models.Tensor{}
+			} else {
+				dy = models.Tensor{Shape: append([]int{mb}, e.outShape...), Data: make([]float32, mb*outElems)}
+				t := time.Now()
+				if err := e.g.Recv(ctx, dy.Data, e.next, e.tag(a.Micro, Backward)); err != nil {
+					return 0, 0, fmt.Errorf("%s: receiving the gradient from rank %d: %w", where(a), e.next, err)
+				}
+				st.RecvWait += time.Since(t)
+			}
+			t := time.Now()
+			var dx models.Tensor
+			var err error
+			if e.prev < 0 {
+				err = e.model.BackwardParams(saved[a.Micro], dy, nil)
+			} else {
+				dx, err = e.model.Backward(saved[a.Micro], dy, nil)
+			}
+			if err != nil {
+				return 0, 0, fmt.Errorf("%s: %w", where(a), err)
+			}
+			st.Busy += time.Since(t)
+			saved[a.Micro] = nil
+			live--
+			liveBytes -= savedBytes[a.Micro]
+			if e.prev >= 0 {
+				if err := bwd.post(ctx, dx.Data, e.tag(a.Micro, Backward)); err != nil {
+					return 0, 0, fmt.Errorf("%s: sending the gradient to rank %d: %w", where(a), e.prev, err)
+				}
+			}
+		}
+	}
+	return lossSum, correct, nil
+}
+
+func elems(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// sender posts one direction's messages from its own goroutine, in order, so
+// that the executor never waits for a neighbour to receive (the schedules'
+// deadlock freedom assumes non-blocking sends; see SimulateCosts). Its queue
+// holds as many messages as the stage sends per step, so posting never
+// blocks either: the memory in flight is bounded by one step's messages of
+// one direction, and in practice by the transport's buffering, since each
+// message leaves the queue as soon as the transport has taken it.
+type sender struct {
+	g      *collective.Group
+	peer   int
+	queue  chan message
+	done   chan struct{}
+	cancel context.CancelCauseFunc
+
+	mu     sync.Mutex
+	err    error
+	queued int
+	peak   int
+}
+
+type message struct {
+	buf []float32
+	tag int
+}
+
+func startSender(ctx context.Context, cancel context.CancelCauseFunc, g *collective.Group, peer, capacity int) *sender {
+	s := &sender{g: g, peer: peer, queue: make(chan message, capacity), done: make(chan struct{}), cancel: cancel}
+	go s.loop(ctx)
+	return s
+}
+
+func (s *sender) loop(ctx context.Context) {
+	defer close(s.done)
+	for msg := range s.queue {
+		if err := s.g.Send(ctx, msg.buf, s.peer, msg.tag); err != nil {
+			err = fmt.Errorf("pipeline: Send(peer=%d, tag=%d): %w", s.peer, msg.tag, err)
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+			s.cancel(err) // unblocks the executor's receives
+			for range s.queue {
+			}
+			return
+		}
+		s.mu.Lock()
+		s.queued--
+		s.mu.Unlock()
+	}
+}
+
+// post queues buf for sending. buf must not be modified afterwards.
+func (s *sender) post(ctx context.Context, buf []float32, tag int) error {
+	s.mu.Lock()
+	if err := s.err; err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.queued++
+	s.peak = max(s.peak, s.queued)
+	s.mu.Unlock()
+	select {
+	case s.queue <- message{buf, tag}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// finish closes the queue and waits until every message is sent or ctx ends.
+func (s *sender) finish(ctx context.Context) error {
+	close(s.queue)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		<-s.done // Send honours ctx, so the loop ends promptly
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	return ctx.Err()
+}
