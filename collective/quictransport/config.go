@@ -140,7 +140,7 @@ func ConfigFromEnv() (Config, error) {
 	if c.Rank, err = envInt("RANK", 0, c.Size-1); err != nil {
 		return c, err
 	}
-	if _, ok := os.LookupEnv("LOCAL_RANK"); ok {
+	if os.Getenv("LOCAL_RANK") != "" {
 		if c.LocalRank, err = envInt("LOCAL_RANK", 0, 1<<24); err != nil {
 			return c, err
 		}

@@ -16,6 +16,9 @@ import (
 	"github.com/ringtrain/ringtrain/collective/rendezvous"
 )
 
+// storeLinger is how long rank 0 keeps serving the store after its own join timed out.
+const storeLinger = 3 * time.Second
+
 // Store keys. Versioned so that a future layout cannot be misread.
 func peerKey(r int) string  { return "quictransport/v1/peer/" + strconv.Itoa(r) }
 func readyKey(r int) string { return "quictransport/v1/ready/" + strconv.Itoa(r) }
@@ -72,9 +75,18 @@ func establish(ctx context.Context, cfg Config, server *rendezvous.Server) (_ *T
 		server: server,
 	}
 	defer func() {
-		if err != nil {
-			t.Close()
+		if err == nil {
+			return
 		}
+		var je *JoinTimeoutError
+		if srv := t.server; srv != nil && errors.As(err, &je) {
+			// The other ranks' waits end at about the same time as ours; keep the store up a
+			// little longer so that they too learn exactly which ranks are missing, rather
+			// than just that the store went away.
+			t.server = nil
+			time.AfterFunc(storeLinger, func() { srv.Close() })
+		}
+		t.Close()
 	}()
 	jctx, jcancel := context.WithDeadline(ctx, start.Add(cfg.JoinTimeout))
 	defer jcancel()

@@ -2,6 +2,7 @@ package quictransport
 
 import (
 	"bytes"
+	"github.com/ringtrain/ringtrain/collective/transport"
 	"log/slog"
 	"strings"
 	"sync"
@@ -40,3 +41,5 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+type transportPeerError = transport.PeerError

@@ -136,19 +136,35 @@ func (t *Transport) start() error {
 	for r := 0; r < t.cfg.Rank; r++ {
 		allowed[t.entries[r].Fingerprint] = true
 	}
-	tlsConf := &tls.Config{
+	base := &tls.Config{
 		Certificates: []tls.Certificate{t.cert},
 		ClientAuth:   tls.RequireAnyClientCert,
 		NextProtos:   []string{alpn},
 		MinVersion:   tls.VersionTLS13,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) != 1 {
-				return fmt.Errorf("client presented %d certificates, want 1", len(raw))
+	}
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		// Per connection, so that a refused certificate is logged with the remote address.
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			remote := "unknown"
+			if hello.Conn != nil {
+				remote = hello.Conn.RemoteAddr().String()
 			}
-			if !allowed[rendezvous.Fingerprint(raw[0])] {
-				return errors.New("client certificate matches no lower rank's published fingerprint")
+			c := base.Clone()
+			c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+				var err error
+				switch {
+				case len(raw) != 1:
+					err = fmt.Errorf("client presented %d certificates, want 1", len(raw))
+				case !allowed[rendezvous.Fingerprint(raw[0])]:
+					err = errors.New("client certificate matches no lower rank's published fingerprint")
+				}
+				if err != nil {
+					t.log.Warn("quictransport: refused connection", "remote", remote, "reason", err.Error())
+				}
+				return err
 			}
-			return nil
+			return c, nil
 		},
 	}
 	ln, err := t.qtr.Listen(tlsConf, t.qconf)

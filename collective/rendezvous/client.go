@@ -209,7 +209,7 @@ func (c *Client) Add(ctx context.Context, key string, delta int64) (int64, error
 }
 
 // Get waits until key exists and returns its value, or fails when ctx ends (the error then
-// wraps a *MissingKeysError and ctx's error).
+// wraps ctx's error, and a *MissingKeysError if ctx's deadline passed).
 func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 	vals, err := c.WaitKeys(ctx, []string{key})
 	if err != nil {
@@ -242,7 +242,8 @@ func (e *MissingKeysError) Unwrap() error { return e.Err }
 // WaitKeys waits until every key exists and returns their values in order. If ctx has a
 // deadline and it passes first, the store itself ends the wait and the error is a
 // *MissingKeysError naming exactly the absent keys (values then holds the present ones and
-// nil for the others). If ctx is cancelled, the error wraps ctx's error.
+// nil for the others). If ctx is cancelled, or the connection is lost, the error wraps that
+// cause instead and values is nil.
 func (c *Client) WaitKeys(ctx context.Context, keys []string) ([][]byte, error) {
 	wait := waitForever
 	if dl, ok := ctx.Deadline(); ok {
@@ -288,8 +289,10 @@ func (c *Client) wait(ctx context.Context, keys []string, waitMS uint32) ([][]by
 	}
 	resp, err := c.roundTrip(rctx, &message{typ: msgWait, keys: keys, waitMS: waitMS})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("rendezvous: wait for %q: %w", keys, &MissingKeysError{Keys: keys, Err: context.Cause(ctx)})
+		// Only the store's own answer says which keys are missing; without it (cancelled,
+		// connection lost, no answer within the grace) say what happened instead.
+		if ctx.Err() != nil && c.conn.Context().Err() == nil {
+			err = context.Cause(ctx)
 		}
 		return nil, fmt.Errorf("rendezvous: wait for %q: %w", keys, err)
 	}

@@ -1,0 +1,124 @@
+package quictransport
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestWireRoundTrips(t *testing.T) {
+	e := peerEntry{Addr: "10.0.0.7:41234", Fingerprint: [32]byte{1, 2, 3, 31: 9}}
+	b, err := encodeEntry(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := decodeEntry(b); err != nil || got != e {
+		t.Fatalf("entry round trip: %+v, %v", got, err)
+	}
+	for i := 0; i < len(b); i++ {
+		if _, err := decodeEntry(b[:i]); !errors.Is(err, errWire) {
+			t.Fatalf("entry truncated to %d bytes: %v", i, err)
+		}
+	}
+
+	proof := bytes.Repeat([]byte{5}, proofLen)
+	r, p, err := readHello(bytes.NewReader(encodeHello(12, proof)))
+	if err != nil || r != 12 || !bytes.Equal(p, proof) {
+		t.Fatalf("hello round trip: %d %x %v", r, p, err)
+	}
+	if p, err := readHelloOK(bytes.NewReader(encodeHelloOK(proof))); err != nil || !bytes.Equal(p, proof) {
+		t.Fatalf("hello-ok round trip: %x %v", p, err)
+	}
+	if _, _, err := readHello(bytes.NewReader(encodeHelloOK(proof))); err == nil {
+		t.Fatal("hello-ok accepted as hello")
+	}
+	ch := strings.Repeat("c", MaxChannelLen)
+	if got, err := readOpen(bytes.NewReader(encodeOpen(ch))); err != nil || got != ch {
+		t.Fatalf("open round trip: %v", err)
+	}
+	if _, err := readOpen(bytes.NewReader(encodeOpen(ch + "c"))); !errors.Is(err, errWire) {
+		t.Fatalf("oversized channel name: %v", err)
+	}
+
+	reason := encodeAbortReason(3, 2, "no packets for 2s: idle timeout")
+	g, by, msg, err := parseAbortReason(reason)
+	if err != nil || g != 3 || by != 2 || msg != "no packets for 2s: idle timeout" {
+		t.Fatalf("abort reason round trip: %d %d %q %v", g, by, msg, err)
+	}
+	for _, bad := range []string{"", "hello", abortPrefix + "guilty=1 by=2", abortPrefix + "guilty=-1 by=2: x",
+		abortPrefix + "guilty=01 by=2: x", abortPrefix + "guilty=1 by=99999999999999999999: x", abortPrefix + "by=1 guilty=2: x"} {
+		if _, _, _, err := parseAbortReason(bad); err == nil {
+			t.Errorf("parseAbortReason(%q) accepted", bad)
+		}
+	}
+	if long := encodeAbortReason(1, 1, strings.Repeat("x", 4000)); len(long) > maxReasonLen {
+		t.Fatalf("abort reason of %d bytes", len(long))
+	}
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	b, _ := encodeEntry(peerEntry{Addr: "127.0.0.1:5000"})
+	f.Add(b)
+	f.Add([]byte{wireVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := decodeEntry(b)
+		if err != nil {
+			return
+		}
+		out, err := encodeEntry(e)
+		if err != nil || !bytes.Equal(out, b) {
+			t.Fatalf("accepted entry does not re-encode: %v", err)
+		}
+	})
+}
+
+func FuzzReadHello(f *testing.F) {
+	f.Add(encodeHello(1, make([]byte, proofLen)))
+	f.Add(encodeHelloOK(make([]byte, proofLen)))
+	f.Add([]byte{wireVersion, frameHello, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, p, err := readHello(bytes.NewReader(b)); err == nil {
+			if r < 0 || r >= maxRank || !bytes.Equal(encodeHello(r, p), b[:38]) {
+				t.Fatalf("accepted hello rank %d does not re-encode", r)
+			}
+		}
+		if p, err := readHelloOK(bytes.NewReader(b)); err == nil {
+			if !bytes.Equal(encodeHelloOK(p), b[:34]) {
+				t.Fatal("accepted hello-ok does not re-encode")
+			}
+		}
+	})
+}
+
+func FuzzReadOpen(f *testing.F) {
+	f.Add(encodeOpen("grad/0"))
+	f.Add([]byte{wireVersion, frameOpen, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ch, err := readOpen(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		if len(ch) == 0 || len(ch) > MaxChannelLen || !bytes.Equal(encodeOpen(ch), b[:4+len(ch)]) {
+			t.Fatalf("accepted channel %q does not re-encode", ch)
+		}
+	})
+}
+
+func FuzzParseAbortReason(f *testing.F) {
+	f.Add(encodeAbortReason(3, 2, "idle timeout"))
+	f.Add(abortPrefix + "guilty=1 by=2: ")
+	f.Add("ringtrain-abort/1 guilty= by=: ")
+	f.Fuzz(func(t *testing.T, s string) {
+		g, by, msg, err := parseAbortReason(s)
+		if err != nil {
+			return
+		}
+		if g < 0 || by < 0 || g >= maxRank || by >= maxRank {
+			t.Fatalf("accepted ranks %d, %d", g, by)
+		}
+		if len(msg) <= maxMessageLen && encodeAbortReason(g, by, msg) != s {
+			t.Fatalf("accepted reason %q does not re-encode", s)
+		}
+	})
+}
