@@ -1,0 +1,388 @@
+// Command pipeline trains a model on Fashion-MNIST with pipeline parallelism
+// (GPipe or 1F1B), optionally times data parallelism, through gorun:
+//
+//	gorun --nproc 4 examples/pipeline/train.go --schedule 1f1b --micro-batches 8
+//	gorun --nproc 4 examples/pipeline/train.go --stages 2 --dp 2 --model cnn
+//
+// The model's layers are cut into K contiguous stages (balanced by estimated
+// FLOPs, by measured time with --balance time, or at --split points), one per
+// rank of each of D replicas: rank = replica·K + stage (package pipeline's
+// Layout). Every rank builds the same model from --seed and keeps its
+// stage's layers. Each mini-batch of --batch samples is split among the
+// replicas and each replica's share into M micro-batches that flow through
+// the stages; the replicas of a stage AllReduce their gradients before the
+// optimizer step.
+//
+// Rank 0 prints the plan (stages, layers, parameters, devices), the last
+// stage of replica 0 prints progress, and at the end rank 0 prints the
+// measured bubble (the idle share of the stages' time) next to the theory
+// (K−1)/(M+K−1), and the peak number (and size) of stored activations per
+// stage. --json prints the same as JSON lines.
+//
+// Without WORLD_SIZE in the environment it runs alone: one stage, one rank.
+//
+// Data: the directory of --data, else /usr/share/datasets/fashion-mnist,
+// else the subset embedded in the binary (models/data.Default). Every rank
+// of a replica draws the same mini-batch share from the seeded sampler; stage
+// 0 uses its images, the last stage its labels.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
+	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/models/data"
+	"github.com/ringtrain/ringtrain/pipeline"
+	"github.com/ringtrain/ringtrain/pipeline/devices"
+)
+
+type options struct {
+	schedule string
+	stages   int
+	micro    int
+	dp       int
+	batch    int
+	model    string
+	lr       float64
+	momentum float64
+	steps    int
+	warmup   int
+	split    string
+	balance  string
+	seed     int64
+	dataDir  string
+	logEvery int
+	json     bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("pipeline", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.schedule, "schedule", "1f1b", "pipeline schedule: gpipe or 1f1b")
+	fs.IntVar(&o.stages, "stages", 0, "pipeline stages K (0: world size / dp)")
+	fs.IntVar(&o.micro, "micro-batches", 8, "micro-batches M per replica and mini-batch")
+	fs.IntVar(&o.dp, "dp", 1, "data-parallel replicas D of every stage")
+	fs.IntVar(&o.batch, "batch", 64, "global mini-batch size (all replicas together)")
+	fs.StringVar(&o.model, "model", "mlp", "model: "+strings.Join(models.ModelNames(), ", "))
+	fs.Float64Var(&o.lr, "lr", 0.05, "SGD learning rate")
+	fs.Float64Var(&o.momentum, "momentum", 0.9, "SGD momentum")
+	fs.IntVar(&o.steps, "steps", 100, "optimizer steps (mini-batches) to train")
+	fs.IntVar(&o.warmup, "warmup", -1, "first steps left out of the bubble measurement (they build the gorgonia graphs); -1: 1 when steps > 1")
+	fs.StringVar(&o.split, "split", "", "explicit split points, e.g. \"3,7\" for stages [0,3) [3,7) [7,n) (default: balanced)")
+	fs.StringVar(&o.balance, "balance", "flops", "what --split-less balancing equalises: flops (estimated) or time (measured on rank 0)")
+	fs.Int64Var(&o.seed, "seed", 1, "seed of the model's initialisation and of the data order (the same on every rank)")
+	fs.StringVar(&o.dataDir, "data", "", "directory of the Fashion-MNIST IDX files (default: "+data.DefaultDir+", else embedded)")
+	fs.IntVar(&o.logEvery, "log-every", 10, "print progress every N steps")
+	fs.BoolVar(&o.json, "json", false, "print JSON lines instead of text")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case o.steps < 1:
+		return o, fmt.Errorf("--steps %d: must be at least 1", o.steps)
+	case o.dp < 1:
+		return o, fmt.Errorf("--dp %d: must be at least 1", o.dp)
+	case o.stages < 0:
+		return o, fmt.Errorf("--stages %d: must be positive (or 0 for world size / dp)", o.stages)
+	case o.micro < 1:
+		return o, fmt.Errorf("--micro-batches %d: must be at least 1", o.micro)
+	case o.batch < 1:
+		return o, fmt.Errorf("--batch %d: must be at least 1", o.batch)
+	case !(o.lr > 0):
+		return o, fmt.Errorf("--lr %g: must be positive", o.lr)
+	case o.logEvery < 1:
+		return o, fmt.Errorf("--log-every %d: must be at least 1", o.logEvery)
+	case o.balance != "flops" && o.balance != "time":
+		return o, fmt.Errorf("--balance %q: want flops or time", o.balance)
+	}
+	if o.warmup < 0 {
+		o.warmup = min(1, o.steps-1)
+	}
+	if o.warmup >= o.steps {
+		return o, fmt.Errorf("--warmup %d: must be below --steps %d so that some steps are measured", o.warmup, o.steps)
+	}
+	return o, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "pipeline:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// joinJob returns the world group: the gorun job's when WORLD_SIZE is set,
+// else a group of this process alone.
+func joinJob(ctx context.Context) (*collective.Group, func(), error) {
+	if _, ok := os.LookupEnv("WORLD_SIZE"); ok {
+		g, err := collective.InitFromEnv(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("joining the job: %w", err)
+		}
+		return g, func() { g.Close() }, nil
+	}
+	ts := memtransport.New(1)
+	g, err := collective.New(ctx, ts[0], collective.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return g, func() { g.Close(); ts[0].Close() }, nil
+}
+
+// printer writes text or JSON lines.
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+func (p printer) event(kind string, fields map[string]any, text string) {
+	if p.json {
+		fields["event"] = kind
+		b, err := json.Marshal(fields)
+		if err != nil {
+			fmt.Fprintf(p.w, "{\"event\":\"error\",\"error\":%q}\n", err.Error())
+			return
+		}
+		fmt.Fprintln(p.w, string(b))
+		return
+	}
+	fmt.Fprint(p.w, text)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	sched, err := pipeline.ByName(o.schedule)
+	if err != nil {
+		return fmt.Errorf("--schedule: %w", err)
+	}
+	splits, err := pipeline.ParseSplits(o.split)
+	if err != nil {
+		return fmt.Errorf("--split: %w", err)
+	}
+	out := printer{w: stdout, json: o.json}
+
+	g, closeJob, err := joinJob(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeJob()
+	rank := g.Rank()
+
+	ds, err := data.Open(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("rank %d: loading the data: %w", rank, err)
+	}
+	full, err := models.Build(o.model, o.seed)
+	if err != nil {
+		return fmt.Errorf("--model: %w", err)
+	}
+	var costs []float64
+	if o.balance == "time" && splits == nil {
+		if costs, err = sharedLayerCosts(ctx, g, full, o); err != nil {
+			return err
+		}
+	}
+	e, err := pipeline.New(ctx, full, g, pipeline.Config{
+		Stages: o.stages, Replicas: o.dp, MicroBatches: o.micro, Batch: o.batch,
+		Schedule: sched, Splits: splits, LayerCosts: costs,
+	})
+	if err != nil {
+		return fmt.Errorf("rank %d: %w", rank, err)
+	}
+	defer e.Close()
+	lay := e.Layout()
+
+	plan, err := planWithDevices(ctx, g, e)
+	if err != nil {
+		return err
+	}
+	if rank == 0 {
+		out.event("plan", map[string]any{
+			"model": o.model, "data": ds.Source, "world": lay.Size(), "stages": lay.Stages, "replicas": lay.Replicas,
+			"micro_batches": o.micro, "batch": o.batch, "micro_batch_sizes": e.MicroBatchSizes(),
+			"schedule": o.schedule, "splits": plan.Splits(), "plan": plan.String(),
+		}, fmt.Sprintf("model %s on %s; %d rank(s) = %d stage(s) × %d replica(s); schedule %s, %d micro-batches of %v samples per replica, global batch %d\n%s%s",
+			o.model, ds.Source, lay.Size(), lay.Stages, lay.Replicas, o.schedule, o.micro, e.MicroBatchSizes(), o.batch, plan, e.Schedule()))
+	}
+
+	opt, err := models.NewSGD(e.Params(), models.SGDConfig{LR: float32(o.lr), Momentum: float32(o.momentum)})
+	if err != nil {
+		return fmt.Errorf("--lr/--momentum: %w", err)
+	}
+	sampler, err := data.NewDistributedSampler(data.SamplerConfig{
+		N: ds.Train.Len(), Rank: e.Replica(), World: lay.Replicas, Batch: e.ReplicaBatch(), Seed: o.seed,
+	})
+	if err != nil {
+		return fmt.Errorf("rank %d: %w", rank, err)
+	}
+
+	var total, window pipeline.StepStats
+	start := time.Now()
+	for step := range o.steps {
+		epoch, k := step/sampler.NumBatches(), step%sampler.NumBatches()
+		sampler.SetEpoch(epoch)
+		x, labels, err := sampler.Batch(ds.Train, k)
+		if err != nil {
+			return fmt.Errorf("rank %d: step %d: %w", rank, step, err)
+		}
+		st, err := e.Step(ctx, x, labels, opt)
+		if err != nil {
+			return fmt.Errorf("step %d: %w", step, err)
+		}
+		if step >= o.warmup {
+			total.Add(st)
+		}
+		window.Add(st)
+		if e.IsLast() && e.Replica() == 0 && ((step+1)%o.logEvery == 0 || step+1 == o.steps) {
+			loss := window.Loss / float64(window.Steps)
+			acc := float64(window.Correct) / float64(max(window.Samples, 1))
+			rate := float64(window.Samples) / window.Wall.Seconds()
+			out.event("step", map[string]any{
+				"step": step + 1, "steps": o.steps, "epoch": epoch, "loss": loss, "accuracy": acc,
+				"bubble_stage": window.Bubble(), "samples_per_s_stage": rate, "elapsed_s": time.Since(start).Seconds(),
+			}, fmt.Sprintf("step %d/%d epoch %d: loss %.4f, accuracy %.3f (last %d steps), last stage busy %.0f%% of its pipeline time\n",
+				step+1, o.steps, epoch, loss, acc, window.Steps, 100*(1-window.Bubble())))
+			window = pipeline.StepStats{}
+		}
+	}
+	elapsed := time.Since(start)
+
+	all, err := e.Gather(ctx, total)
+	if err != nil {
+		return err
+	}
+	sum, err := pipeline.Summarize(all, lay, e.Config().MicroBatches)
+	if err != nil {
+		return err
+	}
+	if rank == 0 {
+		stages := make([]map[string]any, len(sum.PerStage))
+		for i, s := range sum.PerStage {
+			stages[i] = map[string]any{
+				"stage": s.Stage, "ranks": s.Ranks, "busy_s": s.Busy.Seconds(), "wall_s": s.Wall.Seconds(), "bubble": s.Bubble,
+				"peak_stored_activations": s.PeakLive, "peak_stored_activation_bytes": s.PeakLiveBytes,
+			}
+		}
+		samples := float64(o.batch * (o.steps - o.warmup))
+		wall := maxWall(all)
+		out.event("summary", map[string]any{
+			"schedule": o.schedule, "stages": sum.Stages, "replicas": sum.Replicas, "micro_batches": sum.MicroBatches,
+			"measured_steps": sum.Steps, "bubble_measured": sum.Bubble, "bubble_theory": sum.Theory,
+			"efficiency_measured": sum.Efficiency(), "efficiency_theory": sum.TheoreticalEfficiency(),
+			"per_stage": stages, "loss": finite(sum.Loss), "accuracy": finite(sum.Accuracy),
+			"samples_per_s": samples / wall.Seconds(), "elapsed_s": elapsed.Seconds(),
+		}, fmt.Sprintf("%strain loss %.4f, accuracy %.3f over the %d measured steps; %.0f samples/s\n",
+			sum, sum.Loss, sum.Accuracy, sum.Steps, samples/wall.Seconds()))
+	}
+	return nil
+}
+
+// maxWall is the longest schedule phase (with AllReduce and optimizer step)
+// over the ranks: the measured steps' duration.
+func maxWall(all []pipeline.StepStats) time.Duration {
+	var w time.Duration
+	for _, s := range all {
+		w = max(w, s.Wall+s.Sync+s.Optim)
+	}
+	return w
+}
+
+func finite(v float64) any {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return v
+}
+
+// sharedLayerCosts measures every layer's time on rank 0 and broadcasts the
+// result, so that all ranks balance on the same numbers.
+func sharedLayerCosts(ctx context.Context, g *collective.Group, full *models.Sequential, o options) ([]float64, error) {
+	buf := make([]float32, full.Len())
+	if g.Rank() == 0 {
+		micro := max(1, o.batch/o.dp/o.micro)
+		costs, err := pipeline.MeasureLayerCosts(full, models.InputShape, micro, 3)
+		if err != nil {
+			return nil, fmt.Errorf("--balance time: %w", err)
+		}
+		for i, c := range costs {
+			buf[i] = float32(c)
+		}
+	}
+	if err := g.Broadcast(ctx, buf, 0); err != nil {
+		return nil, fmt.Errorf("rank %d: --balance time: sharing the measured layer costs: %w", g.Rank(), err)
+	}
+	costs := make([]float64, len(buf))
+	for i, c := range buf {
+		costs[i] = float64(c)
+	}
+	return costs, nil
+}
+
+// planWithDevices finds this rank's device (NVML GPU by LOCAL_RANK, or the
+// CPU), gathers every rank's, and returns the plan with each stage's devices
+// filled in.
+func planWithDevices(ctx context.Context, g *collective.Group, e *pipeline.Executor) (*pipeline.Plan, error) {
+	logf := func(string, ...any) {}
+	if g.Rank() == 0 {
+		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	}
+	inv, err := devices.Discover(ctx, devices.Options{Logf: logf})
+	if err != nil {
+		return nil, fmt.Errorf("rank %d: devices: %w", g.Rank(), err)
+	}
+	local, err := devices.LocalRankFromEnv(nil)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := inv.ForLocalRank(local)
+	if err != nil {
+		return nil, err
+	}
+	// Two floats per rank: kind (0 CPU, 1 GPU) and the cuda index.
+	buf := make([]float32, 2*g.Size())
+	buf[2*g.Rank()], buf[2*g.Rank()+1] = float32(dev.Kind), float32(dev.Index)
+	if err := g.AllGather(ctx, buf); err != nil {
+		return nil, fmt.Errorf("rank %d: gathering devices: %w", g.Rank(), err)
+	}
+	name := func(r int) string {
+		if devices.Kind(buf[2*r]) == devices.GPU {
+			return fmt.Sprintf("cuda:%d", int(buf[2*r+1]))
+		}
+		return "cpu"
+	}
+	p := *e.Plan()
+	p.Stages = append([]pipeline.StagePlan(nil), p.Stages...)
+	lay := e.Layout()
+	for i := range p.Stages {
+		var parts []string
+		for _, r := range lay.StageRanks(i) {
+			parts = append(parts, fmt.Sprintf("rank %d %s", r, name(r)))
+		}
+		p.Stages[i].Device = strings.Join(parts, ", ")
+	}
+	return &p, nil
+}
