@@ -3,6 +3,7 @@ package quictransport
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -41,11 +42,11 @@ func pattern(from, to int, channel string, n int) []byte {
 		seed = seed*31 + uint64(c)
 	}
 	r := rand.New(rand.NewPCG(seed, 42))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
+	b := make([]byte, n+8)
+	for i := 0; i < n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
 	}
-	return b
+	return b[:n]
 }
 
 // TestStartLocalLinksManyChannels has every pair of 4 ranks exchange, on 3 channels at once,
@@ -56,7 +57,7 @@ func TestStartLocalLinksManyChannels(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	channels := []string{"a", "grad/0", "pipeline-activations"}
-	sizes := map[string]int{"a": 1, "grad/0": 3 << 20, "pipeline-activations": 100_003}
+	sizes := map[string]int{"a": 1, "grad/0": 2 << 20, "pipeline-activations": 100_003}
 	var wg sync.WaitGroup
 	errs := make(chan error, n*n*len(channels))
 	for me := 0; me < n; me++ {

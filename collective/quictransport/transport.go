@@ -568,7 +568,7 @@ func (t *Transport) watch(p *peer, conn *quic.Conn) {
 	if t.isDone() {
 		return
 	}
-	t.log.Error("quictransport: lost peer", "peer", p.rank, "err", err)
+	t.log.Error("quictransport: connection to peer failed", "peer", p.rank, "err", err)
 	t.fail(err)
 }
 
