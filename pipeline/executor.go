@@ -52,8 +52,8 @@ type Config struct {
 	Splits []int
 	// LayerCosts are the per-layer costs Balance uses when Splits is nil: one
 	// finite, non-negative value per layer of the model (e.g. measured
-	// seconds, see MeasureLayerCosts). Nil means each layer's estimated
-	// forward FLOPs per sample (models.Layer.Cost).
+	// seconds, see MeasureLayerCosts). Nil means TrainingFLOPs: each layer's
+	// estimated training FLOPs per sample.
 	LayerCosts []float64
 	// TagBase is the first tag of the point-to-point messages: micro-batch m's
 	// activation travels with tag TagBase+2m and its gradient with
@@ -208,9 +208,10 @@ func makePlan(full *models.Sequential, cfg Config) (*Plan, error) {
 	if cfg.LayerCosts != nil && len(cfg.LayerCosts) != len(costs) {
 		return nil, fmt.Errorf("%w: LayerCosts has %d entries for a model of %d layers", ErrConfig, len(cfg.LayerCosts), len(costs))
 	}
+	est := TrainingFLOPs(full, costs)
 	layers := make([]Layer, len(costs))
 	for i, l := range full.Layers() {
-		layers[i] = Layer{Name: l.Name(), Params: costs[i].Params, Cost: float64(costs[i].FLOPs)}
+		layers[i] = Layer{Name: l.Name(), Params: costs[i].Params, Cost: est[i]}
 		if cfg.LayerCosts != nil {
 			layers[i].Cost = cfg.LayerCosts[i]
 		}
@@ -222,6 +223,37 @@ func makePlan(full *models.Sequential, cfg Config) (*Plan, error) {
 		return NewPlan(layers, cfg.Splits)
 	}
 	return BalancedPlan(layers, cfg.Stages)
+}
+
+// TrainingFLOPs estimates the FLOPs per sample of one training step of each
+// layer of m from its forward FLOPs (costs, from m.Costs): a backward costs
+// about twice its forward (the input gradient and the parameter gradient
+// each about one forward), so a layer costs 3× its forward FLOPs, except at
+// the front of the model, which stage 0 runs backward with
+// BackwardParams: the first layer with parameters computes no input
+// gradient (2×) and the parameterless layers before it run no backward at
+// all (1×). The default balancing cost of New.
+func TrainingFLOPs(m *models.Sequential, costs []models.LayerCost) []float64 {
+	out := make([]float64, len(costs))
+	first := len(costs)
+	for i, l := range m.Layers() {
+		if len(l.Params()) > 0 {
+			first = i
+			break
+		}
+	}
+	for i, c := range costs {
+		f := float64(c.FLOPs)
+		switch {
+		case i < first:
+			out[i] = f
+		case i == first:
+			out[i] = 2 * f
+		default:
+			out[i] = 3 * f
+		}
+	}
+	return out
 }
 
 // checkedSchedule builds the schedule and checks what the executor relies

@@ -14,9 +14,10 @@ import (
 // convolution does far fewer FLOPs per second than a large matmul). Each
 // layer runs forward and backward on a batch of batch random samples of
 // per-sample shape in, once untimed (which builds its programs) and then reps
-// times; its cost is the fastest forward+backward, in seconds. The first
-// layer's backward skips the input gradient where it can, as pipeline stage 0
-// does. Parameter gradients are cleared afterwards.
+// times; its cost is the fastest forward+backward, in seconds. As on
+// pipeline stage 0 (Sequential.BackwardParams), the layers in front of the
+// first layer with parameters run no backward, and that layer computes no
+// input gradient where it can. Parameter gradients are cleared afterwards.
 //
 // Timings differ between machines and runs: in a job, measure on one rank
 // and share the result (every rank must balance on the same numbers).
@@ -31,6 +32,13 @@ func MeasureLayerCosts(m *models.Sequential, in []int, batch, reps int) ([]float
 	}
 	defer m.ZeroGrad()
 	costs := make([]float64, m.Len())
+	first := m.Len()
+	for i, l := range m.Layers() {
+		if len(l.Params()) > 0 {
+			first = i
+			break
+		}
+	}
 	for i, l := range m.Layers() {
 		y, _, err := l.Forward(x, true)
 		if err != nil {
@@ -44,8 +52,8 @@ func MeasureLayerCosts(m *models.Sequential, in []int, batch, reps int) ([]float
 		for r := 0; r <= reps; r++ {
 			t := time.Now()
 			_, saved, err := l.Forward(x, true)
-			if err == nil {
-				if pl, ok := l.(models.ParamGradLayer); ok && i == 0 {
+			if err == nil && i >= first {
+				if pl, ok := l.(models.ParamGradLayer); ok && i == first {
 					err = pl.BackwardParams(saved, dy)
 				} else {
 					_, err = l.Backward(saved, dy)

@@ -135,7 +135,7 @@ func main() {
 // joinJob returns the world group: the gorun job's when WORLD_SIZE is set,
 // else a group of this process alone.
 func joinJob(ctx context.Context) (*collective.Group, func(), error) {
-	if _, ok := os.LookupEnv("WORLD_SIZE"); ok {
+	if os.Getenv("WORLD_SIZE") != "" {
 		g, err := collective.InitFromEnv(ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("joining the job: %w", err)

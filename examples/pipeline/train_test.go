@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestGorunEndToEnd builds gorun and this example and trains 2 stages × 2
+// replicas on 4 real processes for 3 steps, checking that the output has
+// the plan, the progress and the measured bubble with its theory.
+func TestGorunEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs 4 processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	gorun, train := filepath.Join(dir, "gorun"), filepath.Join(dir, "train")
+	for _, b := range [][2]string{{gorun, "github.com/ringtrain/ringtrain/cmd/gorun"}, {train, "."}} {
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", b[0], b[1]).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", b[1], err, out)
+		}
+	}
+	cmd := exec.CommandContext(ctx, gorun, "--nproc", "4", "--grace", "2s", train,
+		"--stages", "2", "--dp", "2", "--steps", "3", "--micro-batches", "4", "--batch", "32", "--log-every", "1")
+	cmd.Env = withoutJobEnv(os.Environ())
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	if err != nil {
+		t.Fatalf("gorun: %v\n%s", err, text)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^\[0\] .*4 rank\(s\) = 2 stage\(s\) × 2 replica\(s\); schedule 1f1b`),
+		regexp.MustCompile(`(?m)^\[0\] stage +layers +params +cost share +device`),
+		regexp.MustCompile(`(?m)^\[0\] 0 +0-\d+ flatten\.\.\S+ .* rank 0 cpu, rank 2 cpu$`),
+		regexp.MustCompile(`(?m)^\[0\] 1 +\d+-5 \S+\.\.fc3 .* rank 1 cpu, rank 3 cpu$`),
+		regexp.MustCompile(`(?m)^\[1\] step 3/3 epoch 0: loss \d+\.\d+`),
+		regexp.MustCompile(`(?m)^\[0\] bubble: measured \d\.\d+ .*theory \(K-1\)/\(M\+K-1\) = 0\.200 .*K=2 stages, M=4 micro-batches, 2 replica`),
+		regexp.MustCompile(`(?m)^\[0\] stage 0 \(ranks \[0 2\]\): .*peak stored activations 2 micro-batch`),
+		regexp.MustCompile(`(?m)^\[0\] stage 1 \(ranks \[1 3\]\): .*peak stored activations 1 micro-batch`),
+	} {
+		if !want.MatchString(text) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// withoutJobEnv drops a surrounding job's variables (a test run under gorun).
+func withoutJobEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GORUN_TOKEN", "NODE_RANK":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// TestAloneJSON runs in this process without a job (one stage) and checks
+// the JSON lines.
+func TestAloneJSON(t *testing.T) {
+	t.Setenv("WORLD_SIZE", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"--json", "--steps", "3", "--batch", "16", "--micro-batches", "4", "--log-every", "3"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	events := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not JSON: %q: %v", line, err)
+		}
+		events[ev["event"].(string)] = ev
+	}
+	if p := events["plan"]; p == nil || p["stages"] != 1.0 || p["world"] != 1.0 {
+		t.Errorf("plan event %v", p)
+	}
+	if s := events["step"]; s == nil || s["step"] != 3.0 {
+		t.Errorf("step event %v", s)
+	}
+	s := events["summary"]
+	if s == nil || s["bubble_theory"] != 0.0 || s["measured_steps"] != 2.0 {
+		t.Fatalf("summary event %v", s)
+	}
+	if b, ok := s["bubble_measured"].(float64); !ok || b < 0 || b > 0.05 {
+		t.Errorf("one stage idles %v of its time, want about 0", s["bubble_measured"])
+	}
+	st := s["per_stage"].([]any)[0].(map[string]any)
+	if st["peak_stored_activations"] != 1.0 {
+		t.Errorf("one stage 1F1B stores %v micro-batches, want 1", st["peak_stored_activations"])
+	}
+}
+
+// TestBadFlags checks that bad flags are refused with the flag's name.
+func TestBadFlags(t *testing.T) {
+	t.Setenv("WORLD_SIZE", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--schedule", "zigzag"}, "--schedule"},
+		{[]string{"--split", "2,x"}, "--split"},
+		{[]string{"--steps", "0"}, "--steps"},
+		{[]string{"--dp", "0"}, "--dp"},
+		{[]string{"--model", "resnet"}, "--model"},
+		{[]string{"--balance", "vibes"}, "--balance"},
+		{[]string{"--warmup", "5", "--steps", "5"}, "--warmup"},
+		{[]string{"--stages", "2"}, "2 stages × 1 replicas = 2 ranks, but the world has 1"},
+		{[]string{"--batch", "4", "--micro-batches", "8"}, "8 micro-batches for a per-replica batch of 4"},
+		{[]string{"extra"}, "unexpected argument"},
+	} {
+		err := run(context.Background(), c.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want an error mentioning %q", c.args, err, c.want)
+		}
+	}
+}
