@@ -1,0 +1,22 @@
+// Package launcher starts and supervises the processes ("ranks") of one distributed job, like
+// torchrun does for PyTorch. It is the library behind the gorun command:
+//
+//	gorun --nproc 4 train.go --epochs 3
+//
+// builds train.go once, starts four copies of it with the torchrun environment (RANK,
+// WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, GORUN_TOKEN...), prefixes every line they
+// print with their rank, and supervises them: the first rank that fails stops the others (TERM,
+// then KILL after a grace period), optionally the whole group restarts, and no process of the
+// job outlives gorun.
+//
+// With several machines, one gorun runs per node. Node 0's gorun serves a small agent on TCP
+// MASTER_ADDR:MASTER_PORT (the ranks' own rendezvous uses UDP on the same port number); the
+// other nodes' agents join it, authenticated by HMAC challenge-response over the job token, and
+// node 0 decides for everyone when a group starts, stops and restarts.
+//
+// The launcher knows only processes, environment variables and its own node-to-node agreement:
+// it imports nothing of the training code or of package collective.
+//
+// The entry points are [ParseArgs] (the command line and environment to a [Config]), [Run] (one
+// job) and [Main] (what cmd/gorun calls: parsing, signals and exit codes).
+package launcher

@@ -1,0 +1,226 @@
+package launcher
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Multi-node jobs on one machine: two gorun processes with --nnodes 2 on 127.0.0.1, each its
+// own node, talking through node 0's agent exactly as across machines.
+
+// startNodes starts a gorun per node with the same flags plus --node-rank; extra[i] are
+// node i's additional flags placed before TARGET.
+func startNodes(t *testing.T, marker string, nnodes int, common []string, extra [][]string, target ...string) []*job {
+	t.Helper()
+	port := freeTestPort(t)
+	tok := writeToken(t, "multi-node-test-token-"+strconv.Itoa(port))
+	jobs := make([]*job, nnodes)
+	for i := 0; i < nnodes; i++ {
+		args := []string{"--nnodes", strconv.Itoa(nnodes), "--node-rank", strconv.Itoa(i),
+			"--master-addr", "127.0.0.1", "--master-port", strconv.Itoa(port), "--token-file", tok,
+			"--join-timeout", "20s"}
+		args = append(args, common...)
+		if extra != nil {
+			args = append(args, extra[i]...)
+		}
+		jobs[i] = startGorun(t, marker, nil, append(args, target...)...)
+	}
+	return jobs
+}
+
+func waitAll(t *testing.T, jobs []*job, timeout time.Duration) []int {
+	t.Helper()
+	codes := make([]int, len(jobs))
+	for i, j := range jobs {
+		codes[i], _ = j.wait(timeout)
+	}
+	return codes
+}
+
+func dump(jobs []*job) string {
+	var b strings.Builder
+	for i, j := range jobs {
+		fmt.Fprintf(&b, "--- node %d stdout:\n%s--- node %d stderr:\n%s", i, j.stdout, i, j.stderr)
+	}
+	return b.String()
+}
+
+// TestMultiNodeEnv: global ranks are node_rank × nproc + local_rank; both nodes' ranks share
+// WORLD_SIZE, the token and node 0's run id.
+func TestMultiNodeEnv(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	jobs := startNodes(t, marker, 2, []string{"--nproc", "2"}, nil, rankBin, "env")
+	codes := waitAll(t, jobs, 60*time.Second)
+	if codes[0] != 0 || codes[1] != 0 {
+		t.Fatalf("exit codes %v\n%s", codes, dump(jobs))
+	}
+	all := map[int]map[string]string{}
+	for node, j := range jobs {
+		for r, env := range rankEnvs(t, j.stdout.String()) {
+			if r/2 != node {
+				t.Errorf("rank %d printed on node %d", r, node)
+			}
+			all[r] = env
+		}
+	}
+	if len(all) != 4 {
+		t.Fatalf("want ranks 0-3, got %d\n%s", len(all), dump(jobs))
+	}
+	for r := 0; r < 4; r++ {
+		want := map[string]string{"RANK": strconv.Itoa(r), "LOCAL_RANK": strconv.Itoa(r % 2), "NODE_RANK": strconv.Itoa(r / 2),
+			"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "NNODES": "2", "MASTER_ADDR": "127.0.0.1",
+			"GORUN_TOKEN": all[0]["GORUN_TOKEN"], "GORUN_RUN_ID": all[0]["GORUN_RUN_ID"], "MASTER_PORT": all[0]["MASTER_PORT"]}
+		for k, v := range want {
+			if all[r][k] != v {
+				t.Errorf("rank %d: %s=%q, want %q", r, k, all[r][k], v)
+			}
+		}
+	}
+	if !strings.HasPrefix(all[0]["GORUN_TOKEN"], "multi-node-test-token-") || all[0]["GORUN_RUN_ID"] == "" {
+		t.Errorf("token %q, run id %q", all[0]["GORUN_TOKEN"], all[0]["GORUN_RUN_ID"])
+	}
+	assertNoProcesses(t, marker)
+}
+
+// TestMultiNodeRestartAgreement: rank 3 on node 1 fails in attempt 0; node 0's ranks are
+// stopped and both nodes restart together; attempt 1 succeeds everywhere.
+func TestMultiNodeRestartAgreement(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	jobs := startNodes(t, marker, 2, []string{"--nproc", "2", "--max-restarts", "1", "--grace", "2s"}, nil,
+		rankBin, "restart", "3", "1", "7")
+	codes := waitAll(t, jobs, 60*time.Second)
+	if codes[0] != 0 || codes[1] != 0 {
+		t.Fatalf("exit codes %v, want 0 0\n%s", codes, dump(jobs))
+	}
+	for node, j := range jobs {
+		out := j.stdout.String()
+		for l := 0; l < 2; l++ {
+			r := node*2 + l
+			for _, want := range []string{
+				fmt.Sprintf("[%d] start rank=%d restart=0\n", r, r),
+				fmt.Sprintf("[%d] start rank=%d restart=1\n", r, r),
+				fmt.Sprintf("[%d] done rank=%d restart=1\n", r, r),
+			} {
+				if strings.Count(out, want) != 1 {
+					t.Errorf("node %d: want one %q\n%s", node, want, dump(jobs))
+				}
+			}
+		}
+	}
+	if !strings.Contains(jobs[0].stderr.String(), "node 1 reports: rank 3") {
+		t.Errorf("node 0 does not name the failure on node 1:\n%s", jobs[0].stderr)
+	}
+	// Node 0's ranks were stopped by gorun in attempt 0, not failed on their own.
+	if !strings.Contains(jobs[0].stderr.String(), "killed by SIGTERM (sent by gorun)") {
+		t.Errorf("node 0's ranks were not stopped:\n%s", jobs[0].stderr)
+	}
+	assertNoProcesses(t, marker)
+}
+
+// TestMultiNodeGivesUp: without restarts, a failure on node 1 ends the job on both nodes
+// with exit code 1 and the failure named on node 0.
+func TestMultiNodeGivesUp(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	jobs := startNodes(t, marker, 2, []string{"--nproc", "2", "--grace", "2s"}, nil, rankBin, "fail", "2", "6")
+	codes := waitAll(t, jobs, 60*time.Second)
+	if codes[0] != 1 || codes[1] != 1 {
+		t.Fatalf("exit codes %v, want 1 1\n%s", codes, dump(jobs))
+	}
+	for _, want := range []string{"first failure: node 1: rank 2 (local rank 0", "exit code 6", "[2] stderr line 14 of failing rank 2"} {
+		if !strings.Contains(jobs[0].stderr.String(), want) {
+			t.Errorf("node 0 lacks %q:\n%s", want, jobs[0].stderr)
+		}
+	}
+	assertNoProcesses(t, marker)
+}
+
+// TestMultiNodeLostNode: node 1's gorun is SIGKILLed mid-job; node 0 stops its ranks and
+// exits non-zero, and node 1's ranks die with their gorun.
+func TestMultiNodeLostNode(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	jobs := startNodes(t, marker, 2, []string{"--nproc", "2", "--grace", "1s"}, nil, rankBin, "trap")
+	jobs[0].waitFor(30*time.Second, "[0] ready", "[1] ready")
+	jobs[1].waitFor(30*time.Second, "[2] ready", "[3] ready")
+	jobs[1].cmd.Process.Signal(syscall.SIGKILL)
+	code, took := jobs[0].wait(30 * time.Second)
+	if code != 1 || !strings.Contains(jobs[0].stderr.String(), "lost node 1") {
+		t.Errorf("node 0: exit %d after %v, want 1 naming the lost node\n%s", code, took, dump(jobs))
+	}
+	if !strings.Contains(jobs[0].stdout.String(), "[0] got terminated") {
+		t.Errorf("node 0's ranks were not asked to stop:\n%s", dump(jobs))
+	}
+	waitAll(t, jobs[1:], 10*time.Second)
+	assertNoProcesses(t, marker)
+}
+
+// TestMultiNodeNode0Interrupted: SIGINT to node 0 stops every node's ranks.
+func TestMultiNodeNode0Interrupted(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	jobs := startNodes(t, marker, 2, []string{"--nproc", "1", "--grace", "2s"}, nil, rankBin, "trap")
+	jobs[0].waitFor(30*time.Second, "[0] ready")
+	jobs[1].waitFor(30*time.Second, "[1] ready")
+	jobs[0].cmd.Process.Signal(syscall.SIGINT)
+	codes := waitAll(t, jobs, 30*time.Second)
+	if codes[0] != 130 || codes[1] != 1 {
+		t.Errorf("exit codes %v, want 130 (node 0) and 1\n%s", codes, dump(jobs))
+	}
+	if !strings.Contains(jobs[1].stdout.String(), "[1] got terminated") {
+		t.Errorf("node 1's rank was not stopped:\n%s", dump(jobs))
+	}
+	assertNoProcesses(t, marker)
+}
+
+// TestMultiNodeMismatches: a wrong token and a different --nproc are refused with clear errors
+// on the joining node, and node 0 gives up after its join timeout naming the missing node.
+func TestMultiNodeMismatches(t *testing.T) {
+	t.Parallel()
+	t.Run("token", func(t *testing.T) {
+		t.Parallel()
+		marker := newMarker(t)
+		bad := writeToken(t, "some-other-secret-entirely")
+		jobs := startNodes(t, marker, 2, []string{"--nproc", "1"}, [][]string{{"--join-timeout", "4s"}, {"--token-file", bad}},
+			rankBin, "exit", "0")
+		codes := waitAll(t, jobs, 30*time.Second)
+		if codes[1] != 1 || !strings.Contains(jobs[1].stderr.String(), "tokens differ") {
+			t.Errorf("node 1: exit %d, want 1 and a token error\n%s", codes[1], dump(jobs))
+		}
+		if codes[0] != 1 || !strings.Contains(jobs[0].stderr.String(), "node(s) 1 did not join within --join-timeout 4s") {
+			t.Errorf("node 0: exit %d, want 1 naming node 1\n%s", codes[0], dump(jobs))
+		}
+		if strings.Contains(jobs[0].stdout.String()+jobs[1].stdout.String(), "[") {
+			t.Errorf("ranks started despite the refused node:\n%s", dump(jobs))
+		}
+		assertNoProcesses(t, marker)
+	})
+	t.Run("nproc", func(t *testing.T) {
+		t.Parallel()
+		marker := newMarker(t)
+		jobs := startNodes(t, marker, 2, nil, [][]string{{"--nproc", "2", "--join-timeout", "4s"}, {"--nproc", "3"}},
+			rankBin, "exit", "0")
+		codes := waitAll(t, jobs, 30*time.Second)
+		if codes[1] != 1 || !strings.Contains(jobs[1].stderr.String(), "node 1 has --nproc 3 but node 0 has --nproc 2") {
+			t.Errorf("node 1: exit %d, want 1 and the --nproc mismatch\n%s", codes[1], dump(jobs))
+		}
+		if codes[0] != 1 || !strings.Contains(jobs[0].stderr.String(), "last refused join: node 1 has --nproc 3") {
+			t.Errorf("node 0: exit %d\n%s", codes[0], dump(jobs))
+		}
+		assertNoProcesses(t, marker)
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		t.Parallel()
+		code, _, stderr := runGorun(t, nil, "--nnodes", "2", "--node-rank", "1", "--master-addr", "127.0.0.1",
+			"--master-port", strconv.Itoa(freeTestPort(t)), "--token", "0123456789abcdef", "--join-timeout", "1s", rankBin, "exit", "0")
+		if code != 1 || !strings.Contains(stderr, "cannot reach node 0's agent at 127.0.0.1:") {
+			t.Errorf("exit %d, want 1 naming the unreachable master\n%s", code, stderr)
+		}
+	})
+}
