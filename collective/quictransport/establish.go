@@ -23,6 +23,11 @@ const storeLinger = 3 * time.Second
 func peerKey(r int) string  { return "quictransport/v1/peer/" + strconv.Itoa(r) }
 func readyKey(r int) string { return "quictransport/v1/ready/" + strconv.Itoa(r) }
 
+// abortKey holds the abort notice (an abort reason, see encodeAbortReason) of the first rank
+// that failed; every rank waits on it, so a failure reaches ranks with no connection to the
+// failing one. Each rank's last will writes it should the rank vanish.
+const abortKey = "quictransport/v1/abort"
+
 // JoinTimeoutError reports the ranks that had not joined when the join timeout passed.
 type JoinTimeoutError struct {
 	Missing []int         // ranks that never published their endpoint, ascending
@@ -101,7 +106,7 @@ func establish(ctx context.Context, cfg Config, server *rendezvous.Server) (_ *T
 		t.server, err = rendezvous.Listen(bind, rendezvous.ServerConfig{
 			Token:       cfg.Token,
 			Logger:      t.log,
-			IdleTimeout: max(cfg.PeerTimeout, 30*time.Second),
+			IdleTimeout: cfg.PeerTimeout,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("quictransport: rank 0 cannot serve the rendezvous store: %w", err)
@@ -126,13 +131,18 @@ func establish(ctx context.Context, cfg Config, server *rendezvous.Server) (_ *T
 	t.store, err = rendezvous.Dial(jctx, masterHostPort, rendezvous.ClientConfig{
 		Token:       cfg.Token,
 		Logger:      t.log,
-		IdleTimeout: max(cfg.PeerTimeout, 30*time.Second),
+		IdleTimeout: cfg.PeerTimeout,
 	})
 	if err != nil {
 		if errors.Is(err, rendezvous.ErrAuth) || ctx.Err() != nil {
 			return nil, err
 		}
 		return nil, &JoinTimeoutError{Missing: []int{0}, Size: cfg.Size, Timeout: cfg.JoinTimeout, Err: err}
+	}
+	// Our last will: should this process die, the store (on rank 0) tells everyone.
+	will := encodeAbortReason(cfg.Rank, 0, "presumed dead: lost its connection to the rendezvous store")
+	if err = t.store.SetOnDisconnect(jctx, abortKey, []byte(will)); err != nil {
+		return nil, err
 	}
 	if err = t.store.Set(jctx, peerKey(cfg.Rank), value); err != nil {
 		return nil, err
@@ -151,6 +161,8 @@ func establish(ctx context.Context, cfg Config, server *rendezvous.Server) (_ *T
 	if err = t.start(); err != nil {
 		return nil, err
 	}
+	t.wg.Add(1)
+	go t.watchStore()
 	// Rank 0 holds the store open at least until every rank has read the entries, so a fast
 	// rank 0 that closes at once cannot cut a slower rank's last read short.
 	if err = t.store.Set(jctx, readyKey(cfg.Rank), nil); err != nil {
@@ -277,7 +289,7 @@ func StartLocal(ctx context.Context, n int, cfg Config) ([]*Transport, error) {
 		rand.Read(b)
 		cfg.Token = hex.EncodeToString(b)
 	}
-	srv, err := rendezvous.Listen("127.0.0.1:0", rendezvous.ServerConfig{Token: cfg.Token, Logger: cfg.Logger})
+	srv, err := rendezvous.Listen("127.0.0.1:0", rendezvous.ServerConfig{Token: cfg.Token, Logger: cfg.Logger, IdleTimeout: cfg.PeerTimeout})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,10 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
 	}
+	if cfg.Rank == 0 {
+		<-ctx.Done() // serve the store until killed
+		return 3
+	}
 	l, err := tr.Link(ctx, 0, "kill")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -71,22 +76,25 @@ func wantPeerError(t *testing.T, what string, err error, rank int, contains stri
 	}
 }
 
-// TestKilledPeerDetected kills rank 1 (a child process) with SIGKILL while rank 0 has a Read
-// and a flow-blocked Write pending on links to it; both, and later calls, must fail with a
-// PeerError naming rank 1 within the peer timeout.
+// TestKilledPeerDetected kills rank 2 of 3 (a child process) with SIGKILL while rank 0 has
+// a Read and a flow-blocked Write pending on links to it, and rank 1, which never talked to
+// rank 2, waits in Link for a channel from rank 0. All of them, and later calls, must fail
+// with a PeerError naming rank 2 within about the peer timeout: rank 0 through its
+// connection's idle timeout, rank 1 through the store (rank 2's last will, or rank 0's
+// abort notice).
 func TestKilledPeerDetected(t *testing.T) {
 	const peerTimeout = 2 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	token := "kill-test-token"
-	srv, err := rendezvous.Listen("127.0.0.1:0", rendezvous.ServerConfig{Token: token, Logger: testLogger(t)})
+	srv, err := rendezvous.Listen("127.0.0.1:0", rendezvous.ServerConfig{Token: token, Logger: testLogger(t), IdleTimeout: peerTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := srv.Addr().(*net.UDPAddr).Port
 	var childOut bytes.Buffer
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "RANK=1", "WORLD_SIZE=2", "LOCAL_RANK=1",
+	cmd.Env = append(os.Environ(), childEnv+"=1", "RANK=2", "WORLD_SIZE=3", "LOCAL_RANK=2",
 		"MASTER_ADDR=127.0.0.1", fmt.Sprint("MASTER_PORT=", port), "GORUN_TOKEN="+token,
 		"GORUN_JOIN_TIMEOUT=20s", "GORUN_PEER_TIMEOUT="+peerTimeout.String())
 	cmd.Stdout, cmd.Stderr = &childOut, &childOut
@@ -101,13 +109,29 @@ func TestKilledPeerDetected(t *testing.T) {
 		}
 	}()
 
-	tr, err := establish(ctx, Config{Rank: 0, Size: 2, MasterAddr: "127.0.0.1", MasterPort: port, Token: token,
-		PeerTimeout: peerTimeout, JoinTimeout: 20 * time.Second, Logger: testLogger(t)}, srv)
-	if err != nil {
-		t.Fatal(err)
+	ts := make([]*Transport, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r := range ts {
+		wg.Go(func() {
+			c := Config{Rank: r, Size: 3, MasterAddr: "127.0.0.1", MasterPort: port, Token: token,
+				PeerTimeout: peerTimeout, JoinTimeout: 20 * time.Second, Logger: testLogger(t)}
+			if r == 0 {
+				ts[r], errs[r] = establish(ctx, c, srv)
+			} else {
+				ts[r], errs[r] = Establish(ctx, c)
+			}
+		})
 	}
-	defer tr.Close()
-	l, err := tr.Link(ctx, 1, "kill")
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+		defer ts[r].Close()
+	}
+	tr := ts[0]
+	l, err := tr.Link(ctx, 2, "kill")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +139,7 @@ func TestKilledPeerDetected(t *testing.T) {
 	if _, err := io.ReadFull(l, ready); err != nil || string(ready) != "ready" {
 		t.Fatalf("child said %q, %v", ready, err)
 	}
-	flood, err := tr.Link(ctx, 1, "flood")
+	flood, err := tr.Link(ctx, 2, "flood")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +155,12 @@ func TestKilledPeerDetected(t *testing.T) {
 		_, err := flood.Write(make([]byte, 512<<20))
 		writeErr <- err
 	}()
-	time.Sleep(200 * time.Millisecond) // let both block
+	linkErr := make(chan error, 1)
+	go func() {
+		_, err := ts[1].Link(ctx, 0, "never-opened")
+		linkErr <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // let them all block
 
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -140,10 +169,10 @@ func TestKilledPeerDetected(t *testing.T) {
 	for _, c := range []struct {
 		what string
 		ch   chan error
-	}{{"pending Read", readErr}, {"pending Write", writeErr}} {
+	}{{"rank 0 pending Read", readErr}, {"rank 0 pending Write", writeErr}, {"rank 1 pending Link", linkErr}} {
 		select {
 		case err := <-c.ch:
-			wantPeerError(t, c.what, err, 1, "idle timeout")
+			wantPeerError(t, c.what, err, 2, "presumed dead")
 			t.Logf("%s failed %v after the kill: %v", c.what, time.Since(killed).Round(time.Millisecond), err)
 		case <-time.After(5 * peerTimeout):
 			t.Fatalf("%s still blocked %v after the peer was killed", c.what, 5*peerTimeout)
@@ -156,16 +185,57 @@ func TestKilledPeerDetected(t *testing.T) {
 	if _, err := l.Write([]byte("late")); err == nil {
 		t.Fatal("Write after the failure succeeded")
 	} else {
-		wantPeerError(t, "later Write", err, 1, "idle timeout")
+		wantPeerError(t, "later Write", err, 2, "presumed dead")
 	}
+	for r, tr := range ts {
+		select {
+		case <-tr.Done():
+			wantPeerError(t, fmt.Sprint("rank ", r, " Err"), tr.Err(), 2, "presumed dead")
+		case <-time.After(time.Second):
+			t.Fatalf("rank %d: Done not closed after the peer failed", r)
+		}
+	}
+	if _, err := tr.Link(ctx, 2, "new"); err == nil {
+		t.Fatal("Link after the failure succeeded")
+	}
+}
+
+// TestKilledStoreDetected kills rank 0, which serves the store, while rank 1 (with no data
+// connection to it) is idle: rank 1 must fail naming rank 0 within about the peer timeout.
+func TestKilledStoreDetected(t *testing.T) {
+	const peerTimeout = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	port := freePort(t)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	var childOut bytes.Buffer
+	cmd.Env = append(os.Environ(), childEnv+"=1", "RANK=0", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+		fmt.Sprint("MASTER_PORT=", port), "GORUN_TOKEN=tok", "GORUN_PEER_TIMEOUT="+peerTimeout.String())
+	cmd.Stdout, cmd.Stderr = &childOut, &childOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("child output:\n%s", childOut.String())
+		}
+	}()
+	tr, err := Establish(ctx, Config{Rank: 1, Size: 2, MasterAddr: "127.0.0.1", MasterPort: port, Token: "tok",
+		PeerTimeout: peerTimeout, JoinTimeout: 20 * time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	cmd.Process.Kill()
+	killed := time.Now()
 	select {
 	case <-tr.Done():
-		wantPeerError(t, "Err", tr.Err(), 1, "idle timeout")
-	case <-time.After(time.Second):
-		t.Fatal("Done not closed after the peer failed")
-	}
-	if _, err := tr.Link(ctx, 1, "new"); err == nil {
-		t.Fatal("Link after the failure succeeded")
+		wantPeerError(t, "Err", tr.Err(), 0, "lost the rendezvous store")
+		t.Logf("rank 1 failed %v after the kill: %v", time.Since(killed).Round(time.Millisecond), tr.Err())
+	case <-time.After(5 * peerTimeout):
+		t.Fatal("rank 1 did not notice that rank 0 died")
 	}
 }
 

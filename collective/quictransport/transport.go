@@ -191,14 +191,25 @@ func (t *Transport) Link(ctx context.Context, peerRank int, channel string) (tra
 	if len(channel) == 0 || len(channel) > MaxChannelLen {
 		return nil, fmt.Errorf("quictransport: channel name of %d bytes, want 1..%d", len(channel), MaxChannelLen)
 	}
+	for {
+		l, err, retry := t.link(ctx, peerRank, channel)
+		if !retry {
+			return l, err
+		}
+	}
+}
+
+// link is one attempt of Link. retry is true when another caller's attempt to open the same
+// channel failed only because that caller's context ended, and ours has not.
+func (t *Transport) link(ctx context.Context, peerRank int, channel string) (_ transport.Link, _ error, retry bool) {
 	if err := t.Err(); err != nil {
-		return nil, err
+		return nil, err, false
 	}
 	p := t.peers[peerRank]
 	p.mu.Lock()
 	if p.deadErr != nil {
 		p.mu.Unlock()
-		return nil, p.deadErr
+		return nil, p.deadErr, false
 	}
 	slot, ok := p.links[channel]
 	if !ok {
@@ -218,9 +229,9 @@ func (t *Transport) Link(ctx context.Context, peerRank int, channel string) (tra
 			close(slot.ready)
 			p.mu.Unlock()
 			if err != nil {
-				return nil, err
+				return nil, err, false
 			}
-			return l, nil
+			return l, nil, false
 		}
 	}
 	dead := p.dead
@@ -228,15 +239,16 @@ func (t *Transport) Link(ctx context.Context, peerRank int, channel string) (tra
 	select {
 	case <-slot.ready:
 		if slot.err != nil {
-			return nil, slot.err
+			ctxErr := errors.Is(slot.err, context.Canceled) || errors.Is(slot.err, context.DeadlineExceeded)
+			return nil, slot.err, ctxErr && ctx.Err() == nil && !t.isDone()
 		}
-		return slot.link, nil
+		return slot.link, nil, false
 	case <-dead:
-		return nil, t.peerDeadErr(p)
+		return nil, t.peerDeadErr(p), false
 	case <-t.done:
-		return nil, t.Err()
+		return nil, t.Err(), false
 	case <-ctx.Done():
-		return nil, fmt.Errorf("quictransport: waiting for rank %d to open channel %q: %w", peerRank, channel, context.Cause(ctx))
+		return nil, fmt.Errorf("quictransport: waiting for rank %d to open channel %q: %w", peerRank, channel, context.Cause(ctx)), false
 	}
 }
 
@@ -625,10 +637,12 @@ func (t *Transport) isDone() bool {
 
 // fail records cause, closes Done and closes every connection with an abort reason naming
 // the guilty rank, so that the peers fail promptly too. Only the first call has effect.
-func (t *Transport) fail(cause error) { t.failWith(cause, cause) }
+func (t *Transport) fail(cause error) { t.failWith(cause, cause, true) }
 
-// failWith is fail where the error Err reports (local) differs from what the peers are told.
-func (t *Transport) failWith(local, cause error) {
+// failWith is fail where the error Err reports (local) may differ from what the peers are
+// told (cause), and publish says whether to post the abort notice in the store (not when the
+// notice came from there).
+func (t *Transport) failWith(local, cause error, publish bool) {
 	t.mu.Lock()
 	if t.err != nil {
 		t.mu.Unlock()
@@ -648,7 +662,53 @@ func (t *Transport) failWith(local, cause error) {
 		}
 	}
 	reason := encodeAbortReason(guilty, by, msg)
+	var wg sync.WaitGroup
+	if publish && t.store != nil {
+		// Tell ranks we have no connection to, through the store. Bounded, since the
+		// store itself may be what failed.
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), min(t.cfg.PeerTimeout, 5*time.Second))
+			defer cancel()
+			if err := t.store.Set(ctx, abortKey, []byte(reason)); err != nil {
+				t.log.Debug("quictransport: could not post the abort notice", "err", err)
+			}
+		})
+	}
 	t.closeConns(codeAbort, reason)
+	wg.Wait()
+}
+
+// watchStore waits for an abort notice in the store, and for the loss of the store itself
+// (rank 0 died), and fails the transport on either.
+func (t *Transport) watchStore() {
+	defer t.wg.Done()
+	v, err := t.store.Get(t.ctx, abortKey)
+	if t.ctx.Err() != nil || t.isDone() {
+		return
+	}
+	if err == nil {
+		guilty, by, msg, perr := parseAbortReason(string(v))
+		if perr != nil {
+			pe := &transport.PeerError{Rank: 0, Err: fmt.Errorf("malformed abort notice in the store: %w", perr)}
+			t.failWith(pe, pe, false)
+			return
+		}
+		pe := &transport.PeerError{Rank: guilty, Err: &abortError{by: by, msg: msg}}
+		t.log.Error("quictransport: job aborted", "err", pe)
+		t.failWith(pe, pe, false)
+		return
+	}
+	cause := t.store.Err()
+	var ae *quic.ApplicationError
+	if errors.As(cause, &ae) && ae.Remote && ae.ErrorCode == rendezvous.CodeClosed {
+		return // rank 0 closed the store in order: the job is ending
+	}
+	if cause == nil {
+		cause = err
+	}
+	pe := &transport.PeerError{Rank: 0, Err: fmt.Errorf("presumed dead: lost the rendezvous store it serves: %w", cause)}
+	t.log.Error("quictransport: lost the store", "err", pe)
+	t.fail(pe)
 }
 
 // closeConns closes every peer connection with code and reason and marks every peer dead.
@@ -680,7 +740,7 @@ func (t *Transport) Abort(cause error) {
 	if cause == nil {
 		cause = errors.New("aborted")
 	}
-	t.failWith(fmt.Errorf("quictransport: rank %d aborted: %w", t.cfg.Rank, cause), cause)
+	t.failWith(fmt.Errorf("quictransport: rank %d aborted: %w", t.cfg.Rank, cause), cause, true)
 }
 
 // Close closes every connection (telling peers it is an orderly close), the listener, the

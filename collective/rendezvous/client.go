@@ -183,6 +183,15 @@ func (c *Client) Close() error {
 // Done is closed when the connection to the store is lost or closed.
 func (c *Client) Done() <-chan struct{} { return c.conn.Context().Done() }
 
+// Err says why the connection ended (nil while it is up). A store that shut down in order
+// reports a *quic.ApplicationError with code CodeClosed and Remote set.
+func (c *Client) Err() error {
+	if c.conn.Context().Err() == nil {
+		return nil
+	}
+	return context.Cause(c.conn.Context())
+}
+
 // Set stores value under key, replacing any previous value, and wakes every waiter on it.
 func (c *Client) Set(ctx context.Context, key string, value []byte) error {
 	resp, err := c.roundTrip(ctx, &message{typ: msgSet, key: key, value: value})
@@ -191,6 +200,21 @@ func (c *Client) Set(ctx context.Context, key string, value []byte) error {
 	}
 	if resp.typ != msgOK {
 		return fmt.Errorf("rendezvous: set %q: unexpected %v answer", key, resp.typ)
+	}
+	return nil
+}
+
+// SetOnDisconnect registers a last will on this connection: if the connection ends other than
+// by Close (the process died, the host or network failed, detected within the idle timeout),
+// the store sets key to value, waking whoever waits on key. Close discards the will, and so
+// does the store's own shutdown. Registering the same key again replaces its value.
+func (c *Client) SetOnDisconnect(ctx context.Context, key string, value []byte) error {
+	resp, err := c.roundTrip(ctx, &message{typ: msgWill, key: key, value: value})
+	if err != nil {
+		return fmt.Errorf("rendezvous: last will for %q: %w", key, err)
+	}
+	if resp.typ != msgOK {
+		return fmt.Errorf("rendezvous: last will for %q: unexpected %v answer", key, resp.typ)
 	}
 	return nil
 }

@@ -218,13 +218,44 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		}
 		return
 	}
+	cs := &connState{wills: make(map[string][]byte)}
 	for {
 		str, err := conn.AcceptStream(s.ctx)
 		if err != nil {
-			return
+			break
 		}
 		s.wg.Add(1)
-		go s.serveStream(conn, str)
+		go s.serveStream(conn, cs, str)
+	}
+	<-conn.Context().Done()
+	s.applyWills(conn, cs)
+}
+
+// connState is what the store keeps per authenticated connection.
+type connState struct {
+	mu    sync.Mutex
+	wills map[string][]byte // key -> value to set if the connection ends abnormally
+	ended bool              // set once the wills have been applied or dropped
+}
+
+// applyWills sets the connection's last wills unless it ended in order (the client's Close)
+// or because the store itself is shutting down.
+func (s *Server) applyWills(conn *quic.Conn, cs *connState) {
+	cs.mu.Lock()
+	wills := cs.wills
+	cs.wills, cs.ended = nil, true
+	cs.mu.Unlock()
+	if len(wills) == 0 || s.ctx.Err() != nil {
+		return
+	}
+	cause := context.Cause(conn.Context())
+	var ae *quic.ApplicationError
+	if errors.As(cause, &ae) && (!ae.Remote || ae.ErrorCode == CodeClosed) {
+		return
+	}
+	s.cfg.Logger.Warn("rendezvous: client connection lost; applying its last will", "remote", conn.RemoteAddr().String(), "err", cause)
+	for k, v := range wills {
+		s.store.set(k, v)
 	}
 }
 
@@ -270,7 +301,7 @@ func (s *Server) authenticate(conn *quic.Conn) error {
 	return nil
 }
 
-func (s *Server) serveStream(conn *quic.Conn, str *quic.Stream) {
+func (s *Server) serveStream(conn *quic.Conn, cs *connState, str *quic.Stream) {
 	defer s.wg.Done()
 	// The client writes its whole request at once; a stream that dribbles is cut off.
 	str.SetReadDeadline(time.Now().Add(s.cfg.AuthTimeout))
@@ -291,6 +322,17 @@ func (s *Server) serveStream(conn *quic.Conn, str *quic.Stream) {
 	switch req.typ {
 	case msgSet:
 		s.store.set(req.key, req.value)
+		resp = &message{typ: msgOK}
+	case msgWill:
+		cs.mu.Lock()
+		ended := cs.ended
+		if !ended {
+			cs.wills[req.key] = req.value
+		}
+		cs.mu.Unlock()
+		if ended {
+			return
+		}
 		resp = &message{typ: msgOK}
 	case msgWait:
 		// str.Context ends when the client cancels (STOP_SENDING) or the connection dies.

@@ -371,3 +371,38 @@ func TestDialWaitsForServer(t *testing.T) {
 		t.Fatalf("Dial to nothing: %v", err)
 	}
 }
+
+// TestLastWill: a client that vanishes (its socket just stops, no CONNECTION_CLOSE) has its
+// will applied once the store's idle timeout notices; one that closes in order does not.
+func TestLastWill(t *testing.T) {
+	s, logs := startServer(t, ServerConfig{Token: "secret", IdleTimeout: 600 * time.Millisecond})
+	ctx := testCtx(t)
+	watcher := dial(t, s, "secret")
+
+	orderly := dial(t, s, "secret")
+	if err := orderly.SetOnDisconnect(ctx, "will/orderly", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	orderly.Close()
+
+	vanishing := dial(t, s, "secret")
+	if err := vanishing.SetOnDisconnect(ctx, "will/vanished", []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := vanishing.SetOnDisconnect(ctx, "will/vanished", []byte("rank 3 died")); err != nil {
+		t.Fatal(err)
+	}
+	vanishing.tr.Close() // drops the connection without telling the store, like SIGKILL
+	vanishing.udp.Close()
+
+	start := time.Now()
+	v, err := watcher.Get(ctx, "will/vanished")
+	if err != nil || string(v) != "rank 3 died" {
+		t.Fatalf("will = %q, %v", v, err)
+	}
+	t.Logf("will applied %v after the client vanished", time.Since(start).Round(time.Millisecond))
+	waitLogged(t, logs, "applying its last will")
+	if _, ok, _ := watcher.TryGet(ctx, "will/orderly"); ok {
+		t.Fatal("the will of a client that closed in order was applied")
+	}
+}

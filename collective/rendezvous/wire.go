@@ -32,15 +32,16 @@ const (
 type msgType byte
 
 const (
-	msgAuth   msgType = 1 // client -> server: proof
-	msgAuthOK msgType = 2 // server -> client: proof
-	msgSet    msgType = 3 // key, value
-	msgWait   msgType = 4 // wait ms, keys
-	msgAdd    msgType = 5 // key, delta
-	msgOK     msgType = 6 // empty
-	msgValues msgType = 7 // presence and values, in request order
-	msgInt    msgType = 8 // int64
-	msgError  msgType = 9 // message
+	msgAuth   msgType = 1  // client -> server: proof
+	msgAuthOK msgType = 2  // server -> client: proof
+	msgSet    msgType = 3  // key, value
+	msgWait   msgType = 4  // wait ms, keys
+	msgAdd    msgType = 5  // key, delta
+	msgOK     msgType = 6  // empty
+	msgValues msgType = 7  // presence and values, in request order
+	msgInt    msgType = 8  // int64
+	msgError  msgType = 9  // message
+	msgWill   msgType = 10 // key, value: set on this connection's abnormal end
 )
 
 func (t msgType) String() string {
@@ -63,6 +64,8 @@ func (t msgType) String() string {
 		return "int"
 	case msgError:
 		return "error"
+	case msgWill:
+		return "will"
 	}
 	return fmt.Sprintf("type(%d)", byte(t))
 }
@@ -71,8 +74,8 @@ func (t msgType) String() string {
 type message struct {
 	typ    msgType
 	proof  []byte   // auth, auth-ok
-	key    string   // set, add
-	value  []byte   // set
+	key    string   // set, will, add
+	value  []byte   // set, will
 	waitMS uint32   // wait
 	keys   []string // wait
 	values [][]byte // values: nil means absent (a present empty value is non-nil)
@@ -99,7 +102,7 @@ func (m *message) encode(b []byte) ([]byte, error) {
 			return nil, fmt.Errorf("rendezvous: proof of %d bytes, want %d", len(m.proof), ProofLen)
 		}
 		b = append(b, m.proof...)
-	case msgSet:
+	case msgSet, msgWill:
 		var err error
 		if b, err = appendKey(b, m.key); err != nil {
 			return nil, err
@@ -295,7 +298,7 @@ func decodePayload(t msgType, p []byte) (*message, error) {
 	switch t {
 	case msgAuth, msgAuthOK:
 		m.proof = append([]byte(nil), d.take(ProofLen, "proof")...)
-	case msgSet:
+	case msgSet, msgWill:
 		m.key = d.key()
 		m.value = d.value()
 	case msgWait:

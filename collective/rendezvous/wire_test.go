@@ -13,6 +13,7 @@ func sampleMessages() []*message {
 		{typ: msgAuthOK, proof: proof},
 		{typ: msgSet, key: "quictransport/v1/peer/3", value: []byte("127.0.0.1:4000")},
 		{typ: msgSet, key: "k", value: []byte{}},
+		{typ: msgWill, key: "abort", value: []byte("rank 3 died")},
 		{typ: msgWait, waitMS: 1500, keys: []string{"a", "bb"}},
 		{typ: msgWait, waitMS: waitForever, keys: []string{"x"}},
 		{typ: msgAdd, key: "n", n: -7},
