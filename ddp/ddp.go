@@ -1,0 +1,441 @@
+package ddp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/models"
+)
+
+// ErrFailed is matched (errors.Is) by the errors of every call on a DDP after one of its
+// steps failed: the ranks' collective ops no longer line up, so it cannot go on.
+var ErrFailed = errors.New("ddp: an earlier step failed")
+
+// ErrUsage is matched (errors.Is) by errors of calls made out of order (Wait without a
+// synchronising Backward, Backward while a reduction is still pending).
+var ErrUsage = errors.New("ddp: call out of order")
+
+// DDP is a model replica trained data-parallel with the other ranks of its group. Make
+// it with Wrap; use it from one goroutine.
+type DDP struct {
+	model  *models.Sequential
+	g      *collective.Group // nil when training alone
+	opts   resolved
+	dist   bool // more than one rank: communicate
+	params []*models.Param
+
+	buckets      []*bucket
+	layerBuckets [][]*bucket // layer i → the buckets that are complete once layer i is done
+	seeded       []seededLayer
+
+	failed error
+
+	// The step in progress.
+	inStep      bool  // Forward or Backward called since the last Wait
+	pending     bool  // a synchronising Backward launched reductions; Wait must follow
+	inTrainStep bool  // TrainStep drives the step (it adds the stats itself)
+	steps       int64 // synchronised steps completed
+	stepStart   time.Time
+	compute     time.Duration
+	launchCh    chan *bucket  // buckets launched, in order, for the watcher
+	watchDone   chan struct{} // closed when the watcher has timestamped every launched bucket
+	launched    []*bucket
+
+	last StepStats
+	acc  Stats
+}
+
+// Wrap prepares model for data-parallel training over g, which every rank of g must call
+// with a model of the same parameters (names, order and shapes) and the same bucket and
+// compression options. It checks that they agree (an error names the rank and the
+// parameter or option that differs), then copies rank 0's parameter values to every
+// rank, so all replicas start identical whatever their seeds.
+//
+// g may be nil (or have one member): the DDP then trains alone, without communicating,
+// which is what a training program runs when started without a launcher.
+//
+// Wrap re-points every parameter's Grad into its bucket's flat buffer (keeping its
+// values): code that kept an old Grad slice must fetch it again. Wrap a model only once.
+func Wrap(ctx context.Context, model *models.Sequential, g *collective.Group, opts Options) (*DDP, error) {
+	if model == nil {
+		return nil, errors.New("ddp: Wrap: nil model")
+	}
+	ro, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	var refs []paramRef
+	for i, l := range model.Layers() {
+		for _, p := range l.Params() {
+			if p == nil || len(p.Grad) != len(p.Value) || len(p.Value) == 0 {
+				return nil, fmt.Errorf("ddp: Wrap: parameter %d of layer %q is nil, empty or has a gradient of the wrong size", len(refs), l.Name())
+			}
+			refs = append(refs, paramRef{p: p, layer: i})
+		}
+	}
+	if len(refs) == 0 {
+		return nil, errors.New("ddp: Wrap: the model has no parameters to train")
+	}
+	d := &DDP{model: model, g: g, opts: ro, dist: g != nil && g.Size() > 1}
+	for _, pr := range refs {
+		d.params = append(d.params, pr.p)
+	}
+	plan := planBuckets(refs, ro.firstCapBytes, ro.capBytes)
+	if d.dist {
+		if err := verifyRanks(ctx, g, refs, plan, ro); err != nil {
+			return nil, err
+		}
+		if err := broadcastParams(ctx, g, d.params); err != nil {
+			return nil, fmt.Errorf("ddp: broadcasting rank 0's parameters: %w", err)
+		}
+	}
+	d.buckets = newBuckets(plan, ro.errorFeedback && d.dist)
+	d.layerBuckets = make([][]*bucket, model.Len())
+	for _, b := range d.buckets {
+		d.layerBuckets[b.minLayer] = append(d.layerBuckets[b.minLayer], b)
+	}
+	d.seeded = seededLayers(model)
+	return d, nil
+}
+
+// broadcastParams copies rank 0's parameter values to every rank, one pipelined
+// Broadcast per parameter straight from and into Param.Value.
+func broadcastParams(ctx context.Context, g *collective.Group, params []*models.Param) error {
+	works := make([]*collective.Work, len(params))
+	for i, p := range params {
+		works[i] = g.BroadcastAsync(ctx, p.Value, 0)
+	}
+	var first error
+	for _, w := range works {
+		if err := w.Wait(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Model returns the wrapped model.
+func (d *DDP) Model() *models.Sequential { return d.model }
+
+// Group returns the group (nil when training alone).
+func (d *DDP) Group() *collective.Group { return d.g }
+
+// Rank is this rank in the group (0 when alone) and Size the number of ranks (1 alone).
+func (d *DDP) Rank() int {
+	if d.g == nil {
+		return 0
+	}
+	return d.g.Rank()
+}
+
+// Size is the number of ranks training together (1 when alone).
+func (d *DDP) Size() int {
+	if d.g == nil {
+		return 1
+	}
+	return d.g.Size()
+}
+
+// Steps is the number of synchronised steps completed (successful Waits).
+func (d *DDP) Steps() int64 { return d.steps }
+
+// Buckets describes the gradient buckets in launch order.
+func (d *DDP) Buckets() []BucketInfo {
+	out := make([]BucketInfo, len(d.buckets))
+	for i, b := range d.buckets {
+		out[i] = b.info()
+	}
+	return out
+}
+
+// Err returns the error that failed the DDP (wrapping ErrFailed), or nil.
+func (d *DDP) Err() error { return d.failed }
+
+func (d *DDP) fail(err error) error {
+	if d.failed == nil {
+		d.failed = fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	return err
+}
+
+func (d *DDP) check() error {
+	if d.failed != nil {
+		return d.failed
+	}
+	return nil
+}
+
+func (d *DDP) trace(k EventKind, layer, bkt int) {
+	if d.opts.trace != nil {
+		d.opts.trace(Event{Kind: k, Step: d.steps, Layer: layer, Bucket: bkt, Time: time.Now()})
+	}
+}
+
+func (d *DDP) beginStep() {
+	if !d.inStep {
+		d.inStep = true
+		d.stepStart = time.Now()
+		d.compute = 0
+	}
+}
+
+// Forward runs the model's forward pass (timed as compute for the step's StepStats).
+func (d *DDP) Forward(x models.Tensor, train bool) (models.Tensor, models.Saved, error) {
+	if err := d.check(); err != nil {
+		return models.Tensor{}, nil, err
+	}
+	d.beginStep()
+	t0 := time.Now()
+	y, saved, err := d.model.Forward(x, train)
+	d.compute += time.Since(t0)
+	return y, saved, err
+}
+
+// BackwardNoSync runs backward from dL/dy (the gradient of the loss with respect to the
+// model's output) and only adds the gradients into Param.Grad, without communicating:
+// gradient accumulation over micro-batches, as PyTorch's no_sync. The next Backward adds
+// its own gradients to the accumulated ones and reduces the sum.
+func (d *DDP) BackwardNoSync(saved models.Saved, dy models.Tensor) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	if d.pending {
+		return fmt.Errorf("%w: BackwardNoSync while the previous Backward's reductions are pending: call Wait first", ErrUsage)
+	}
+	d.beginStep()
+	t0 := time.Now()
+	err := d.model.BackwardParams(saved, dy, nil)
+	d.compute += time.Since(t0)
+	if err != nil {
+		return fmt.Errorf("ddp: backward: %w", err)
+	}
+	return nil
+}
+
+// Backward runs backward from dL/dy and, layer by layer as gradients complete, launches
+// each bucket's AllReduce (Avg) while the earlier layers are still computing. Call Wait
+// before reading the gradients or stepping the optimizer. ctx governs the launched ops:
+// if it ends before they complete, the group fails (see collective.Group).
+//
+// Every rank must call Backward (and Wait) the same number of times: each call
+// communicates. A failure leaves the DDP failed (ErrFailed), since this rank's ops no
+// longer match its peers'.
+func (d *DDP) Backward(ctx context.Context, saved models.Saved, dy models.Tensor) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	if d.pending {
+		return fmt.Errorf("%w: Backward while the previous Backward's reductions are pending: call Wait first", ErrUsage)
+	}
+	d.beginStep()
+	d.pending = true
+	d.launched = d.launched[:0]
+	if d.dist {
+		d.launchCh = make(chan *bucket, len(d.buckets))
+		d.watchDone = make(chan struct{})
+		go d.watch(d.launchCh, d.watchDone)
+	}
+	t0 := time.Now()
+	err := d.model.BackwardParams(saved, dy, func(i int) {
+		d.trace(EventLayerDone, i, -1)
+		if i >= 0 && i < len(d.layerBuckets) {
+			for _, b := range d.layerBuckets[i] {
+				d.launch(ctx, b)
+			}
+		}
+	})
+	d.compute += time.Since(t0)
+	if d.dist {
+		close(d.launchCh)
+	}
+	if err == nil && len(d.launched) != len(d.buckets) && d.dist {
+		err = fmt.Errorf("backward reported %d of %d buckets complete", len(d.launched), len(d.buckets))
+	}
+	d.trace(EventBackwardDone, -1, -1)
+	if err != nil {
+		return d.fail(fmt.Errorf("ddp: backward: %w", err))
+	}
+	return nil
+}
+
+// launch issues bucket b's reduction (its gradients are complete).
+func (d *DDP) launch(ctx context.Context, b *bucket) {
+	d.launched = append(d.launched, b)
+	if !d.dist {
+		return
+	}
+	if b.residual != nil {
+		feedback(b.flat, b.residual)
+	}
+	var opts []collective.ReduceOption
+	if d.opts.compression != collective.NoCompression {
+		opts = append(opts, d.opts.compression)
+	}
+	b.launchAt = time.Since(d.stepStart).Nanoseconds()
+	b.work = d.g.AllReduceAsync(ctx, b.flat, collective.Avg, opts...)
+	d.trace(EventBucketLaunched, -1, b.index)
+	d.launchCh <- b
+}
+
+// watch timestamps the completion of each launched bucket, in launch order (the order in
+// which the group runs them).
+func (d *DDP) watch(launched <-chan *bucket, done chan<- struct{}) {
+	defer close(done)
+	for b := range launched {
+		<-b.work.Done()
+		b.doneAt = time.Since(d.stepStart).Nanoseconds()
+		if d.opts.trace != nil {
+			d.opts.trace(Event{Kind: EventBucketDone, Step: d.steps, Layer: -1, Bucket: b.index, Time: time.Now()})
+		}
+	}
+}
+
+// Wait waits until every bucket launched by Backward has been reduced. Afterwards
+// Param.Grad holds the average over all ranks of the gradients accumulated since the
+// last ZeroGrad, identical on every rank, and the step's StepStats are available
+// (LastStep). If ctx ends first, Wait returns its error and the DDP is failed: the
+// buffers still belong to the ops in flight.
+func (d *DDP) Wait(ctx context.Context) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	if !d.pending {
+		return fmt.Errorf("%w: Wait without a preceding Backward", ErrUsage)
+	}
+	t0 := time.Now()
+	var first error
+	if d.dist {
+		for _, b := range d.launched {
+			if err := b.work.Wait(ctx); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	exposed := time.Since(t0)
+	if first != nil {
+		return d.fail(fmt.Errorf("ddp: reducing gradients: %w", first))
+	}
+	st := StepStats{Compute: d.compute, ExposedComm: exposed, Buckets: len(d.launched)}
+	if d.dist {
+		select {
+		case <-d.watchDone:
+		case <-ctx.Done():
+			return d.fail(fmt.Errorf("ddp: waiting for the reductions: %w", ctx.Err()))
+		}
+		var prevDone int64
+		for _, b := range d.launched {
+			start := max(b.launchAt, prevDone)
+			st.Comm += time.Duration(max(0, b.doneAt-start))
+			prevDone = b.doneAt
+			st.Bytes += 4 * int64(len(b.flat))
+		}
+	}
+	st.Total = time.Since(d.stepStart)
+	d.pending, d.inStep = false, false
+	d.steps++
+	d.last = st
+	if !d.inTrainStep {
+		d.acc.Add(st)
+	}
+	d.trace(EventWaitDone, -1, -1)
+	return nil
+}
+
+// LastStep returns the StepStats of the last completed synchronised step.
+func (d *DDP) LastStep() StepStats { return d.last }
+
+// TakeStats returns the statistics accumulated since the previous call and starts
+// afresh (for per-epoch or per-interval reports).
+func (d *DDP) TakeStats() Stats {
+	s := d.acc
+	d.acc = Stats{}
+	return s
+}
+
+// Batch is one micro-batch of inputs and integer class labels.
+type Batch struct {
+	X      models.Tensor
+	Labels []int
+}
+
+// StepResult is what TrainStep reports about one step on this rank.
+type StepResult struct {
+	Loss    float64 // mean softmax cross-entropy over this rank's samples of the step
+	Correct int     // this rank's samples classified correctly (before the update)
+	Samples int     // this rank's samples in the step
+	Stats   StepStats
+}
+
+// TrainStep runs one synchronised training step with softmax cross-entropy: it clears
+// the gradients, runs forward and backward on each micro-batch (accumulating locally for
+// all but the last, whose backward reduces the sum while it runs), waits for the
+// reductions and steps opt. The loss is scaled by 1/(this rank's samples in the step), so
+// with the same number of samples on every rank the update equals that of one process
+// training on all ranks' samples at once.
+func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Batch) (StepResult, error) {
+	if err := d.check(); err != nil {
+		return StepResult{}, err
+	}
+	if opt == nil {
+		return StepResult{}, errors.New("ddp: TrainStep: nil optimizer")
+	}
+	if len(batches) == 0 {
+		return StepResult{}, errors.New("ddp: TrainStep: no batches")
+	}
+	if d.inStep {
+		return StepResult{}, fmt.Errorf("%w: TrainStep inside a step begun with Forward/Backward", ErrUsage)
+	}
+	var res StepResult
+	for i, b := range batches {
+		if b.X.Batch() != len(b.Labels) || len(b.Labels) == 0 {
+			return StepResult{}, fmt.Errorf("ddp: TrainStep: micro-batch %d has %d samples and %d labels", i, b.X.Batch(), len(b.Labels))
+		}
+		res.Samples += len(b.Labels)
+	}
+	d.inTrainStep = true
+	defer func() { d.inTrainStep = false }()
+	d.beginStep()
+	d.model.ZeroGrad()
+	scale := 1 / float32(res.Samples)
+	for i, b := range batches {
+		logits, saved, err := d.Forward(b.X, true)
+		if err != nil {
+			return res, d.fail(fmt.Errorf("ddp: forward of micro-batch %d: %w", i, err))
+		}
+		t0 := time.Now()
+		loss, dl, err := models.SoftmaxCrossEntropy(logits, b.Labels, scale)
+		if err == nil {
+			var c int
+			c, err = models.CountCorrect(logits, b.Labels)
+			res.Correct += c
+		}
+		d.compute += time.Since(t0)
+		if err != nil {
+			return res, d.fail(fmt.Errorf("ddp: loss of micro-batch %d: %w", i, err))
+		}
+		res.Loss += loss
+		if i < len(batches)-1 {
+			err = d.BackwardNoSync(saved, dl)
+		} else {
+			err = d.Backward(ctx, saved, dl)
+		}
+		if err != nil {
+			return res, d.fail(err)
+		}
+	}
+	if err := d.Wait(ctx); err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	if err := opt.Step(); err != nil {
+		return res, d.fail(fmt.Errorf("ddp: optimizer step: %w", err))
+	}
+	d.last.Optimizer = time.Since(t0)
+	d.last.Total = time.Since(d.stepStart)
+	d.acc.Add(d.last)
+	res.Stats = d.last
+	return res, nil
+}

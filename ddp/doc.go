@@ -1,0 +1,55 @@
+// Package ddp trains a models.Sequential data-parallel over a collective.Group, as
+// PyTorch's DistributedDataParallel does: every rank holds a full replica of the model,
+// computes gradients on its own shard of each global batch, and the gradients are
+// averaged across ranks before every optimizer step, so that all replicas take the same
+// step and stay bit-identical.
+//
+// # How a step runs
+//
+// Wrap checks that every rank has the same parameters (names and shapes) and the same
+// bucket options, then broadcasts rank 0's parameter values to everyone. It assigns the
+// parameters to buckets in reverse layer order, the order in which backward produces
+// their gradients, each bucket holding up to Options.BucketCapMB (the first one only
+// Options.FirstBucketCapMB, so that communication starts early). Each parameter's Grad is
+// re-pointed into its bucket's flat buffer (PyTorch's gradient_as_bucket_view), so no
+// copy is needed before or after the reduction.
+//
+// Backward runs the model's backward layer by layer. As soon as the last layer of a
+// bucket has produced its gradients, the bucket's AllReduce (Avg) is launched
+// asynchronously, and the backward of the earlier layers goes on while it travels around
+// the ring. Wait then waits for all buckets; afterwards every rank's Param.Grad holds the
+// average of all ranks' gradients and the optimizer may step. TrainStep does all of this
+// (forward, loss, backward, wait, optimizer step) for one or more micro-batches.
+//
+// # Equivalence with one large batch
+//
+// With the loss scaled by 1/(local samples) on each rank (TrainStep does so) and the same
+// number of samples on every rank (data.DistributedSampler guarantees it), the averaged
+// gradient equals the gradient of the mean loss over the global batch: N ranks with batch
+// B take the same steps as one process with batch N·B, up to float32 rounding of the
+// different summation order. Gradient accumulation (BackwardNoSync, or TrainStep with
+// several micro-batches) adds micro-batch gradients locally and communicates once.
+//
+// # Compression
+//
+// Options.Compression = collective.FP16 sends gradients as binary16 with a power-of-two
+// scale per chunk; see FP16Bound for the error of one step and ErrorFeedback for what
+// error feedback does and does not correct.
+//
+// # Checkpoints
+//
+// SaveCheckpoint (all ranks call it; rank 0 writes) stores parameters, optimizer state,
+// the training position (step, sampler epoch and batch), the error-feedback residuals of
+// every rank and the state of seeded layers (dropout) in a versioned, checksummed file
+// written atomically. LoadCheckpoint (all ranks) has rank 0 read the newest complete
+// checkpoint and broadcast it, so that only rank 0 needs to see the directory, and every
+// rank restores the same state: a run resumed from a checkpoint continues exactly as the
+// uninterrupted run would have.
+//
+// # Failures
+//
+// A DDP is used by one goroutine (the training loop). If a step fails on one rank, that
+// rank's collective ops no longer match its peers'; the DDP refuses further steps and the
+// program should exit (the launcher then stops the other ranks, or restarts the job from
+// the last checkpoint with --max-restarts).
+package ddp

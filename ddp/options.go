@@ -1,0 +1,149 @@
+package ddp
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
+)
+
+// Defaults for the zero values of Options.
+const (
+	// DefaultBucketCapMB is PyTorch DDP's default bucket size: large enough that per-op
+	// costs (a header round trip, a pipeline fill) vanish, small enough to overlap.
+	DefaultBucketCapMB = 25
+	// DefaultFirstBucketCapMB is the cap of the first bucket (the output layers), as
+	// PyTorch's first bucket: small, so that the first AllReduce starts as early as possible
+	// in backward instead of waiting for 25 MiB of gradients.
+	DefaultFirstBucketCapMB = 1
+	// DefaultKeepCheckpoints is how many checkpoints SaveCheckpoint keeps.
+	DefaultKeepCheckpoints = 2
+)
+
+// Options configures a DDP. The zero value is ready to use: 25 MiB buckets after a 1 MiB
+// first bucket, float32 gradients on the wire, no tracing. Every rank must use the same
+// bucket and compression settings (Wrap checks it).
+type Options struct {
+	// BucketCapMB is the size, in MiB of float32 gradients, at which a bucket is closed:
+	// parameters are added in reverse layer order until the bucket reaches the cap, so a
+	// bucket exceeds it by at most its last parameter, and a parameter larger than the cap
+	// gets a bucket of its own. Zero means DefaultBucketCapMB (25). Smaller buckets start
+	// communicating earlier but pay the per-op cost more often.
+	BucketCapMB float64
+	// FirstBucketCapMB is the cap of the first bucket (the last layers' gradients, ready
+	// first). Zero means DefaultFirstBucketCapMB (1 MiB) or BucketCapMB if that is
+	// smaller; a negative value means the same as BucketCapMB.
+	FirstBucketCapMB float64
+	// Compression is how gradients travel: collective.NoCompression (the zero value,
+	// float32) or collective.FP16 (binary16 with a power-of-two scale per chunk: half the
+	// bytes; see FP16Bound).
+	Compression collective.Compression
+	// ErrorFeedback, with FP16 compression, carries each rank's local rounding error into
+	// its next step's gradient. This rank's gradient plus the carried residual is rounded to
+	// binary16 (with one power-of-two scale per bucket) before it enters the ring, the
+	// rounding error is kept as the next residual, and the rounded values are encoded by the
+	// ring without further loss at their first hop. So over T steps, the contributions this
+	// rank actually sent sum to its true gradients minus one bounded residual: the
+	// compression of each rank's OWN gradient is unbiased over time, and gradient
+	// components too small to survive one step's rounding are not lost but delivered later.
+	// It does not correct the rounding the ring applies afterwards to partial sums of
+	// several ranks (n−2 more hops) and to the reduced result (the all-gather): those
+	// depend on all ranks' data and are not known to any one rank; they stay within
+	// FP16Bound of the reduced values, step by step. False (default) sends gradients as
+	// they are. Requires Compression == collective.FP16.
+	ErrorFeedback bool
+	// KeepCheckpoints is how many checkpoints SaveCheckpoint keeps in its directory (older
+	// ones are removed after a newer one is safely written). Zero means
+	// DefaultKeepCheckpoints (2); a negative value keeps all.
+	KeepCheckpoints int
+	// Trace, when not nil, receives an Event for each step of the gradient pipeline (layer
+	// done, bucket launched, bucket reduced, backward done, wait done), for timelines and
+	// tests. It is called from the training goroutine and, for EventBucketDone, from a
+	// goroutine of the DDP: it must be safe for concurrent use and fast. Nil means none.
+	Trace func(Event)
+}
+
+// resolved is Options with defaults applied, in bytes.
+type resolved struct {
+	capBytes, firstCapBytes int64
+	compression             collective.Compression
+	errorFeedback           bool
+	keep                    int
+	trace                   func(Event)
+}
+
+func mib(x float64) int64 { return int64(math.Round(x * (1 << 20))) }
+
+func (o Options) resolve() (resolved, error) {
+	r := resolved{compression: o.Compression, errorFeedback: o.ErrorFeedback, trace: o.Trace, keep: o.KeepCheckpoints}
+	switch {
+	case math.IsNaN(o.BucketCapMB) || math.IsInf(o.BucketCapMB, 0) || o.BucketCapMB < 0:
+		return r, fmt.Errorf("ddp: Options.BucketCapMB must be a finite number ≥ 0 (0 means %d), got %g", DefaultBucketCapMB, o.BucketCapMB)
+	case math.IsNaN(o.FirstBucketCapMB) || math.IsInf(o.FirstBucketCapMB, 0):
+		return r, fmt.Errorf("ddp: Options.FirstBucketCapMB must be finite, got %g", o.FirstBucketCapMB)
+	case o.Compression != collective.NoCompression && o.Compression != collective.FP16:
+		return r, fmt.Errorf("ddp: Options.Compression: unknown compression %v", o.Compression)
+	case o.ErrorFeedback && o.Compression != collective.FP16:
+		return r, fmt.Errorf("ddp: Options.ErrorFeedback needs Compression = collective.FP16 (it corrects fp16 rounding), got %v", o.Compression)
+	}
+	capMB := o.BucketCapMB
+	if capMB == 0 {
+		capMB = DefaultBucketCapMB
+	}
+	r.capBytes = max(4, mib(capMB))
+	switch {
+	case o.FirstBucketCapMB < 0:
+		r.firstCapBytes = r.capBytes
+	case o.FirstBucketCapMB == 0:
+		r.firstCapBytes = min(r.capBytes, mib(DefaultFirstBucketCapMB))
+	default:
+		r.firstCapBytes = max(4, mib(o.FirstBucketCapMB))
+	}
+	if r.keep == 0 {
+		r.keep = DefaultKeepCheckpoints
+	}
+	return r, nil
+}
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+const (
+	// EventLayerDone: backward of layer Event.Layer has produced its parameter gradients.
+	EventLayerDone EventKind = iota + 1
+	// EventBucketLaunched: the AllReduce of bucket Event.Bucket was issued.
+	EventBucketLaunched
+	// EventBucketDone: the AllReduce of bucket Event.Bucket completed (seen by the DDP's
+	// watcher goroutine, so Time may trail the real completion a little).
+	EventBucketDone
+	// EventBackwardDone: Backward returned (every bucket launched).
+	EventBackwardDone
+	// EventWaitDone: Wait returned: the reduced gradients are in Param.Grad.
+	EventWaitDone
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventLayerDone:
+		return "layer-done"
+	case EventBucketLaunched:
+		return "bucket-launched"
+	case EventBucketDone:
+		return "bucket-done"
+	case EventBackwardDone:
+		return "backward-done"
+	case EventWaitDone:
+		return "wait-done"
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event is one point of the gradient pipeline, for Options.Trace.
+type Event struct {
+	Kind   EventKind
+	Step   int64 // synchronised steps completed before this one (0 for the first)
+	Layer  int   // EventLayerDone: the layer index; otherwise -1
+	Bucket int   // EventBucketLaunched, EventBucketDone: the bucket index; otherwise -1
+	Time   time.Time
+}
