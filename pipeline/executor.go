@@ -380,7 +380,7 @@ func (e *Executor) tag(m int, kind ActionKind) int { return e.cfg.TagBase + 2*m 
 // On an error the step's state is discarded and the group has usually
 // failed (see collective.Group): build a new group and executor to go on.
 func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt models.Optimizer) (StepStats, error) {
-	st := StepStats{Step: e.steps, Steps: 1, Rank: e.g.Rank(), Stage: e.stage, Replica: e.rep}
+	st := StepStats{Step: e.steps, Steps: 1, Rank: e.g.Rank(), Stage: e.stage, Replica: e.rep, MicroBatches: e.cfg.MicroBatches}
 	if err := e.checkInputs(x, labels); err != nil {
 		return st, err
 	}
@@ -512,7 +512,9 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				correct += c
 				dlogits[a.Micro] = dl
 			}
-			st.Busy += time.Since(t)
+			d := time.Since(t)
+			st.Busy += d
+			st.ForwardBusy += d
 			saved[a.Micro], savedBytes[a.Micro] = sv, sv.Bytes()
 			live++
 			liveBytes += savedBytes[a.Micro]
@@ -548,7 +550,9 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 			if err != nil {
 				return 0, 0, fmt.Errorf("%s: %w", where(a), err)
 			}
-			st.Busy += time.Since(t)
+			d := time.Since(t)
+			st.Busy += d
+			st.BackwardBusy += d
 			saved[a.Micro] = nil
 			live--
 			liveBytes -= savedBytes[a.Micro]

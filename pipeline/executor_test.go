@@ -432,7 +432,7 @@ func TestSummary(t *testing.T) {
 		if all[g.Rank()] != total {
 			return fmt.Errorf("gathered stats of rank %d differ from its own: %+v vs %+v", g.Rank(), all[g.Rank()], total)
 		}
-		s, err := pipeline.Summarize(all, e.Layout(), e.Config().MicroBatches)
+		s, err := pipeline.Summarize(all, e.Layout(), e.Schedule())
 		if err != nil {
 			return err
 		}

@@ -30,8 +30,11 @@ type StepStats struct {
 	Wall time.Duration
 	// Busy is the time spent computing: the layers' Forward and Backward and,
 	// on the last stage, the loss. Not counted: waiting in Recv, posting
-	// sends, bookkeeping.
-	Busy time.Duration
+	// sends, bookkeeping. ForwardBusy and BackwardBusy split it (the loss
+	// counts as forward), over MicroBatches micro-batches per step.
+	Busy                      time.Duration
+	ForwardBusy, BackwardBusy time.Duration
+	MicroBatches              int
 	// RecvWait is the time spent blocked receiving activations and gradients
 	// (the neighbour's lateness plus the transfer).
 	RecvWait time.Duration
@@ -77,6 +80,9 @@ func (s *StepStats) Add(o StepStats) {
 	s.Steps += o.Steps
 	s.Wall += o.Wall
 	s.Busy += o.Busy
+	s.ForwardBusy += o.ForwardBusy
+	s.BackwardBusy += o.BackwardBusy
+	s.MicroBatches = o.MicroBatches
 	s.RecvWait += o.RecvWait
 	s.Sync += o.Sync
 	s.Optim += o.Optim
@@ -93,16 +99,18 @@ func (s StepStats) fields() []float64 {
 	return []float64{float64(s.Step), float64(s.Steps), float64(s.Rank), float64(s.Stage), float64(s.Replica),
 		float64(s.Wall), float64(s.Busy), float64(s.RecvWait), float64(s.Sync), float64(s.Optim),
 		float64(s.PeakLive), float64(s.PeakLiveBytes), float64(s.PeakSendQueue),
-		s.Loss, float64(s.Correct), float64(s.Samples)}
+		s.Loss, float64(s.Correct), float64(s.Samples),
+		float64(s.ForwardBusy), float64(s.BackwardBusy), float64(s.MicroBatches)}
 }
 
-const statFields = 16
+const statFields = 19
 
 func statsFromFields(f []float64) StepStats {
 	return StepStats{Step: int(f[0]), Steps: int(f[1]), Rank: int(f[2]), Stage: int(f[3]), Replica: int(f[4]),
 		Wall: time.Duration(f[5]), Busy: time.Duration(f[6]), RecvWait: time.Duration(f[7]), Sync: time.Duration(f[8]), Optim: time.Duration(f[9]),
 		PeakLive: int(f[10]), PeakLiveBytes: int64(f[11]), PeakSendQueue: int(f[12]),
-		Loss: f[13], Correct: int(f[14]), Samples: int(f[15])}
+		Loss: f[13], Correct: int(f[14]), Samples: int(f[15]),
+		ForwardBusy: time.Duration(f[16]), BackwardBusy: time.Duration(f[17]), MicroBatches: int(f[18])}
 }
 
 // putU64 stores v exactly in four float32 values of 16 bits each (the
@@ -171,6 +179,15 @@ type Summary struct {
 	// Theory is TheoreticalBubble(Stages, MicroBatches), (K−1)/(M+K−1): the
 	// bubble of equal stages with free communication.
 	Theory float64
+	// Simulated is the bubble SimulateCosts predicts for the schedule with
+	// each stage's measured mean forward and backward time per micro-batch
+	// (mean over replicas) and free communication: what the stages'
+	// imbalance alone explains. Bubble − Simulated is the cost of
+	// communication and scheduling. NaN when it cannot be computed.
+	Simulated float64
+	// ForwardTime and BackwardTime are each stage's measured mean time per
+	// micro-batch, the inputs of Simulated.
+	ForwardTime, BackwardTime []time.Duration
 	// Loss is the mean loss over the measured steps and Accuracy the share of
 	// correct predictions (from the last stage's replica 0); NaN when no step
 	// was measured.
@@ -184,23 +201,33 @@ func (s Summary) Efficiency() float64 { return 1 - s.Bubble }
 func (s Summary) TheoreticalEfficiency() float64 { return 1 - s.Theory }
 
 // Summarize combines every rank's stats (from Gather, indexed by rank) into
-// a per-stage Summary for layout l and micro micro-batches.
-func Summarize(all []StepStats, l Layout, micro int) (Summary, error) {
+// a per-stage Summary for layout l and the schedule that ran.
+func Summarize(all []StepStats, l Layout, sched Schedule) (Summary, error) {
 	if len(all) != l.Size() {
 		return Summary{}, fmt.Errorf("%w: stats of %d ranks for a layout of %d", ErrLayout, len(all), l.Size())
 	}
+	if len(sched) != l.Stages {
+		return Summary{}, fmt.Errorf("%w: a schedule of %d stages for a layout of %d", ErrBadSchedule, len(sched), l.Stages)
+	}
+	micro := sched.Micro()
 	sum := Summary{Stages: l.Stages, Replicas: l.Replicas, MicroBatches: micro,
-		Theory: TheoreticalBubble(l.Stages, micro), Loss: math.NaN(), Accuracy: math.NaN()}
+		Theory: TheoreticalBubble(l.Stages, micro), Simulated: math.NaN(), Loss: math.NaN(), Accuracy: math.NaN()}
+	costs := Costs{Forward: make([]float64, l.Stages), Backward: make([]float64, l.Stages)}
 	sum.Steps = all[0].Steps
 	for _, s := range all {
 		sum.Steps = min(sum.Steps, s.Steps)
 	}
 	for st := 0; st < l.Stages; st++ {
 		ss := StageSummary{Stage: st, Ranks: l.StageRanks(st)}
+		var fwd, bwd time.Duration
+		var n int
 		for _, r := range ss.Ranks {
 			s := all[r]
 			ss.Wall += s.Wall
 			ss.Busy += s.Busy
+			fwd += s.ForwardBusy
+			bwd += s.BackwardBusy
+			n += s.Steps * s.MicroBatches
 			ss.PeakLive = max(ss.PeakLive, s.PeakLive)
 			ss.PeakLiveBytes = max(ss.PeakLiveBytes, s.PeakLiveBytes)
 		}
@@ -209,6 +236,15 @@ func Summarize(all []StepStats, l Layout, micro int) (Summary, error) {
 		}
 		sum.Bubble += ss.Bubble / float64(l.Stages)
 		sum.PerStage = append(sum.PerStage, ss)
+		if n > 0 {
+			fwd, bwd = fwd/time.Duration(n), bwd/time.Duration(n)
+		}
+		sum.ForwardTime = append(sum.ForwardTime, fwd)
+		sum.BackwardTime = append(sum.BackwardTime, bwd)
+		costs.Forward[st], costs.Backward[st] = fwd.Seconds(), bwd.Seconds()
+	}
+	if r, err := SimulateCosts(sched, costs); err == nil && r.Makespan > 0 {
+		sum.Simulated = r.Bubble
 	}
 	if last := all[l.Rank(l.Stages-1, 0)]; last.Steps > 0 {
 		sum.Loss = last.Loss / float64(last.Steps)
@@ -223,11 +259,12 @@ func Summarize(all []StepStats, l Layout, micro int) (Summary, error) {
 // theoretical values, then one line per stage.
 func (s Summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "bubble: measured %.3f (efficiency %.1f%%), theory (K-1)/(M+K-1) = %.3f (efficiency %.1f%%) for K=%d stages, M=%d micro-batches, %d replica(s), %d step(s)\n",
-		s.Bubble, 100*s.Efficiency(), s.Theory, 100*s.TheoreticalEfficiency(), s.Stages, s.MicroBatches, s.Replicas, s.Steps)
-	for _, st := range s.PerStage {
-		fmt.Fprintf(&b, "stage %d (ranks %v): busy %v of %v wall, bubble %.3f, peak stored activations %d micro-batch(es), %s\n",
-			st.Stage, st.Ranks, st.Busy.Round(time.Microsecond), st.Wall.Round(time.Microsecond), st.Bubble, st.PeakLive, humanBytes(st.PeakLiveBytes))
+	fmt.Fprintf(&b, "bubble: measured %.3f (efficiency %.1f%%), theory (K-1)/(M+K-1) = %.3f (efficiency %.1f%%) for K=%d stages, M=%d micro-batches, %d replica(s), %d step(s); simulated from the measured stage times %.3f\n",
+		s.Bubble, 100*s.Efficiency(), s.Theory, 100*s.TheoreticalEfficiency(), s.Stages, s.MicroBatches, s.Replicas, s.Steps, s.Simulated)
+	for i, st := range s.PerStage {
+		fmt.Fprintf(&b, "stage %d (ranks %v): busy %v of %v wall, bubble %.3f, forward %v + backward %v per micro-batch, peak stored activations %d micro-batch(es), %s\n",
+			st.Stage, st.Ranks, st.Busy.Round(time.Microsecond), st.Wall.Round(time.Microsecond), st.Bubble,
+			s.ForwardTime[i].Round(time.Microsecond), s.BackwardTime[i].Round(time.Microsecond), st.PeakLive, humanBytes(st.PeakLiveBytes))
 	}
 	return b.String()
 }

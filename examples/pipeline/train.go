@@ -275,7 +275,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sum, err := pipeline.Summarize(all, lay, e.Config().MicroBatches)
+	sum, err := pipeline.Summarize(all, lay, e.Schedule())
 	if err != nil {
 		return err
 	}
@@ -284,6 +284,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for i, s := range sum.PerStage {
 			stages[i] = map[string]any{
 				"stage": s.Stage, "ranks": s.Ranks, "busy_s": s.Busy.Seconds(), "wall_s": s.Wall.Seconds(), "bubble": s.Bubble,
+				"forward_s": sum.ForwardTime[i].Seconds(), "backward_s": sum.BackwardTime[i].Seconds(),
 				"peak_stored_activations": s.PeakLive, "peak_stored_activation_bytes": s.PeakLiveBytes,
 			}
 		}
@@ -291,7 +292,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		wall := maxWall(all)
 		out.event("summary", map[string]any{
 			"schedule": o.schedule, "stages": sum.Stages, "replicas": sum.Replicas, "micro_batches": sum.MicroBatches,
-			"measured_steps": sum.Steps, "bubble_measured": sum.Bubble, "bubble_theory": sum.Theory,
+			"measured_steps": sum.Steps, "bubble_measured": sum.Bubble, "bubble_theory": sum.Theory, "bubble_simulated": finite(sum.Simulated),
 			"efficiency_measured": sum.Efficiency(), "efficiency_theory": sum.TheoreticalEfficiency(),
 			"per_stage": stages, "loss": finite(sum.Loss), "accuracy": finite(sum.Accuracy),
 			"samples_per_s": samples / wall.Seconds(), "elapsed_s": elapsed.Seconds(),
