@@ -32,11 +32,14 @@ const (
 	dirCtlSize = 1024
 
 	offHead          = 0   // uint64, producer: bytes ever published
+	offWriterBusy    = 8   // uint32, producer: 1 while inside a Write (more bytes are coming)
 	offTail          = 128 // uint64, consumer: bytes ever consumed
 	offDataSeq       = 256 // uint32 futex word the consumer sleeps on; producer bumps it
 	offReaderWaiting = 260 // uint32, consumer: 1 while it may be asleep on dataSeq
+	offReaderWant    = 264 // uint64, consumer: bytes it waits for before it wants a wake-up
 	offSpaceSeq      = 384 // uint32 futex word the producer sleeps on; consumer bumps it
 	offWriterWaiting = 388 // uint32, producer: 1 while it may be asleep on spaceSeq
+	offWriterWant    = 392 // uint64, producer: free bytes it waits for before it wants a wake-up
 	offWriterClosed  = 512 // uint32, producer: no more bytes will come (EOF after draining)
 	offReaderClosed  = 640 // uint32, consumer: nobody reads any more; writes fail
 

@@ -43,6 +43,8 @@ import (
 // dirView is one direction of the mapping as seen from one end.
 type dirView struct {
 	head, tail                 *uint64
+	readerWant, writerWant     *uint64
+	writerBusy                 *uint32
 	dataSeq, readerWaiting     *uint32
 	spaceSeq, writerWaiting    *uint32
 	writerClosed, readerClosed *uint32
@@ -59,6 +61,9 @@ func viewDir(mem []byte, d int, ringBytes uint64) dirView {
 	return dirView{
 		head:          word64(mem, c+offHead),
 		tail:          word64(mem, c+offTail),
+		readerWant:    word64(mem, c+offReaderWant),
+		writerWant:    word64(mem, c+offWriterWant),
+		writerBusy:    word32(mem, c+offWriterBusy),
 		dataSeq:       word32(mem, c+offDataSeq),
 		readerWaiting: word32(mem, c+offReaderWaiting),
 		spaceSeq:      word32(mem, c+offSpaceSeq),
@@ -195,6 +200,8 @@ func (l *shmLink) Write(p []byte) (int, error) {
 	}
 	defer l.leave()
 	d := &l.tx
+	atomic.StoreUint32(d.writerBusy, 1)
+	defer l.endWrite()
 	written := 0
 	for written < len(p) {
 		if err := l.writeErr(); err != nil {
@@ -205,13 +212,16 @@ func (l *shmLink) Write(p []byte) (int, error) {
 			return written, l.corrupt("tail")
 		}
 		free := d.size - used
-		if free == 0 {
-			if err := l.await(false); err != nil {
+		rest := uint64(len(p) - written)
+		if step := min(rest, l.cfg.publish, d.size/2); free < step {
+			// Too little room for a worthwhile piece: wait until the reader has made
+			// room for the rest (up to half the ring), so that each wake-up moves a lot.
+			if err := l.await(false, min(rest, d.size/2), step); err != nil {
 				return written, err
 			}
 			continue
 		}
-		n := int(min(free, l.cfg.publish, uint64(len(p)-written)))
+		n := int(min(free, l.cfg.publish, rest))
 		off := l.head & d.mask
 		c := copy(d.data[off:], p[written:written+n])
 		if c < n {
@@ -219,13 +229,28 @@ func (l *shmLink) Write(p []byte) (int, error) {
 		}
 		l.head += uint64(n)
 		atomic.StoreUint64(d.head, l.head)
-		if atomic.LoadUint32(d.readerWaiting) != 0 {
-			atomic.AddUint32(d.dataSeq, 1)
-			futexWake(d.dataSeq)
-		}
 		written += n
+		// Wake a sleeping reader only once it has what it asked for; the end of the
+		// Write (endWrite) wakes it in any case.
+		if atomic.LoadUint32(d.readerWaiting) != 0 && l.head-atomic.LoadUint64(d.tail) >= atomic.LoadUint64(d.readerWant) {
+			l.wake(d.dataSeq)
+		}
 	}
 	return written, nil
+}
+
+// endWrite tells the reader that no more bytes are on their way, waking it if it sleeps
+// waiting for more than the Write brought.
+func (l *shmLink) endWrite() {
+	atomic.StoreUint32(l.tx.writerBusy, 0)
+	if atomic.LoadUint32(l.tx.readerWaiting) != 0 {
+		l.wake(l.tx.dataSeq)
+	}
+}
+
+func (l *shmLink) wake(seq *uint32) {
+	atomic.AddUint32(seq, 1)
+	futexWake(seq)
 }
 
 // Read copies into p what the peer has published (at least one byte, at most len(p)),
@@ -257,11 +282,11 @@ func (l *shmLink) Read(p []byte) (int, error) {
 				}
 				l.tail += uint64(n)
 				atomic.StoreUint64(d.tail, l.tail)
-				if atomic.LoadUint32(d.writerWaiting) != 0 {
-					atomic.AddUint32(d.spaceSeq, 1)
-					futexWake(d.spaceSeq)
-				}
 				done += n
+				if atomic.LoadUint32(d.writerWaiting) != 0 &&
+					d.size-(atomic.LoadUint64(d.head)-l.tail) >= atomic.LoadUint64(d.writerWant) {
+					l.wake(d.spaceSeq)
+				}
 			}
 			return total, nil
 		}
@@ -279,7 +304,7 @@ func (l *shmLink) Read(p []byte) (int, error) {
 		if err := l.deadlineErr(time.Now().UnixNano()); err != nil {
 			return 0, err
 		}
-		if err := l.await(true); err != nil {
+		if err := l.await(true, min(uint64(len(p)), d.size/2), 1); err != nil {
 			return 0, err
 		}
 	}
@@ -326,27 +351,37 @@ func (l *shmLink) corrupt(which string) error {
 	return err
 }
 
-// ready reports whether a blocked reader (data) or writer (!data) can go on, or has an end
-// condition to report.
-func (l *shmLink) ready(data bool) bool {
+// ready reports whether a blocked reader (data) or writer (!data) should go on: the ring
+// holds want bytes (reader) or has want bytes free (writer), or there is an end condition to
+// report. A reader also goes on with fewer bytes once the writer has left its Write, since no
+// more are on their way.
+func (l *shmLink) ready(data bool, want uint64) bool {
 	if data {
-		return atomic.LoadUint64(l.rx.head) != l.tail || atomic.LoadUint32(l.rx.writerClosed) != 0
+		avail := atomic.LoadUint64(l.rx.head) - l.tail
+		return avail >= want || (avail > 0 && atomic.LoadUint32(l.rx.writerBusy) == 0) ||
+			atomic.LoadUint32(l.rx.writerClosed) != 0
 	}
-	return l.head-atomic.LoadUint64(l.tx.tail) < l.tx.size || atomic.LoadUint32(l.tx.readerClosed) != 0
+	return l.tx.size-(l.head-atomic.LoadUint64(l.tx.tail)) >= want || atomic.LoadUint32(l.tx.readerClosed) != 0
 }
 
-// await waits until ready(data), an error, or the deadline, following cfg.wait.
-func (l *shmLink) await(data bool) error {
-	seq, waiting := l.tx.spaceSeq, l.tx.writerWaiting
+// await waits, following cfg.wait, until ready, an error, or the deadline. While spinning it
+// settles for spinWant; before sleeping it publishes want, the amount whose arrival is worth
+// a wake-up, so that the peer wakes it once per large step rather than once per publish.
+//
+// Why a reader and a writer of one ring never both sleep: the reader sleeps only while fewer
+// than want_r <= size/2 bytes are in the ring, the writer only while fewer than
+// want_w <= size/2 are free, and used + free = size.
+func (l *shmLink) await(data bool, want, spinWant uint64) error {
+	seq, waiting, wantWord := l.tx.spaceSeq, l.tx.writerWaiting, l.tx.writerWant
 	if data {
-		seq, waiting = l.rx.dataSeq, l.rx.readerWaiting
+		seq, waiting, wantWord = l.rx.dataSeq, l.rx.readerWaiting, l.rx.readerWant
 	}
 	now := time.Now().UnixNano()
 	lastLive := now
 	if l.cfg.wait != WaitBlock {
 		spinUntil := now + int64(l.cfg.spin)
 		for i := 1; ; i++ {
-			if l.ready(data) {
+			if l.ready(data, spinWant) {
 				return nil
 			}
 			if i&15 == 0 {
@@ -371,10 +406,11 @@ func (l *shmLink) await(data bool) error {
 			runtime.Gosched()
 		}
 	}
+	atomic.StoreUint64(wantWord, want)
 	for {
 		s := atomic.LoadUint32(seq)
 		atomic.StoreUint32(waiting, 1)
-		if l.ready(data) {
+		if l.ready(data, want) {
 			atomic.StoreUint32(waiting, 0)
 			return nil
 		}
@@ -393,7 +429,7 @@ func (l *shmLink) await(data bool) error {
 		}
 		futexWait(seq, s, timeout)
 		atomic.StoreUint32(waiting, 0)
-		if l.ready(data) {
+		if l.ready(data, want) {
 			return nil
 		}
 		now = time.Now().UnixNano()

@@ -3,6 +3,7 @@ package shmtransport
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -63,10 +64,17 @@ func stream(t *testing.T, w, r transport.Link, data []byte, seed uint64) []byte 
 // TestStreamBothDirections sends random streams of many sizes, including ones much larger
 // than the 64 KiB ring, in both directions at once, for every wait strategy.
 func TestStreamBothDirections(t *testing.T) {
-	for _, wait := range []Wait{WaitSpinThenBlock, WaitBlock, WaitSpin} {
-		t.Run(wait.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		wait          Wait
+		ring, publish int
+	}{
+		{WaitSpinThenBlock, 1 << 16, 1 << 12}, {WaitBlock, 1 << 16, 1 << 12}, {WaitSpin, 1 << 16, 1 << 12},
+		{WaitBlock, 1 << 12, 1000}, {WaitSpinThenBlock, 1 << 12, 1 << 16},
+	} {
+		wait := c.wait
+		t.Run(fmt.Sprintf("%s/ring=%d/publish=%d", wait, c.ring, c.publish), func(t *testing.T) {
 			ts, _ := wrapAll(t, 2, 0, func(int) Options {
-				return Options{Mode: ModeShm, RingBytes: 1 << 16, PublishBytes: 1 << 12, Wait: wait}
+				return Options{Mode: ModeShm, RingBytes: c.ring, PublishBytes: c.publish, Wait: wait}
 			})
 			a, b := linkPair(t, ts, 0, 1, "data")
 			if _, ok := a.(*shmLink); !ok {
@@ -358,5 +366,64 @@ func TestCorruptPositions(t *testing.T) {
 	*l.rx.head = 1 << 40
 	if _, err := l.Read(make([]byte, 10)); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Read: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestNoLostWakeups runs ping-pong exchanges and streams with sleeping waiters whose only
+// timed fallback (the liveness poll) is an hour away: a lost wake-up hangs the test, which
+// then fails on its deadline instead of passing slowly.
+func TestNoLostWakeups(t *testing.T) {
+	for _, wait := range []Wait{WaitBlock, WaitSpinThenBlock} {
+		t.Run(wait.String(), func(t *testing.T) {
+			ts, _ := wrapAll(t, 2, 0, func(int) Options {
+				return Options{Mode: ModeShm, RingBytes: 1 << 12, PublishBytes: 1000, Wait: wait,
+					SpinTime: time.Microsecond, LivenessInterval: time.Hour}
+			})
+			a, b := linkPair(t, ts, 0, 1, "x")
+			done := make(chan error, 1)
+			go func() {
+				buf := make([]byte, 1<<16)
+				for i := 1; i <= 2000; i++ {
+					n := 1 + i*37%5000 // sizes around and above the ring
+					if _, err := io.ReadFull(b, buf[:n]); err != nil {
+						done <- err
+						return
+					}
+					if buf[0] != byte(i) || buf[n-1] != byte(i) {
+						done <- errors.New("wrong bytes")
+						return
+					}
+					if _, err := b.Write(buf[:1+i%3]); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			buf := make([]byte, 1<<16)
+			// The reader asks for more than each message holds: it must be woken by the
+			// end of the Write, not by the amount it asked for.
+			big := make([]byte, 1<<16)
+			for i := 1; i <= 2000; i++ {
+				n := 1 + i*37%5000
+				for j := range n {
+					buf[j] = byte(i)
+				}
+				if _, err := a.Write(buf[:n]); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(a, big[:1+i%3]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("exchange stalled: a wake-up was lost")
+			}
+		})
 	}
 }
