@@ -405,3 +405,6 @@ func pruneCheckpoints(dir string, keep int) error {
 	}
 	return errors.Join(errs...)
 }
+
+// crcOf is the checksum of the file format (for tests).
+func crcOf(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
