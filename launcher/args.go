@@ -101,6 +101,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 		for _, r := range [][2]string{
 			{"flag provided but not defined: -", "unknown flag --"},
 			{"for flag -", "for flag --"},
+			{" for -", " for --"},
 			{"flag needs an argument: -", "flag needs an argument: --"},
 		} {
 			msg = strings.Replace(msg, r[0], r[1], 1)
