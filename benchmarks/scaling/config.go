@@ -1,0 +1,285 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringtrain/ringtrain/benchmarks/report"
+)
+
+// config is the parsed command line.
+type config struct {
+	nproc          []int
+	models         []string
+	modes          []string
+	compress       []string
+	reps           int
+	batch          int // per rank, weak scaling
+	globalBatch    int // strong scaling
+	steps          int
+	warmup         int // steps the trainer runs before measuring (0: its own default)
+	threadsPerRank int
+	transport      string
+	sweep          bool
+	sweepMin       int64
+	sweepMax       int64
+	sweepIters     int
+	alphaUS        float64 // > 0: the projection's α instead of the fit's
+	out            string
+	repo           string
+	gorun          string // prebuilt executables; empty: build them
+	trainer        string
+	allreduce      string
+	runTimeout     time.Duration
+	quick          bool
+	args           []string // the command line, for the report
+}
+
+const usageText = `usage: scaling [flags]
+
+Measures ringtrain's data-parallel scaling through gorun on synthetic data (weak and strong
+scaling, fp32 and fp16 gradients, several repetitions), runs the AllReduce sweep, fits the
+α-β model of the ring, projects efficiency to large clusters, and writes results.json,
+report.md and plots (SVG and PNG) to --out.
+
+`
+
+// parseArgs parses the command line. --quick changes the defaults of the flags not given.
+func parseArgs(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("scaling", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	var (
+		nproc      = fs.String("nproc", "1,2,4", "comma-separated rank counts (1 is the baseline and is always measured)")
+		models     = fs.String("model", "mlp,mlp-wide,cnn", "comma-separated models (examples/fashion --model)")
+		modes      = fs.String("modes", "weak,strong", "scaling modes: weak (fixed per-rank batch), strong (fixed global batch)")
+		compress   = fs.String("compress", "none,fp16", "gradient exchanges: none (fp32), fp16")
+		reps       = fs.Int("reps", 3, "repetitions of every configuration (medians and min/max are reported)")
+		batch      = fs.Int("batch", 64, "per-rank batch for weak scaling")
+		gbatch     = fs.Int("global-batch", 0, "global batch for strong scaling, divided among the ranks (0: --batch, rounded up to a multiple of every rank count)")
+		steps      = fs.Int("steps", 30, "measured training steps per run")
+		warmup     = fs.Int("warmup", 0, "warm-up steps per run, not measured (0: the trainer's default)")
+		threads    = fs.Int("threads-per-rank", 1, "GOMAXPROCS of every rank (gorun --threads-per-rank)")
+		transport  = fs.String("transport", "", "rank-to-rank transport given to gorun --transport (empty: gorun's default)")
+		noSweep    = fs.Bool("no-sweep", false, "skip the AllReduce sweep (and so the α-β fit, unless --alpha-us is given)")
+		sweepMin   = fs.String("sweep-min", "4K", "smallest AllReduce message, bytes (K, M suffixes: powers of 1024)")
+		sweepMax   = fs.String("sweep-max", "16M", "largest AllReduce message, bytes")
+		sweepIters = fs.Int("sweep-iters", 20, "timed AllReduce iterations per message size")
+		alphaUS    = fs.Float64("alpha-us", 0, "latency per ring step for the projection, µs (0: the α fitted to the sweep)")
+		out        = fs.String("out", "", "output directory (default: benchmarks/results in the repository)")
+		repo       = fs.String("repo", "", "repository root (default: found from the working directory)")
+		gorun      = fs.String("gorun", "", "prebuilt gorun executable (default: built from cmd/gorun)")
+		trainer    = fs.String("trainer", "", "prebuilt training executable (default: built from examples/fashion)")
+		allreduce  = fs.String("allreduce", "", "prebuilt AllReduce benchmark executable (default: built from benchmarks/allreduce)")
+		timeout    = fs.Duration("run-timeout", 5*time.Minute, "limit on one run (one gorun job)")
+		quick      = fs.Bool("quick", false, "small settings for a fast smoke report: 1 repetition, few steps, small batches and sweep")
+	)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (all settings are flags)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *quick {
+		// Quick defaults: every configuration once, briefly.
+		def := func(name string, apply func()) {
+			if !set[name] {
+				apply()
+			}
+		}
+		def("reps", func() { *reps = 1 })
+		def("steps", func() { *steps = 8 })
+		def("batch", func() { *batch = 32 })
+		def("sweep-max", func() { *sweepMax = "1M" })
+		def("sweep-iters", func() { *sweepIters = 5 })
+		def("run-timeout", func() { *timeout = 2 * time.Minute })
+	}
+
+	c := &config{reps: *reps, batch: *batch, globalBatch: *gbatch, steps: *steps, warmup: *warmup,
+		threadsPerRank: *threads, transport: *transport, sweep: !*noSweep, sweepIters: *sweepIters,
+		alphaUS: *alphaUS, out: *out, repo: *repo, gorun: *gorun, trainer: *trainer, allreduce: *allreduce,
+		runTimeout: *timeout, quick: *quick, args: args}
+	var err error
+	if c.nproc, err = parseInts("--nproc", *nproc); err != nil {
+		return nil, err
+	}
+	c.models = parseList(*models)
+	c.modes = parseList(*modes)
+	c.compress = parseList(*compress)
+	if c.sweepMin, err = parseBytes("--sweep-min", *sweepMin); err != nil {
+		return nil, err
+	}
+	if c.sweepMax, err = parseBytes("--sweep-max", *sweepMax); err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *config) validate() error {
+	seen := map[int]bool{}
+	hasOne := false
+	for _, n := range c.nproc {
+		if n < 1 {
+			return fmt.Errorf("--nproc: rank count %d, want at least 1", n)
+		}
+		if seen[n] {
+			return fmt.Errorf("--nproc: rank count %d given twice", n)
+		}
+		seen[n] = true
+		hasOne = hasOne || n == 1
+	}
+	if !hasOne {
+		// Efficiency is defined against one rank: measure it even if not asked.
+		c.nproc = append([]int{1}, c.nproc...)
+	}
+	maxN := 1
+	for _, n := range c.nproc {
+		maxN = max(maxN, n)
+	}
+	if len(c.models) == 0 {
+		return errors.New("--model: no model given")
+	}
+	for _, m := range c.modes {
+		if m != "weak" && m != "strong" {
+			return fmt.Errorf("--modes: unknown mode %q (want weak, strong)", m)
+		}
+	}
+	if len(c.modes) == 0 {
+		return errors.New("--modes: no mode given")
+	}
+	for _, m := range c.compress {
+		if m != "none" && m != "fp16" {
+			return fmt.Errorf("--compress: unknown gradient exchange %q (want none, fp16)", m)
+		}
+	}
+	if len(c.compress) == 0 {
+		return errors.New("--compress: nothing given")
+	}
+	switch {
+	case c.reps < 1:
+		return fmt.Errorf("--reps %d: want at least 1", c.reps)
+	case c.batch < 1:
+		return fmt.Errorf("--batch %d: want at least 1", c.batch)
+	case c.steps < 1:
+		return fmt.Errorf("--steps %d: want at least 1", c.steps)
+	case c.warmup < 0:
+		return fmt.Errorf("--warmup %d: want at least 0", c.warmup)
+	case c.threadsPerRank < 1:
+		return fmt.Errorf("--threads-per-rank %d: want at least 1", c.threadsPerRank)
+	case c.sweepIters < 1:
+		return fmt.Errorf("--sweep-iters %d: want at least 1", c.sweepIters)
+	case c.sweepMin < 4 || c.sweepMax < c.sweepMin:
+		return fmt.Errorf("--sweep-min %d / --sweep-max %d: want 4 ≤ min ≤ max bytes", c.sweepMin, c.sweepMax)
+	case c.alphaUS < 0:
+		return fmt.Errorf("--alpha-us %v: want ≥ 0", c.alphaUS)
+	case c.runTimeout <= 0:
+		return fmt.Errorf("--run-timeout %v: want > 0", c.runTimeout)
+	}
+	if c.globalBatch == 0 {
+		// Strong scaling starts from the weak-scaling single-rank run (same batch), so the
+		// baseline is shared; the batch then splits evenly over every rank count.
+		l := 1
+		for _, n := range c.nproc {
+			l = lcm(l, n)
+		}
+		c.globalBatch = (c.batch + l - 1) / l * l
+	}
+	for _, mode := range c.modes {
+		for _, n := range c.nproc {
+			if _, err := report.BatchFor(mode, n, c.batch, c.globalBatch); err != nil {
+				return fmt.Errorf("--global-batch %d: %v", c.globalBatch, err)
+			}
+		}
+	}
+	return nil
+}
+
+func parseList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parseInts(flagName, s string) ([]int, error) {
+	var out []int
+	for _, f := range parseList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not an integer", flagName, f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: empty list", flagName)
+	}
+	return out, nil
+}
+
+// parseBytes reads "4096", "4K", "16M", "1G" (binary multiples).
+func parseBytes(flagName, s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'K':
+			mult, t = 1<<10, t[:len(t)-1]
+		case 'M':
+			mult, t = 1<<20, t[:len(t)-1]
+		case 'G':
+			mult, t = 1<<30, t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%s: %q is not a byte count (e.g. 4096, 64K, 16M)", flagName, s)
+	}
+	return n * mult, nil
+}
+
+// findRepo walks up from dir to the directory whose go.mod declares the ringtrain module.
+func findRepo(dir string) (string, error) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/ringtrain/ringtrain\n") {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no ringtrain repository (go.mod of github.com/ringtrain/ringtrain) at or above %s: give --repo", dir)
+		}
+		d = parent
+	}
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+func lcm(a, b int) int { return a / gcd(a, b) * b }
