@@ -15,10 +15,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-quick=0
 for a in "$@"; do
 	case "$a" in
-	--quick | --quick=true) quick=1 ;;
 	-h | --help)
 		sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 		exit 0
@@ -26,8 +24,8 @@ for a in "$@"; do
 	esac
 done
 
-# Full report defaults; any flag given on the command line overrides them (the flag
-# package keeps the last value).
+# Report defaults; any flag given on the command line overrides them (the flag package
+# keeps the last value). --quick changes scaling's own defaults (repetitions, steps...).
 defaults=(--nproc 1,2,4 --model mlp,mlp-wide,cnn --out "$repo/benchmarks/results")
 
 bin="$(mktemp -d "${TMPDIR:-/tmp}/ringtrain-bench.XXXXXX")"
