@@ -598,11 +598,7 @@ func (t *Transport) classify(rank int, cause error) error {
 		}
 		return transport.ErrClosed
 	case errors.As(cause, &ae) && ae.ErrorCode == codeAbort:
-		guilty, by, msg, err := parseAbortReason(ae.ErrorMessage)
-		if err != nil {
-			return &transport.PeerError{Rank: rank, Err: fmt.Errorf("aborted: %s", ae.ErrorMessage)}
-		}
-		return &transport.PeerError{Rank: guilty, Err: &abortError{by: by, msg: msg}}
+		return t.abortNotice(ae.ErrorMessage, rank)
 	case errors.As(cause, &ae) && ae.ErrorCode == codeClosed:
 		return &transport.PeerError{Rank: rank, Err: errors.New("closed its transport")}
 	case errors.As(cause, &ae):
@@ -615,6 +611,16 @@ func (t *Transport) classify(rank int, cause error) error {
 		return &transport.PeerError{Rank: rank, Err: fmt.Errorf("lost its connection state (stateless reset): %w", cause)}
 	}
 	return &transport.PeerError{Rank: rank, Err: cause}
+}
+
+// abortNotice turns an abort reason received from rank sender into the PeerError to report.
+// A reason that does not parse, or names ranks outside the job, is blamed on its sender.
+func (t *Transport) abortNotice(reason string, sender int) *transport.PeerError {
+	guilty, by, msg, err := parseAbortReason(reason)
+	if err != nil || guilty >= t.cfg.Size || by >= t.cfg.Size {
+		return &transport.PeerError{Rank: sender, Err: fmt.Errorf("aborted with an unreadable reason %q", reason)}
+	}
+	return &transport.PeerError{Rank: guilty, Err: &abortError{by: by, msg: msg}}
 }
 
 // abortError is what a rank reported when it aborted the job: the message, and which rank
@@ -687,13 +693,7 @@ func (t *Transport) watchStore() {
 		return
 	}
 	if err == nil {
-		guilty, by, msg, perr := parseAbortReason(string(v))
-		if perr != nil {
-			pe := &transport.PeerError{Rank: 0, Err: fmt.Errorf("malformed abort notice in the store: %w", perr)}
-			t.failWith(pe, pe, false)
-			return
-		}
-		pe := &transport.PeerError{Rank: guilty, Err: &abortError{by: by, msg: msg}}
+		pe := t.abortNotice(string(v), 0)
 		t.log.Error("quictransport: job aborted", "err", pe)
 		t.failWith(pe, pe, false)
 		return
