@@ -51,7 +51,13 @@ func (e *JoinTimeoutError) Unwrap() error { return e.Err }
 // publishes {address, certificate fingerprint} in the store and reads every other rank's.
 // Connections to peers are made later, on first use. If some ranks do not publish within
 // cfg.JoinTimeout, the error is a *JoinTimeoutError naming them (rank 0 is named when its
-// store cannot be reached). ctx bounds the whole call as well.
+// store cannot be reached; rank 0 also names ranks that published but never confirmed they
+// had read the others'). After its own join timeout rank 0 keeps the store up for a few more
+// seconds so that the other ranks, whose timeouts end about then, get the same exact answer.
+// ctx bounds the whole call as well; a cancelled ctx is reported as such.
+//
+// Each rank also leaves a last will in the store and watches it for abort notices, so that
+// failures reach every rank (see the package documentation).
 func Establish(ctx context.Context, cfg Config) (*Transport, error) {
 	return establish(ctx, cfg, nil)
 }
