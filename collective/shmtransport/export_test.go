@@ -99,7 +99,7 @@ func (s *StaticRing) Link(ctx context.Context, peer int, channel string) (transp
 }
 func (s *StaticRing) Abort(cause error) {
 	for _, l := range s.links {
-		l.abort(cause)
+		l.abort(cause, s.rank)
 	}
 	s.finish(cause)
 }

@@ -112,7 +112,7 @@ type shmLink struct {
 	ctl      transport.Link // the base link the setup ran over; its loss means the peer is gone
 
 	// Errors made once so that failing paths hot in a loop do not allocate.
-	errClosedByPeer, errAbortedByPeer, errExited error
+	errClosedByPeer, errExited error
 
 	_    [64]byte
 	head uint64 // producer's own copy of tx head (writer goroutine only)
@@ -148,7 +148,6 @@ func newShmLink(seg *segment, creator bool, peer int, ringBytes uint64, self, pe
 	}
 	l.watchPID = peerID.canWatchPID(self)
 	l.errClosedByPeer = &transport.PeerError{Rank: peer, Err: ErrPeerClosed}
-	l.errAbortedByPeer = &transport.PeerError{Rank: peer, Err: ErrPeerAborted}
 	l.errExited = &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w (pid %d)", ErrPeerExited, peerID.pid)}
 	if ctl != nil {
 		l.watcherDone = make(chan struct{})
@@ -332,8 +331,8 @@ func (l *shmLink) stateErr() error {
 	if e := l.failure.Load(); e != nil {
 		return *e
 	}
-	if atomic.LoadUint32(l.peerAbort) != 0 {
-		return l.errAbortedByPeer
+	if v := atomic.LoadUint32(l.peerAbort); v != 0 {
+		return l.peerAborted(v)
 	}
 	return nil
 }
@@ -490,15 +489,35 @@ func (l *shmLink) fail(err error) {
 	}
 }
 
-// abort fails the link with cause and tells the peer through the mapping.
-func (l *shmLink) abort(cause error) {
+// abort fails the link with cause and tells the peer through the mapping. The abort word
+// carries the rank to blame plus one: the rank a *transport.PeerError in cause names (the
+// original culprit), or this rank, so that the peer does not blame the messenger.
+func (l *shmLink) abort(cause error, self int) {
 	if !l.enter() {
 		return
 	}
 	defer l.leave()
-	atomic.StoreUint32(l.myAbort, 1)
+	culprit := self
+	var pe *transport.PeerError
+	if errors.As(cause, &pe) && pe.Rank >= 0 {
+		culprit = pe.Rank
+	}
+	atomic.StoreUint32(l.myAbort, uint32(culprit)+1)
 	l.fail(cause)
 	l.wakeAll()
+}
+
+// peerAborted records and returns the failure for an abort word v set by the peer.
+func (l *shmLink) peerAborted(v uint32) error {
+	culprit := int(v - 1)
+	var err error
+	if culprit == l.peer {
+		err = &transport.PeerError{Rank: l.peer, Err: ErrPeerAborted}
+	} else {
+		err = &transport.PeerError{Rank: culprit, Err: fmt.Errorf("%w (reported by rank %d)", ErrPeerAborted, l.peer)}
+	}
+	l.fail(err)
+	return *l.failure.Load()
 }
 
 // wakeLocal wakes this side's reader and writer.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -279,23 +280,50 @@ func TestPeerKilledBase(t *testing.T) {
 	}
 }
 
-// TestAbort: Abort on one rank fails the other rank's blocked Read with a PeerError naming
-// the aborting rank (through the mapping's abort word and the base transport).
+// TestAbort: Abort on one rank fails the other ranks' blocked Reads with a PeerError naming
+// the aborting rank, or the culprit its cause names (not the messenger).
 func TestAbort(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		cause error
+		blame int
+	}{
+		{"plain", errors.New("test abort"), 0},
+		{"culprit", &transport.PeerError{Rank: 2, Err: errors.New("rank 2 misbehaved")}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ts, _ := wrapAll(t, 3, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
+			_, b := linkPair(t, ts, 0, 1, "x")
+			if _, ok := b.(*shmLink); !ok {
+				t.Fatalf("link %T", b)
+			}
+			errc := make(chan error, 1)
+			go func() { _, err := b.Read(make([]byte, 10)); errc <- err }()
+			time.Sleep(20 * time.Millisecond)
+			ts[0].Abort(c.cause)
+			select {
+			case err := <-errc:
+				var pe *transport.PeerError
+				if !errors.As(err, &pe) || pe.Rank != c.blame {
+					t.Fatalf("after the abort: %v, want a PeerError naming rank %d", err, c.blame)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Abort did not reach the peer")
+			}
+		})
+	}
+}
+
+// TestAbortWordBlamesCulprit checks the mapping's own path (without the base transport's
+// notice): the abort word names the culprit.
+func TestAbortWordBlamesCulprit(t *testing.T) {
 	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
-	_, b := linkPair(t, ts, 0, 1, "x")
-	errc := make(chan error, 1)
-	go func() { _, err := b.Read(make([]byte, 10)); errc <- err }()
-	time.Sleep(20 * time.Millisecond)
-	ts[0].Abort(errors.New("test abort"))
-	select {
-	case err := <-errc:
-		var pe *transport.PeerError
-		if !errors.As(err, &pe) || pe.Rank != 0 {
-			t.Fatalf("after the peer aborted: %v, want a PeerError naming rank 0", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Abort did not reach the peer")
+	a, b := linkPair(t, ts, 0, 1, "x")
+	a.(*shmLink).abort(&transport.PeerError{Rank: 7, Err: errors.New("x")}, 0)
+	_, err := b.Read(make([]byte, 1))
+	var pe *transport.PeerError
+	if !errors.As(err, &pe) || pe.Rank != 7 || !errors.Is(err, ErrPeerAborted) || !strings.Contains(err.Error(), "reported by rank 0") {
+		t.Fatalf("%v", err)
 	}
 }
 

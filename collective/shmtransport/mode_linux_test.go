@@ -1,6 +1,7 @@
 package shmtransport
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
 )
@@ -159,3 +161,23 @@ func TestNetnsIsAnotherHost(t *testing.T) {
 }
 
 var _ transport.Link = (*shmLink)(nil)
+
+// TestLinkCancelledThenRetried: a Link whose ctx ends before the peer shows up returns ctx's
+// error; the exchange goes on in the background, and a later call gets the link.
+func TestLinkCancelledThenRetried(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := ts[0].Link(ctx, 1, "late"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Link with the peer absent: %v, want the context's deadline", err)
+	}
+	a, b := linkPair(t, ts, 0, 1, "late")
+	if _, ok := a.(*shmLink); !ok {
+		t.Fatalf("link %T", a)
+	}
+	go a.Write([]byte("hi"))
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("%q %v", buf, err)
+	}
+}

@@ -71,7 +71,7 @@ type Options struct {
 	// Dir is where the shared-memory files are made; empty means DefaultDir (/dev/shm).
 	Dir string
 	// JobID goes into file names so that an operator can tell whose files they are; empty
-	// means $GORUN_JOB_ID, or "job".
+	// means $GORUN_RUN_ID (set by gorun), or "job".
 	JobID string
 	// BaseKind names the base transport in Kind; empty means "quic".
 	BaseKind string
@@ -115,7 +115,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Dir = DefaultDir
 	}
 	if o.JobID == "" {
-		o.JobID = os.Getenv("GORUN_JOB_ID")
+		o.JobID = os.Getenv("GORUN_RUN_ID")
 	}
 	if o.BaseKind == "" {
 		o.BaseKind = "quic"

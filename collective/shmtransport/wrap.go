@@ -30,6 +30,9 @@ type Transport struct {
 	shm    []*shmLink
 	closed bool
 
+	life      context.Context // ends at Close: bounds the link setups running in the background
+	endLife   context.CancelFunc
+	setups    sync.WaitGroup
 	stop      chan struct{}
 	watchDone chan struct{}
 	closeOnce sync.Once
@@ -93,6 +96,7 @@ func Wrap(base transport.Transport, opts Options) (*Transport, error) {
 			CleanStaleIn(o.Dir) // best effort: a failure here must not stop the job
 		}
 	}
+	t.life, t.endLife = context.WithCancel(context.Background())
 	go t.watchBase()
 	return t, nil
 }
@@ -126,6 +130,10 @@ func (t *Transport) modeFor(peer int) Mode {
 // share a host and their modes allow it, otherwise the base transport's link. The choice is
 // made once per (peer, channel) by a short exchange over the base link, so both ends always
 // agree; asking again returns the same link (or the same error).
+//
+// The exchange runs on its own, bound to the transport's life rather than to ctx: a caller
+// whose ctx ends gets ctx's error, and a later call for the same link picks up the same
+// exchange, so a cancelled attempt never leaves the two ends out of step.
 func (t *Transport) Link(ctx context.Context, peer int, channel string) (transport.Link, error) {
 	if peer == t.Rank() {
 		return t.base.Link(ctx, peer, channel) // let the base transport say what it thinks
@@ -136,20 +144,26 @@ func (t *Transport) Link(ctx context.Context, peer int, channel string) (transpo
 		t.mu.Unlock()
 		return nil, transport.ErrClosed
 	}
-	if e, ok := t.links[key]; ok {
-		t.mu.Unlock()
-		select {
-		case <-e.ready:
-			return e.link, e.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("shmtransport: link to rank %d channel %q: %w", peer, channel, ctx.Err())
-		}
+	e, ok := t.links[key]
+	if !ok {
+		e = &linkEntry{ready: make(chan struct{})}
+		t.links[key] = e
+		t.setups.Add(1)
+		go t.establish(e, peer, channel)
 	}
-	e := &linkEntry{ready: make(chan struct{})}
-	t.links[key] = e
 	t.mu.Unlock()
+	select {
+	case <-e.ready:
+		return e.link, e.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("shmtransport: link to rank %d channel %q: %w", peer, channel, ctx.Err())
+	}
+}
 
-	link, kind, err := t.setup(ctx, peer, channel)
+// establish runs the setup of one link and publishes its outcome in e.
+func (t *Transport) establish(e *linkEntry, peer int, channel string) {
+	defer t.setups.Done()
+	link, kind, err := t.setup(t.life, peer, channel)
 	t.mu.Lock()
 	if err == nil && t.closed {
 		link.Close()
@@ -161,7 +175,6 @@ func (t *Transport) Link(ctx context.Context, peer int, channel string) (transpo
 	e.link, e.kind, e.err = link, kind, err
 	close(e.ready)
 	t.mu.Unlock()
-	return link, err
 }
 
 // Kind says which transport the links to peer use: "shm", the base's name (Options.BaseKind,
@@ -215,7 +228,7 @@ func (t *Transport) Abort(cause error) {
 	links := append([]*shmLink(nil), t.shm...)
 	t.mu.Unlock()
 	for _, l := range links {
-		l.abort(cause)
+		l.abort(cause, t.Rank())
 	}
 	t.base.Abort(cause)
 }
@@ -226,8 +239,14 @@ func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()
 		t.closed = true
+		t.mu.Unlock()
+		t.endLife() // setups in flight give up (their base links get an expired deadline)
+		t.setups.Wait()
+		t.mu.Lock()
 		links := append([]*shmLink(nil), t.shm...)
 		t.mu.Unlock()
+		// Shared-memory links first, so that the peers see an orderly end (flags in the
+		// mapping) before the base links they watch go away.
 		var errs []error
 		for _, l := range links {
 			errs = append(errs, l.Close())
