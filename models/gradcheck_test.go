@@ -204,3 +204,41 @@ func TestGradMaxPool2D(t *testing.T) {
 		checkLayerGrads(t, l, distinctInput(rng, 2, 3, c.h, c.w), true, rng)
 	}
 }
+
+// TestLinearForwardReadsParamValueInPlace: the graph reads Param.Value
+// itself, so an in-place update (optimizer step, broadcast) is seen by the
+// next Forward; outputs match a float64 reference.
+func TestLinearForwardReadsParamValueInPlace(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	l, _ := NewLinear("fc", 5, 3, InitHe)
+	l.InitParams(rng)
+	x := randTensor(rng, 2, 5)
+	ref := func() []float64 {
+		out := make([]float64, 6)
+		for b := 0; b < 2; b++ {
+			for o := 0; o < 3; o++ {
+				s := float64(l.bias.Value[o])
+				for i := 0; i < 5; i++ {
+					s += float64(x.Data[b*5+i]) * float64(l.weight.Value[i*3+o])
+				}
+				out[b*3+o] = s
+			}
+		}
+		return out
+	}
+	for round := 0; round < 2; round++ {
+		y, _, err := l.Forward(x, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range ref() {
+			if math.Abs(float64(y.Data[i])-want) > 1e-5 {
+				t.Fatalf("round %d: y[%d] = %g, want %g", round, i, y.Data[i], want)
+			}
+		}
+		for i := range l.weight.Value { // in-place update, as an optimizer does
+			l.weight.Value[i] *= -2
+		}
+		l.bias.Value[1] = 3
+	}
+}
