@@ -375,7 +375,7 @@ func TestDialWaitsForServer(t *testing.T) {
 // TestLastWill: a client that vanishes (its socket just stops, no CONNECTION_CLOSE) has its
 // will applied once the store's idle timeout notices; one that closes in order does not.
 func TestLastWill(t *testing.T) {
-	s, logs := startServer(t, ServerConfig{Token: "secret", IdleTimeout: 600 * time.Millisecond})
+	s, logs := startServer(t, ServerConfig{Token: "secret", IdleTimeout: 1500 * time.Millisecond})
 	ctx := testCtx(t)
 	watcher := dial(t, s, "secret")
 
