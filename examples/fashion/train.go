@@ -1,0 +1,404 @@
+// Command train trains a classifier on Fashion-MNIST, data-parallel over as many ranks as
+// gorun starts:
+//
+//	go run ./cmd/gorun --nproc 2 examples/fashion/train.go --epochs 1
+//
+// or alone, without a launcher (no network):
+//
+//	go run ./examples/fashion --epochs 1
+//
+// Each rank trains a full replica of the model on its own shard of every global batch
+// (--batch samples per rank); package ddp averages the gradients across ranks while
+// backward runs, so all replicas take the same steps. Rank 0 prints progress every few
+// seconds and one line per epoch (or, with --json, one JSON object per epoch on stdout).
+//
+// With --checkpoint DIR the run saves its state every --checkpoint-every steps and at the
+// end of every epoch, and a run started with the same DIR resumes from the newest
+// checkpoint: the same steps on the same samples, as if it had never stopped. Combined
+// with gorun --max-restarts, a crashed job restarts and carries on.
+//
+// This file is meant to be copied as the starting point of your own training program.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/ddp"
+	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/models/data"
+)
+
+type config struct {
+	model, optimizer, compress, dataDir, checkpoint, saveParams string
+	epochs, batch, steps, checkpointEvery, syntheticN           int
+	lr, momentum, bucketMB                                      float64
+	synthetic, jsonOut, errorFeedback                           bool
+	seed                                                        int64
+	progress                                                    time.Duration
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	fs.StringVar(&c.model, "model", "mlp", "model: "+strings.Join(models.ModelNames(), ", "))
+	fs.IntVar(&c.epochs, "epochs", 1, "epochs to train")
+	fs.IntVar(&c.batch, "batch", 64, "samples per rank per step (the global batch is ranks × batch)")
+	fs.Float64Var(&c.lr, "lr", 0, "learning rate (0: 0.05 for sgd, 0.001 for adam)")
+	fs.Float64Var(&c.momentum, "momentum", 0.9, "SGD momentum")
+	fs.StringVar(&c.optimizer, "optimizer", "sgd", "optimizer: sgd (with momentum) or adam")
+	fs.StringVar(&c.compress, "compress", "none", "gradient compression on the wire: none or fp16")
+	fs.BoolVar(&c.errorFeedback, "error-feedback", false, "with --compress fp16: carry each rank's rounding error into its next step")
+	fs.Float64Var(&c.bucketMB, "bucket-mb", 0, fmt.Sprintf("gradient bucket size in MiB (0: %d)", ddp.DefaultBucketCapMB))
+	fs.StringVar(&c.checkpoint, "checkpoint", "", "checkpoint directory: resume from its newest checkpoint, save into it")
+	fs.IntVar(&c.checkpointEvery, "checkpoint-every", 500, "with --checkpoint: also save every this many steps (0: only at epoch ends)")
+	fs.StringVar(&c.dataDir, "data", "", "directory with the four Fashion-MNIST IDX files (default: "+data.DefaultDir+" if present, else the embedded subset)")
+	fs.BoolVar(&c.synthetic, "synthetic", false, "train on synthetic images instead (for benchmarks)")
+	fs.IntVar(&c.syntheticN, "synthetic-size", 60000, "with --synthetic: training samples")
+	fs.IntVar(&c.steps, "steps", 0, "stop after this many steps in all (0: run all epochs)")
+	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object per epoch on stdout (progress goes to stderr)")
+	fs.Int64Var(&c.seed, "seed", 1, "seed of the model's initialisation and of the data order")
+	fs.DurationVar(&c.progress, "progress", 5*time.Second, "interval of rank 0's progress lines (0: none)")
+	fs.StringVar(&c.saveParams, "save-params", "", "write the final parameters to this file (rank 0)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case c.epochs < 1:
+		return c, fmt.Errorf("--epochs must be at least 1, got %d", c.epochs)
+	case c.batch < 1:
+		return c, fmt.Errorf("--batch must be at least 1, got %d", c.batch)
+	case c.steps < 0:
+		return c, fmt.Errorf("--steps must not be negative, got %d", c.steps)
+	case c.checkpointEvery < 0:
+		return c, fmt.Errorf("--checkpoint-every must not be negative, got %d", c.checkpointEvery)
+	case c.syntheticN < 1:
+		return c, fmt.Errorf("--synthetic-size must be at least 1, got %d", c.syntheticN)
+	case c.compress != "none" && c.compress != "fp16":
+		return c, fmt.Errorf("--compress must be none or fp16, got %q", c.compress)
+	case c.errorFeedback && c.compress != "fp16":
+		return c, errors.New("--error-feedback needs --compress fp16")
+	case c.optimizer != "sgd" && c.optimizer != "adam":
+		return c, fmt.Errorf("--optimizer must be sgd or adam, got %q", c.optimizer)
+	case c.synthetic && c.dataDir != "":
+		return c, errors.New("--synthetic and --data exclude each other")
+	}
+	if c.lr == 0 {
+		c.lr = map[string]float64{"sgd": 0.05, "adam": 0.001}[c.optimizer]
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "train:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "train:", err)
+		os.Exit(1)
+	}
+}
+
+// epochReport is the --json line of one epoch; benchmarks parse it.
+type epochReport struct {
+	Epoch            int     `json:"epoch"` // 1-based
+	Steps            int     `json:"steps"` // steps trained in this epoch by this run
+	Partial          bool    `json:"partial,omitempty"`
+	TrainLoss        float64 `json:"train_loss"`
+	TrainAcc         float64 `json:"train_acc"`
+	TestLoss         float64 `json:"test_loss"`
+	TestAcc          float64 `json:"test_acc"`
+	SamplesPerS      float64 `json:"samples_per_s"`
+	EpochS           float64 `json:"epoch_s"`
+	StepMS           float64 `json:"step_ms"`
+	ComputeMS        float64 `json:"compute_ms"`
+	CommMS           float64 `json:"comm_ms"`
+	ExposedCommMS    float64 `json:"exposed_comm_ms"`
+	ExposedCommShare float64 `json:"exposed_comm_share"`
+	OptimizerMS      float64 `json:"optimizer_ms"`
+	WorldSize        int     `json:"world_size"`
+	Batch            int     `json:"batch"`
+	Model            string  `json:"model"`
+	Compress         string  `json:"compress"`
+	Buckets          int     `json:"buckets"`
+	GOMAXPROCS       int     `json:"gomaxprocs"`
+}
+
+func run(ctx context.Context, cfg config) error {
+	// Started by gorun (WORLD_SIZE set): join the job. Alone: train without a group.
+	var g *collective.Group
+	if _, ok := os.LookupEnv("WORLD_SIZE"); ok {
+		var err error
+		if g, err = collective.InitFromEnv(ctx); err != nil {
+			return err
+		}
+		defer g.Close()
+	}
+	rank, world := 0, 1
+	if g != nil {
+		rank, world = g.Rank(), g.Size()
+	}
+	var out, info io.Writer = os.Stdout, os.Stdout
+	if cfg.jsonOut {
+		info = os.Stderr
+	}
+	if rank != 0 {
+		out, info = io.Discard, io.Discard
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(info, format+"\n", args...) }
+
+	train, test, source, err := loadData(cfg)
+	if err != nil {
+		return err
+	}
+	model, err := models.Build(cfg.model, cfg.seed)
+	if err != nil {
+		return err
+	}
+	opts := ddp.Options{BucketCapMB: cfg.bucketMB, ErrorFeedback: cfg.errorFeedback}
+	if cfg.compress == "fp16" {
+		opts.Compression = collective.FP16
+	}
+	d, err := ddp.Wrap(ctx, model, g, opts)
+	if err != nil {
+		return err
+	}
+	var opt models.Optimizer
+	if cfg.optimizer == "adam" {
+		opt, err = models.NewAdam(model.Params(), models.AdamConfig{LR: float32(cfg.lr)})
+	} else {
+		opt, err = models.NewSGD(model.Params(), models.SGDConfig{LR: float32(cfg.lr), Momentum: float32(cfg.momentum)})
+	}
+	if err != nil {
+		return err
+	}
+	sampler, err := data.NewDistributedSampler(data.SamplerConfig{N: train.Len(), Rank: rank, World: world, Batch: cfg.batch, Seed: cfg.seed})
+	if err != nil {
+		return err
+	}
+	nb := sampler.NumBatches()
+	st := ddp.TrainState{GlobalBatch: world * cfg.batch, Seed: cfg.seed, Meta: map[string]string{"model": cfg.model, "optimizer": cfg.optimizer}}
+	if cfg.checkpoint != "" {
+		saved, path, err := d.LoadCheckpoint(ctx, cfg.checkpoint, opt)
+		if err != nil {
+			return err
+		}
+		if path != "" {
+			if saved.GlobalBatch != st.GlobalBatch || saved.Seed != st.Seed {
+				return fmt.Errorf("checkpoint %s was written with global batch %d and seed %d, this run has %d (%d ranks × --batch %d) and %d: "+
+					"the data order would differ; use the same settings or another --checkpoint directory",
+					path, saved.GlobalBatch, saved.Seed, st.GlobalBatch, world, cfg.batch, cfg.seed)
+			}
+			st = saved
+			logf("resumed from %s: step %d, epoch %d, batch %d/%d", path, st.Step, st.Epoch+1, st.Batch, nb)
+		}
+	}
+	logf("fashion: %s (%d parameters, %d gradient buckets), %d rank(s) × batch %d, %s lr %g, compression %s; data: %s; %d steps per epoch",
+		cfg.model, model.NumParams(), len(d.Buckets()), world, cfg.batch, cfg.optimizer, cfg.lr, cfg.compress, source, nb)
+
+	save := func() error {
+		if cfg.checkpoint == "" {
+			return nil
+		}
+		_, err := d.SaveCheckpoint(ctx, cfg.checkpoint, st, opt)
+		return err
+	}
+	stopped := func() bool { return cfg.steps > 0 && st.Step >= int64(cfg.steps) }
+	for st.Epoch < cfg.epochs && !stopped() {
+		epoch := st.Epoch
+		sampler.SetEpoch(epoch)
+		d.TakeStats() // start the epoch's timing afresh
+		var lossSum float64
+		var correct, samples, steps int
+		start, lastReport := time.Now(), time.Now()
+		for st.Batch < nb && !stopped() {
+			x, labels, err := sampler.Batch(train, st.Batch)
+			if err != nil {
+				return err
+			}
+			res, err := d.TrainStep(ctx, opt, ddp.Batch{X: x, Labels: labels})
+			if err != nil {
+				return fmt.Errorf("epoch %d, step %d: %w", epoch+1, st.Step+1, err)
+			}
+			st.Step++
+			st.Batch++
+			steps++
+			lossSum += res.Loss * float64(res.Samples)
+			correct += res.Correct
+			samples += res.Samples
+			if cfg.checkpointEvery > 0 && st.Step%int64(cfg.checkpointEvery) == 0 && st.Batch < nb {
+				if err := save(); err != nil {
+					return err
+				}
+			}
+			if cfg.progress > 0 && time.Since(lastReport) >= cfg.progress {
+				lastReport = time.Now()
+				el := time.Since(start).Seconds()
+				logf("epoch %d/%d  step %d/%d  loss %.4f (rank 0)  %.0f samples/s", epoch+1, cfg.epochs, st.Batch, nb,
+					lossSum/float64(samples), float64(steps*world*cfg.batch)/el)
+			}
+		}
+		elapsed := time.Since(start)
+		stats := d.TakeStats()
+		partial := st.Batch < nb
+		if !partial {
+			st.Epoch++
+			st.Batch = 0
+		}
+		// Every rank reaches this point after the same steps: sum the epoch's training
+		// figures and evaluate the test set, each rank on its own share.
+		sums := []float32{float32(lossSum), float32(correct), float32(samples)}
+		if g != nil {
+			if err := g.AllReduce(ctx, sums, collective.Sum); err != nil {
+				return err
+			}
+		}
+		testLoss, testAcc, err := evaluate(ctx, g, model, test, rank, world)
+		if err != nil {
+			return err
+		}
+		if !partial || stopped() {
+			if err := save(); err != nil {
+				return err
+			}
+		}
+		per := stats.PerStep()
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		rep := epochReport{
+			Epoch: epoch + 1, Steps: steps, Partial: partial,
+			TrainLoss: float64(sums[0]) / max(1, float64(sums[2])), TrainAcc: float64(sums[1]) / max(1, float64(sums[2])),
+			TestLoss: testLoss, TestAcc: testAcc,
+			SamplesPerS: float64(steps*world*cfg.batch) / elapsed.Seconds(), EpochS: elapsed.Seconds(),
+			StepMS: ms(per.Total), ComputeMS: ms(per.Compute), CommMS: ms(per.Comm), ExposedCommMS: ms(per.ExposedComm),
+			ExposedCommShare: stats.ExposedShare(), OptimizerMS: ms(per.Optimizer),
+			WorldSize: world, Batch: cfg.batch, Model: cfg.model, Compress: cfg.compress, Buckets: len(d.Buckets()),
+			GOMAXPROCS: runtime.GOMAXPROCS(0),
+		}
+		if cfg.jsonOut {
+			b, _ := json.Marshal(rep)
+			fmt.Fprintln(out, string(b))
+		} else {
+			what := "epoch"
+			if partial {
+				what = "partial epoch"
+			}
+			fmt.Fprintf(out, "%s %d/%d (%d steps, %.1fs): train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f samples/s | step %.1f ms: compute %.1f, comm %.1f, exposed comm %.1f (%.1f%%)\n",
+				what, epoch+1, cfg.epochs, steps, elapsed.Seconds(), rep.TrainLoss, 100*rep.TrainAcc, testLoss, 100*testAcc,
+				rep.SamplesPerS, rep.StepMS, rep.ComputeMS, rep.CommMS, rep.ExposedCommMS, 100*rep.ExposedCommShare)
+		}
+	}
+	if cfg.saveParams != "" && rank == 0 {
+		b, err := models.ParamSnapshot(model.Params(), st.Step).MarshalBinary()
+		if err == nil {
+			err = os.WriteFile(cfg.saveParams, b, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("--save-params: %w", err)
+		}
+	}
+	return nil
+}
+
+// loadData returns the training and test sources and a description of where they came
+// from.
+func loadData(cfg config) (train, test data.Source, source string, err error) {
+	if cfg.synthetic {
+		const testN = 2000
+		all, err := data.NewSynthetic(cfg.syntheticN+testN, models.InputShape, models.NumClasses, cfg.seed)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		return window{all, 0, cfg.syntheticN}, window{all, cfg.syntheticN, testN},
+			fmt.Sprintf("synthetic (%d train, %d test images)", cfg.syntheticN, testN), nil
+	}
+	ds, err := data.Open(cfg.dataDir)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return ds.Train, ds.Test, ds.Source, nil
+}
+
+// window is the samples [off, off+n) of a source: the synthetic test set is drawn from
+// the same generator as the training set (same class patterns), but other samples.
+type window struct {
+	data.Source
+	off, n int
+}
+
+func (w window) Len() int { return w.n }
+
+func (w window) Gather(idx []int) (models.Tensor, []int, error) {
+	shifted := make([]int, len(idx))
+	for i, j := range idx {
+		if j < 0 || j >= w.n {
+			return models.Tensor{}, nil, fmt.Errorf("index %d out of range [0, %d)", j, w.n)
+		}
+		shifted[i] = j + w.off
+	}
+	return w.Source.Gather(shifted)
+}
+
+// evaluate computes the test loss and accuracy, each rank on a contiguous share of the
+// test set, summed over the group.
+func evaluate(ctx context.Context, g *collective.Group, m *models.Sequential, test data.Source, rank, world int) (loss, acc float64, err error) {
+	const batch = 500
+	n := test.Len()
+	lo, hi := n*rank/world, n*(rank+1)/world
+	var sums [3]float32 // loss sum, correct, samples
+	for a := lo; a < hi; a += batch {
+		b := min(a+batch, hi)
+		idx := make([]int, b-a)
+		for i := range idx {
+			idx[i] = a + i
+		}
+		x, labels, err := test.Gather(idx)
+		if err != nil {
+			return 0, 0, err
+		}
+		logits, _, err := m.Forward(x, false)
+		if err != nil {
+			return 0, 0, err
+		}
+		l, _, err := models.SoftmaxCrossEntropy(logits, labels, 1)
+		if err != nil {
+			return 0, 0, err
+		}
+		c, err := models.CountCorrect(logits, labels)
+		if err != nil {
+			return 0, 0, err
+		}
+		sums[0] += float32(l)
+		sums[1] += float32(c)
+		sums[2] += float32(len(labels))
+	}
+	if g != nil {
+		if err := g.AllReduce(ctx, sums[:], collective.Sum); err != nil {
+			return 0, 0, err
+		}
+	}
+	if sums[2] == 0 {
+		return 0, 0, nil
+	}
+	return float64(sums[0] / sums[2]), float64(sums[1] / sums[2]), nil
+}
