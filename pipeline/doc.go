@@ -1,6 +1,12 @@
-// Package pipeline holds the parts of pipeline parallelism that need neither
-// the network nor a model: how to cut a model's layers into stages, and in
-// what order each stage runs its micro-batches.
+// Package pipeline trains a model with pipeline parallelism, optionally
+// times data parallelism. Its pure parts need neither the network nor a
+// model: how to cut a model's layers into stages (Balance, Plan) and in what
+// order each stage runs its micro-batches (GPipe, OneFOneB, Simulate). The
+// Executor (New, Step) carries a schedule out: each rank runs one stage's
+// slice of a models.Sequential, hands activations and gradients to its
+// neighbours with tagged collective Send/Recv, and AllReduces its gradients
+// with the other replicas of its stage (see Layout); it measures each
+// step's busy time, bubble and stored activations (StepStats, Summarize).
 //
 // # Pipeline parallelism
 //

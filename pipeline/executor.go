@@ -55,6 +55,17 @@ type Config struct {
 	// seconds, see MeasureLayerCosts). Nil means TrainingFLOPs: each layer's
 	// estimated training FLOPs per sample.
 	LayerCosts []float64
+	// SendWait bounds how long the executor, after posting a message to a
+	// neighbour, waits for the transport to take it before going on with its
+	// next action. Waiting lets the transport's goroutines run now: with few
+	// threads per rank (GOMAXPROCS=1, as gorun gives 2 ranks on 2 cores) they
+	// otherwise only run when the executor next blocks, after its next
+	// compute, and the neighbour idles meanwhile. The bound keeps the sends
+	// non-blocking in the sense the schedules need (see SimulateCosts): a
+	// transport that holds a message until the peer receives it delays the
+	// executor by at most SendWait per message. Zero means DefaultSendWait;
+	// negative means never wait.
+	SendWait time.Duration
 	// TagBase is the first tag of the point-to-point messages: micro-batch m's
 	// activation travels with tag TagBase+2m and its gradient with
 	// TagBase+2m+1, so that messages of different micro-batches or
@@ -62,6 +73,9 @@ type Config struct {
 	// sends tagged messages between the same ranks of the same group.
 	TagBase int
 }
+
+// DefaultSendWait is Config.SendWait when zero.
+const DefaultSendWait = 20 * time.Millisecond
 
 // Executor runs one rank's pipeline stage: the rank's slice of the model,
 // its action list of the schedule, the point-to-point hand-offs to the
@@ -126,6 +140,9 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 	}
 	if cfg.Schedule == nil {
 		cfg.Schedule = OneFOneB
+	}
+	if cfg.SendWait == 0 {
+		cfg.SendWait = DefaultSendWait
 	}
 	if cfg.InputShape == nil {
 		cfg.InputShape = models.InputShape
@@ -390,10 +407,10 @@ func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt 
 	defer cancel(nil)
 	var fwd, bwd *sender
 	if e.next >= 0 {
-		fwd = startSender(ctx, cancel, e.g, e.next, len(e.acts))
+		fwd = startSender(ctx, cancel, e.g, e.next, len(e.acts), e.cfg.SendWait)
 	}
 	if e.prev >= 0 {
-		bwd = startSender(ctx, cancel, e.g, e.prev, len(e.acts))
+		bwd = startSender(ctx, cancel, e.g, e.prev, len(e.acts), e.cfg.SendWait)
 	}
 	start := time.Now()
 	lossSum, correct, runErr := e.run(ctx, x, labels, fwd, bwd, &st)
@@ -584,6 +601,8 @@ func elems(shape []int) int {
 type sender struct {
 	g      *collective.Group
 	peer   int
+	wait   time.Duration
+	timer  *time.Timer
 	queue  chan message
 	done   chan struct{}
 	cancel context.CancelCauseFunc
@@ -595,12 +614,13 @@ type sender struct {
 }
 
 type message struct {
-	buf []float32
-	tag int
+	buf  []float32
+	tag  int
+	sent chan struct{} // closed once the transport has taken the message
 }
 
-func startSender(ctx context.Context, cancel context.CancelCauseFunc, g *collective.Group, peer, capacity int) *sender {
-	s := &sender{g: g, peer: peer, queue: make(chan message, capacity), done: make(chan struct{}), cancel: cancel}
+func startSender(ctx context.Context, cancel context.CancelCauseFunc, g *collective.Group, peer, capacity int, wait time.Duration) *sender {
+	s := &sender{g: g, peer: peer, wait: wait, queue: make(chan message, capacity), done: make(chan struct{}), cancel: cancel}
 	go s.loop(ctx)
 	return s
 }
@@ -621,10 +641,12 @@ func (s *sender) loop(ctx context.Context) {
 		s.mu.Lock()
 		s.queued--
 		s.mu.Unlock()
+		close(msg.sent)
 	}
 }
 
-// post queues buf for sending. buf must not be modified afterwards.
+// post queues buf for sending and waits up to s.wait for the transport to
+// take it (see Config.SendWait). buf must not be modified afterwards.
 func (s *sender) post(ctx context.Context, buf []float32, tag int) error {
 	s.mu.Lock()
 	if err := s.err; err != nil {
@@ -634,12 +656,29 @@ func (s *sender) post(ctx context.Context, buf []float32, tag int) error {
 	s.queued++
 	s.peak = max(s.peak, s.queued)
 	s.mu.Unlock()
+	msg := message{buf: buf, tag: tag, sent: make(chan struct{})}
 	select {
-	case s.queue <- message{buf, tag}:
-		return nil
+	case s.queue <- msg:
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+	if s.wait < 0 {
+		return nil
+	}
+	if s.timer == nil {
+		s.timer = time.NewTimer(s.wait)
+	} else {
+		s.timer.Reset(s.wait)
+	}
+	defer s.timer.Stop()
+	select {
+	case <-msg.sent:
+	case <-s.done: // the sender failed; the next post or finish reports it
+	case <-s.timer.C:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return nil
 }
 
 // finish closes the queue and waits until every message is sent or ctx ends.

@@ -66,6 +66,7 @@ type options struct {
 	dataDir  string
 	logEvery int
 	json     bool
+	sendWait time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -86,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.balance, "balance", "flops", "what --split-less balancing equalises: flops (estimated) or time (measured on rank 0)")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the model's initialisation and of the data order (the same on every rank)")
 	fs.StringVar(&o.dataDir, "data", "", "directory of the Fashion-MNIST IDX files (default: "+data.DefaultDir+", else embedded)")
+	fs.DurationVar(&o.sendWait, "send-wait", 0, "how long a stage waits for the transport to take each message it sends before computing on (0: pipeline.DefaultSendWait; negative: never wait)")
 	fs.IntVar(&o.logEvery, "log-every", 10, "print progress every N steps")
 	fs.BoolVar(&o.json, "json", false, "print JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
@@ -208,7 +210,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	e, err := pipeline.New(ctx, full, g, pipeline.Config{
 		Stages: o.stages, Replicas: o.dp, MicroBatches: o.micro, Batch: o.batch,
-		Schedule: sched, Splits: splits, LayerCosts: costs,
+		Schedule: sched, Splits: splits, LayerCosts: costs, SendWait: o.sendWait,
 	})
 	if err != nil {
 		return fmt.Errorf("rank %d: %w", rank, err)

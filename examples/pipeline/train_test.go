@@ -31,7 +31,7 @@ func TestGorunEndToEnd(t *testing.T) {
 			t.Fatalf("go build %s: %v\n%s", b[1], err, out)
 		}
 	}
-	cmd := exec.CommandContext(ctx, gorun, "--nproc", "4", "--grace", "2s", train,
+	cmd := exec.CommandContext(ctx, gorun, "--standalone", "--nproc", "4", "--grace", "2s", train,
 		"--stages", "2", "--dp", "2", "--steps", "3", "--micro-batches", "4", "--batch", "32", "--log-every", "1")
 	cmd.Env = withoutJobEnv(os.Environ())
 	out, err := cmd.CombinedOutput()
