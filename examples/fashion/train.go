@@ -114,7 +114,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "train:", err)
 		os.Exit(1)
 	}
@@ -145,7 +145,8 @@ type epochReport struct {
 	GOMAXPROCS       int     `json:"gomaxprocs"`
 }
 
-func run(ctx context.Context, cfg config) error {
+// run trains; rank 0 reports on stdout (progress too, unless --json sends it to stderr).
+func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// Started by gorun (WORLD_SIZE set): join the job. Alone: train without a group.
 	var g *collective.Group
 	if _, ok := os.LookupEnv("WORLD_SIZE"); ok {
@@ -159,20 +160,20 @@ func run(ctx context.Context, cfg config) error {
 	if g != nil {
 		rank, world = g.Rank(), g.Size()
 	}
-	var out, info io.Writer = os.Stdout, os.Stdout
+	out, info := stdout, stdout
 	if cfg.jsonOut {
-		info = os.Stderr
+		info = stderr
 	}
 	if rank != 0 {
 		out, info = io.Discard, io.Discard
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(info, format+"\n", args...) }
 
-	train, test, source, err := loadData(cfg)
+	model, err := models.Build(cfg.model, cfg.seed)
 	if err != nil {
 		return err
 	}
-	model, err := models.Build(cfg.model, cfg.seed)
+	train, test, source, err := loadData(cfg)
 	if err != nil {
 		return err
 	}
