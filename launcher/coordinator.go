@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -142,10 +143,12 @@ func (co *coordinator) accept(req joinRequest) {
 		req.conn.Close()
 		return
 	}
+	_ = req.conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 	if _, err := req.conn.Write(appendFrame(nil, &message{typ: msgWelcome}, wmac)); err != nil {
 		req.conn.Close()
 		return
 	}
+	_ = req.conn.SetWriteDeadline(time.Time{})
 	node := int(j.nodeRank)
 	conn := newAgentConn(req.conn, bufio.NewReader(req.conn), req.rmac, wmac, co.r.cfg.HeartbeatInterval, co.r.cfg.HeartbeatTimeout)
 	co.slots[node] = nodeSlot{conn: conn, host: printable(j.text) + " (" + conn.peer + ")"}
@@ -209,11 +212,17 @@ func (co *coordinator) loop() error {
 				s.conn.send(&message{typ: msgFinish, code: code, text: reason})
 			}
 		}
+		var wg sync.WaitGroup
 		for i := 1; i < len(co.slots); i++ {
 			if s := &co.slots[i]; s.conn != nil {
-				s.conn.closeAfterFlush(2 * time.Second)
+				wg.Add(1)
+				go func(conn *agentConn) {
+					defer wg.Done()
+					conn.closeAfterFlush(2 * time.Second)
+				}(s.conn)
 			}
 		}
+		wg.Wait()
 	}
 	// fail records the first cause of the attempt's end and stops everyone.
 	fail := func(f failure) {

@@ -83,6 +83,7 @@ func TestGOMAXPROCSRules(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			args := append([]string{"--standalone", "--nproc", strconv.Itoa(tc.nproc)}, tc.flags...)
 			code, stdout, stderr := runGorun(t, cleanEnv(tc.env...), append(args, rankBin, "env")...)
 			if code != 0 {
@@ -105,29 +106,39 @@ func TestGOMAXPROCSRules(t *testing.T) {
 // job gets its own fresh secret.
 func TestTokenSources(t *testing.T) {
 	t.Parallel()
-	tokenOf := func(env []string, flags ...string) string {
+	tokenOf := func(t *testing.T, env []string, flags ...string) string {
 		code, stdout, stderr := runGorun(t, env, append(append([]string{"--standalone"}, flags...), rankBin, "env")...)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
 		return rankEnvs(t, stdout)[0]["GORUN_TOKEN"]
 	}
-	if got := tokenOf(nil, "--token", "flag-secret-0123456789"); got != "flag-secret-0123456789" {
-		t.Errorf("--token gave %q", got)
+	cases := []struct {
+		name  string
+		env   []string
+		flags []string
+		want  string
+	}{
+		{"flag", nil, []string{"--token", "flag-secret-0123456789"}, "flag-secret-0123456789"},
+		{"file", nil, []string{"--token-file", writeToken(t, "file-secret-0123456789")}, "file-secret-0123456789"},
+		{"env", cleanEnv("GORUN_TOKEN=env-secret-0123456789"), nil, "env-secret-0123456789"},
+		{"flag beats env", cleanEnv("GORUN_TOKEN=env-secret-0123456789"), []string{"--token", "flag-secret-0123456789"}, "flag-secret-0123456789"},
 	}
-	if got := tokenOf(nil, "--token-file", writeToken(t, "file-secret-0123456789")); got != "file-secret-0123456789" {
-		t.Errorf("--token-file gave %q", got)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tokenOf(t, tc.env, tc.flags...); got != tc.want {
+				t.Errorf("token %q, want %q", got, tc.want)
+			}
+		})
 	}
-	if got := tokenOf(cleanEnv("GORUN_TOKEN=env-secret-0123456789")); got != "env-secret-0123456789" {
-		t.Errorf("GORUN_TOKEN gave %q", got)
-	}
-	if got := tokenOf(cleanEnv("GORUN_TOKEN=env-secret-0123456789"), "--token", "flag-secret-0123456789"); got != "flag-secret-0123456789" {
-		t.Errorf("--token did not beat GORUN_TOKEN: %q", got)
-	}
-	a, b := tokenOf(nil), tokenOf(nil)
-	if a == b || len(a) != 64 {
-		t.Errorf("generated tokens %q and %q: want two different 64-digit secrets", a, b)
-	}
+	t.Run("fresh", func(t *testing.T) {
+		t.Parallel()
+		a, b := tokenOf(t, nil), tokenOf(t, nil)
+		if a == b || len(a) != 64 {
+			t.Errorf("generated tokens %q and %q: want two different 64-digit secrets", a, b)
+		}
+	})
 }
 
 // TestOutputWholeLines has 4 ranks write long lines concurrently to stdout and stderr in
@@ -135,7 +146,7 @@ func TestTokenSources(t *testing.T) {
 // hold the same lines unprefixed.
 func TestOutputWholeLines(t *testing.T) {
 	t.Parallel()
-	const nLines, length = 30, 70000
+	const nLines, length = 12, 70000 // lines longer than a pipe's buffer
 	logDir := filepath.Join(t.TempDir(), "logs")
 	code, stdout, stderr := runGorun(t, nil, "--standalone", "--nproc", "4", "--log-dir", logDir,
 		rankBin, "lines", strconv.Itoa(nLines), strconv.Itoa(length))
@@ -253,24 +264,35 @@ func TestFailingRankStopsOthers(t *testing.T) {
 	assertNoProcesses(t, marker)
 }
 
-// TestIgnoreTermKilledAfterGrace: ranks that ignore SIGTERM get SIGKILL after --grace.
+// TestIgnoreTermKilledAfterGrace: ranks that ignore SIGTERM get SIGKILL after --grace. Rank 0
+// is killed by the test once every rank ignores SIGTERM: a failure by signal.
 func TestIgnoreTermKilledAfterGrace(t *testing.T) {
 	t.Parallel()
 	marker := newMarker(t)
-	j := startGorun(t, marker, nil, "--standalone", "--nproc", "3", "--grace", "1s", rankBin, "ignoreterm", "0", "4")
-	code, took := j.wait(30 * time.Second)
+	j := startGorun(t, marker, nil, "--standalone", "--nproc", "3", "--grace", "1s", rankBin, "ignoreterm")
+	j.waitFor(30*time.Second, "[0] ignoring SIGTERM", "[1] ignoring SIGTERM", "[2] ignoring SIGTERM")
+	out := j.stdout.String()
+	var pid0 int
+	fmt.Sscanf(out[strings.Index(out, "[0] ignoring SIGTERM pid="):], "[0] ignoring SIGTERM pid=%d", &pid0)
+	killed := time.Now()
+	syscall.Kill(pid0, syscall.SIGKILL)
+	code, _ := j.wait(30 * time.Second)
+	took := time.Since(killed)
 	stderr := j.stderr.String()
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", code, stderr)
 	}
-	if took < time.Second+time.Second { // rank 0 fails after 1s, then 1s of grace
-		t.Errorf("gorun ended after %v, before the grace period was over", took)
+	if took < time.Second {
+		t.Errorf("gorun ended %v after the failure, before the 1s grace period was over", took)
 	}
-	if took > 1*time.Second+time.Second+5*time.Second {
-		t.Errorf("gorun took %v (failure after 1s, grace 1s)", took)
+	if took > time.Second+5*time.Second {
+		t.Errorf("gorun took %v after the failure (grace 1s)", took)
+	}
+	if !strings.Contains(stderr, "first failure: rank 0 (local rank 0, pid "+strconv.Itoa(pid0)+"): killed by SIGKILL after") {
+		t.Errorf("summary does not name rank 0 killed by SIGKILL:\n%s", stderr)
 	}
 	if n := strings.Count(stderr, "killed by SIGKILL (sent by gorun)"); n != 2 {
-		t.Errorf("want ranks 1 and 2 killed by SIGKILL, found %d in:\n%s", n, stderr)
+		t.Errorf("want ranks 1 and 2 killed by SIGKILL from gorun, found %d in:\n%s", n, stderr)
 	}
 	if !strings.Contains(stderr, "still running 1s after SIGTERM; sending SIGKILL") {
 		t.Errorf("no word of the escalation to SIGKILL:\n%s", stderr)
@@ -470,10 +492,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{rankBin}, []string{"PET_NNODES=1:4"}, "elastic range"},
 	}
 	for _, tc := range cases {
-		code, stdout, stderr := runGorun(t, cleanEnv(tc.env...), tc.args...)
-		if code != 2 || !strings.Contains(stderr, tc.want) || stdout != "" {
-			t.Errorf("gorun %q: exit %d, stderr %q; want exit 2 and %q", tc.args, code, stderr, tc.want)
-		}
+		t.Run(tc.want, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runGorun(t, cleanEnv(tc.env...), tc.args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) || stdout != "" {
+				t.Errorf("gorun %q: exit %d, stderr %q; want exit 2 and %q", tc.args, code, stderr, tc.want)
+			}
+		})
 	}
 	code, stdout, _ := runGorun(t, nil, "--help")
 	if code != 0 || !strings.Contains(stdout, "--nproc N, --nproc-per-node N") {

@@ -206,6 +206,8 @@ func (g *localGroup) run(ctx context.Context, attempt int, stop <-chan stopReque
 			if ev.ps != nil {
 				ex.code, ex.signal = exitOf(ev.ps)
 				ex.dur = time.Since(started[ev.local])
+			} else if ev.err != nil && ex.startErr == nil {
+				ex.startErr = ev.err // waiting failed: report it rather than an exit code
 			}
 			if !ex.failed() || stopping {
 				continue

@@ -6,7 +6,7 @@
 //	                         each line written in small pieces, then a last line without newline
 //	fail R CODE [SECS]       rank R writes to stderr and exits CODE after SECS (default 0.2);
 //	                         other ranks wait for a signal (default TERM handling: they die)
-//	ignoreterm R CODE        rank R exits CODE after 1s; others ignore SIGTERM and sleep
+//	ignoreterm               ignore SIGTERM, print "ignoring SIGTERM pid=N" and sleep
 //	trap                     print "ready", then on SIGINT/SIGTERM print "got <signal>" and exit 0
 //	spawn                    start a grandchild (rankprog sleep) and sleep; print both pids
 //	procs                    print runtime.GOMAXPROCS(0)
@@ -90,12 +90,8 @@ func main() {
 		fmt.Println("waiting")
 		time.Sleep(time.Hour)
 	case "ignoreterm":
-		if rank == arg(2) {
-			time.Sleep(time.Second) // time for the others to ignore SIGTERM
-			os.Exit(arg(3))
-		}
 		signal.Ignore(syscall.SIGTERM)
-		fmt.Println("ignoring SIGTERM")
+		fmt.Printf("ignoring SIGTERM pid=%d\n", os.Getpid())
 		time.Sleep(time.Hour)
 	case "trap":
 		ch := make(chan os.Signal, 1)
