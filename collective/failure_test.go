@@ -3,6 +3,7 @@ package collective
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -236,4 +237,33 @@ func TestCloseWithOpsInFlight(t *testing.T) {
 		t.Fatalf("op after Close: %v", err)
 	}
 	g.Close() // idempotent
+}
+
+// TestCloseIsCollective: members closing together do so promptly; a member whose neighbour
+// never closes gives up after Options.Timeout. Over QUIC, the data of the last op reaches
+// every rank although they close right after it (TestInitFromEnvProcesses covers processes).
+func TestCloseIsCollective(t *testing.T) {
+	noLeaks(t)
+	for _, f := range fabrics() {
+		t.Run(f.name, func(t *testing.T) {
+			j := startJob(t, f, 3, Options{Timeout: 2 * time.Second})
+			j.mustEach(func(r int, g *Group) error {
+				if err := g.AllReduce(ctxT(t), make([]float32, 1<<16), Sum); err != nil {
+					return err
+				}
+				start := time.Now()
+				g.Close()
+				if el := time.Since(start); el > time.Second {
+					return fmt.Errorf("Close took %v with every member closing", el)
+				}
+				return nil
+			})
+			j2 := startJob(t, f, 2, Options{Timeout: 300 * time.Millisecond})
+			start := time.Now()
+			j2.groups[0].Close()
+			if el := time.Since(start); el < 250*time.Millisecond || el > 5*time.Second {
+				t.Fatalf("Close alone took %v; want about the 300ms timeout", el)
+			}
+		})
+	}
 }

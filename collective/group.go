@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,6 +126,7 @@ type Group struct {
 	seq      uint64
 	closed   bool
 	err      error
+	busy     bool // the worker is running an op
 	subs     []*Group
 	subCount map[string]int
 
@@ -268,10 +270,19 @@ func (g *Group) Err() error {
 	return g.err
 }
 
-// Close stops the group: ops queued or in flight fail (wrapping ErrClosed or the link errors
-// that closing caused), its links close, its subgroups close, and its goroutines exit before
-// Close returns. Closing a group in the middle of an op makes that op fail on the peers too.
-// Close does not close a transport passed to New. It is idempotent and returns nil.
+// Close stops the group: its subgroups close, its links close, and its goroutines exit
+// before Close returns. It is idempotent and returns nil. Close does not close a transport
+// passed to New (it does close the one InitFromEnv made).
+//
+// When the group is healthy and idle, Close is collective: it tells its left neighbour that
+// it has consumed everything and waits, at most Options.Timeout, until its right neighbour
+// says the same (or closes, or fails). Only then can the data of the last op still be in
+// flight to that neighbour safely be torn down: a transport may drop unsent data when it
+// closes, as QUIC does. So every member should call Close. Data of a Send is covered only
+// once the receiver has taken part in a later collective (a Barrier, say) before closing.
+//
+// Closing a group with ops queued or in flight fails them (wrapping ErrClosed) without
+// waiting, and makes the op in flight fail on the peers too.
 func (g *Group) Close() error {
 	g.mu.Lock()
 	if g.closed {
@@ -280,7 +291,6 @@ func (g *Group) Close() error {
 		<-g.senderDone
 		return nil
 	}
-	g.closed = true
 	subs := g.subs
 	g.subs = nil
 	g.mu.Unlock()
@@ -288,14 +298,17 @@ func (g *Group) Close() error {
 	for _, s := range subs {
 		s.Close()
 	}
+
+	g.mu.Lock()
+	g.closed = true
+	graceful := g.err == nil && len(g.queue) == 0 && !g.busy && len(g.ranks) > 1
+	g.mu.Unlock()
+	if graceful {
+		g.goodbye()
+	}
 	close(g.quit)
 	signal(g.wake)
-	if g.right != nil {
-		g.right.Close()
-	}
-	if g.left != nil && g.left != g.right {
-		g.left.Close()
-	}
+	g.closeRing()
 	g.p2pMu.Lock()
 	for _, pl := range g.p2pLinks {
 		if pl.link != nil {
@@ -310,6 +323,54 @@ func (g *Group) Close() error {
 		g.t.Close()
 	}
 	return nil
+}
+
+// goodbye tells the left neighbour that this member has consumed everything it sent, and
+// waits until the right neighbour says the same, closes its end, or fails, bounded by
+// Options.Timeout. Nothing else uses the links by now: the group is idle and closed.
+func (g *Group) goodbye() {
+	linger := g.opts.Timeout
+	if linger <= 0 {
+		linger = DefaultTimeout
+	}
+	deadline := time.Now().Add(linger)
+	g.left.SetDeadline(deadline)
+	g.right.SetDeadline(deadline)
+	var out, in [headerSize]byte
+	(&header{kind: kindClose, seq: g.seq}).encode(&out)
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		// Against the ring's direction: the left neighbour reads it as its right link. A
+		// failure here only means the left neighbour is gone already, which is fine.
+		g.left.Write(out[:])
+	}()
+	start := time.Now()
+	err := readFull(g.right, in[:])
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		g.log.Warn("collective: Close: the right neighbour did not close in time; closing anyway",
+			"peer", g.ranks[(g.rank+1)%len(g.ranks)], "waited", time.Since(start))
+	}
+	if err == nil {
+		// Give our own goodbye a moment to leave before the links close under it; if it does
+		// not get through, the left neighbour sees the link close instead, which it also
+		// accepts.
+		select {
+		case <-wrote:
+		case <-time.After(time.Second):
+		}
+	}
+	g.closeRing() // unblocks the writer if it is still blocked
+	<-wrote
+}
+
+func (g *Group) closeRing() {
+	if g.right != nil {
+		g.right.Close()
+	}
+	if g.left != nil && g.left != g.right {
+		g.left.Close()
+	}
 }
 
 func signal(c chan struct{}) {
@@ -405,6 +466,7 @@ func (g *Group) next() *Work {
 			w := g.queue[0]
 			g.queue[0] = nil
 			g.queue = g.queue[1:]
+			g.busy = true
 			g.mu.Unlock()
 			return w
 		}
@@ -426,7 +488,11 @@ func (g *Group) worker() {
 		if w == nil {
 			return
 		}
-		w.finish(g.execute(w))
+		err := g.execute(w)
+		g.mu.Lock()
+		g.busy = false
+		g.mu.Unlock()
+		w.finish(err)
 	}
 }
 

@@ -34,7 +34,7 @@ func TestHeaderRejects(t *testing.T) {
 		"magic":    func(b []byte) []byte { b[0] ^= 1; return b },
 		"version":  func(b []byte) []byte { b[2] = 9; return b },
 		"kind":     func(b []byte) []byte { b[3] = 0; return b },
-		"kind-big": func(b []byte) []byte { b[3] = byte(kindRecv); return b },
+		"kind-big": func(b []byte) []byte { b[3] = byte(kindMax + 1); return b },
 		"dtype":    func(b []byte) []byte { b[4] = 7; return b },
 		"reduce":   func(b []byte) []byte { b[5] = 9; return b },
 		"reserved": func(b []byte) []byte { b[7] = 1; return b },

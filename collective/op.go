@@ -97,8 +97,8 @@ const (
 	kindBroadcast
 	kindBarrier
 	kindSend
-	kindRecv // never on the wire: used to describe the receiving side of a Send in errors
-	kindMax  = kindSend
+	kindClose // the goodbye of Close (see Group.Close)
+	kindMax   = kindClose
 )
 
 func (k opKind) String() string {
@@ -115,8 +115,8 @@ func (k opKind) String() string {
 		return "Barrier"
 	case kindSend:
 		return "Send"
-	case kindRecv:
-		return "Recv"
+	case kindClose:
+		return "Close"
 	}
 	return fmt.Sprintf("opKind(%d)", uint8(k))
 }

@@ -10,6 +10,9 @@ import (
 // chunk: an op moving hundreds of chunks allocates no more than one moving a single chunk.
 // (testing.AllocsPerRun counts the whole process: all ranks and the transport.)
 func TestAllReduceAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are checked without -race (the same code, ten times faster)")
+	}
 	noLeaks(t)
 	const n = 3
 	j := startJob(t, memFabric, n, Options{ChunkBytes: 4 << 10})
@@ -31,7 +34,7 @@ func TestAllReduceAllocs(t *testing.T) {
 					}()
 				}
 				var failed error
-				allocs := testing.AllocsPerRun(20, func() {
+				allocs := testing.AllocsPerRun(10, func() {
 					for r := 1; r < n; r++ {
 						start[r] <- struct{}{}
 					}
@@ -53,11 +56,11 @@ func TestAllReduceAllocs(t *testing.T) {
 				return allocs
 			}
 			small := measure(64)      // one chunk per segment
-			large := measure(1 << 20) // 1024-element chunks: 342 per segment, 2736 transfers
-			t.Logf("%v, ctx with deadline %v: %.1f allocations per op (all %d ranks) for 64 elements, %.1f for 1Mi elements",
+			large := measure(1 << 18) // 1024-element chunks: 86 per segment, 688 transfers
+			t.Logf("%v, ctx with deadline %v: %.1f allocations per op (all %d ranks) for 64 elements, %.1f for 256Ki elements",
 				comp, ctx.Done() != nil, small, n, large)
 			if large > small+1 {
-				t.Errorf("%v: allocations grow with the number of chunks: %.1f for 1Mi elements vs %.1f for 64", comp, large, small)
+				t.Errorf("%v: allocations grow with the number of chunks: %.1f for 256Ki elements vs %.1f for 64", comp, large, small)
 			}
 			if small > float64(8*n) {
 				t.Errorf("%v: %.1f allocations per op for %d ranks; want a small constant", comp, small, n)
