@@ -359,8 +359,8 @@ func (e *Executor) MicroBatchSizes() []int { return slices.Clone(e.sizes) }
 // expects on the last stage.
 func (e *Executor) ReplicaBatch() int { return e.cfg.Batch / e.cfg.Replicas }
 
-// IsFirst and IsLast say whether this rank runs the first or the last stage
-// (both with one stage).
+// IsFirst reports whether this rank runs stage 0, the one that reads the
+// inputs (with one stage it is also the last).
 func (e *Executor) IsFirst() bool { return e.stage == 0 }
 
 // IsLast reports whether this rank runs the last stage, the one that
@@ -396,6 +396,9 @@ func (e *Executor) tag(m int, kind ActionKind) int { return e.cfg.TagBase + 2*m 
 //
 // On an error the step's state is discarded and the group has usually
 // failed (see collective.Group): build a new group and executor to go on.
+// An error local to this rank (a bad input, a layer error) does not reach
+// the neighbours: they wait for this rank's messages until their contexts
+// end or the process exits (gorun then stops the whole job).
 func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt models.Optimizer) (StepStats, error) {
 	st := StepStats{Step: e.steps, Steps: 1, Rank: e.g.Rank(), Stage: e.stage, Replica: e.rep, MicroBatches: e.cfg.MicroBatches}
 	if err := e.checkInputs(x, labels); err != nil {
