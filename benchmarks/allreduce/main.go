@@ -1,0 +1,495 @@
+// Command allreduce measures the collective package's AllReduce the way nccl-tests does:
+// a sweep of buffer sizes, each timed over many iterations, reported as time, algorithm
+// bandwidth and bus bandwidth, with the error against a known reference.
+//
+// Run it on every rank of a job through gorun (which sets RANK, WORLD_SIZE, MASTER_ADDR,
+// MASTER_PORT, GORUN_TOKEN), or with --local N to start N ranks inside this one process over
+// QUIC on 127.0.0.1 (quictransport.StartLocal), or --local N --mem over the in-process
+// transport (no network: the cost of the algorithm alone):
+//
+//	go run ./benchmarks/allreduce --local 4 --min 4KiB --max 64MiB --baseline
+//	go run ./cmd/gorun --nproc 4 ./benchmarks/allreduce -- --json --dtype fp16
+//
+// Figures:
+//
+//	bytes      size of the float32 buffer reduced (also with --dtype fp16, where half as many
+//	           bytes travel: fp32 and fp16 rows of one size compare directly in time)
+//	time_us    median over --iters of one AllReduce's wall time, the largest over ranks
+//	algbw_gbs  bytes / time_us
+//	busbw_gbs  algbw × 2(N−1)/N: what each rank's link carries per second in a ring
+//	           (nccl-tests convention), comparable across N and with link_gbs
+//	max_rel_err  max |result − reference| / max |reference| over all elements and ranks
+//
+// With --baseline each size is also measured as a raw ring exchange over the same transport:
+// every rank streams that many bytes to its right neighbour while receiving as many from its
+// left, with no reduction ("op":"ring-exchange", link_gbs = bytes / time): the ceiling a ring
+// collective's busbw can reach on this transport.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/collective/quictransport"
+	"github.com/ringtrain/ringtrain/collective/transport"
+	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
+)
+
+type config struct {
+	min, max   int64
+	factor     int
+	dtype      string
+	op         collective.Op
+	iters      int
+	warmup     int
+	json       bool
+	baseline   bool
+	local      int
+	mem        bool
+	chunk      int
+	timeout    time.Duration
+	cpuprofile string
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "allreduce:", err)
+		os.Exit(2)
+	}
+	if cfg.cpuprofile != "" {
+		f, err := os.Create(cfg.cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "allreduce: --cpuprofile:", err)
+			os.Exit(2)
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if err := run(context.Background(), cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "allreduce:", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, errOut io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("allreduce", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	minS := fs.String("min", "4KiB", "smallest buffer size (bytes; suffixes KiB, MiB, GiB, or K, M, G, all binary)")
+	maxS := fs.String("max", "64MiB", "largest buffer size")
+	fs.IntVar(&c.factor, "factor", 2, "size multiplier between steps of the sweep")
+	fs.StringVar(&c.dtype, "dtype", "fp32", "wire type: fp32, or fp16 (AllReduce with FP16 compression)")
+	opS := fs.String("op", "sum", "reduction: sum, avg, max or min")
+	fs.IntVar(&c.iters, "iters", 20, "timed iterations per size")
+	fs.IntVar(&c.warmup, "warmup", 5, "untimed iterations per size before timing")
+	fs.BoolVar(&c.json, "json", false, "print one JSON object per line (rank 0) instead of a table")
+	fs.BoolVar(&c.baseline, "baseline", false, "also measure the raw ring exchange over the same transport (op ring-exchange)")
+	fs.IntVar(&c.local, "local", 0, "run N ranks in this process over QUIC on 127.0.0.1 instead of joining a job from the environment")
+	fs.BoolVar(&c.mem, "mem", false, "with --local: use the in-process transport instead of QUIC")
+	fs.IntVar(&c.chunk, "chunk", 0, "collective.Options.ChunkBytes (0: the package default)")
+	fs.DurationVar(&c.timeout, "timeout", 0, "collective.Options.Timeout (0: the package default)")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: allreduce [flags]\n\nnccl-tests style AllReduce sweep; see the package doc.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if c.min, err = parseSize(*minS); err != nil {
+		return c, fmt.Errorf("--min: %w", err)
+	}
+	if c.max, err = parseSize(*maxS); err != nil {
+		return c, fmt.Errorf("--max: %w", err)
+	}
+	if c.min > c.max {
+		return c, fmt.Errorf("--min %s is larger than --max %s", *minS, *maxS)
+	}
+	if c.factor < 2 {
+		return c, fmt.Errorf("--factor %d: want at least 2", c.factor)
+	}
+	if c.dtype != "fp32" && c.dtype != "fp16" {
+		return c, fmt.Errorf("--dtype %q: want fp32 or fp16", c.dtype)
+	}
+	switch *opS {
+	case "sum":
+		c.op = collective.Sum
+	case "avg":
+		c.op = collective.Avg
+	case "max":
+		c.op = collective.Max
+	case "min":
+		c.op = collective.Min
+	default:
+		return c, fmt.Errorf("--op %q: want sum, avg, max or min", *opS)
+	}
+	if c.iters < 1 {
+		return c, fmt.Errorf("--iters %d: want at least 1", c.iters)
+	}
+	if c.warmup < 0 {
+		return c, fmt.Errorf("--warmup %d: want 0 or more", c.warmup)
+	}
+	if c.local < 0 {
+		return c, fmt.Errorf("--local %d: want a number of ranks", c.local)
+	}
+	if c.mem && c.local == 0 {
+		return c, errors.New("--mem needs --local N")
+	}
+	if c.chunk < 0 {
+		return c, fmt.Errorf("--chunk %d: want 0 (default) or a size in bytes", c.chunk)
+	}
+	return c, nil
+}
+
+// parseSize reads "4096", "4KiB", "4K", "64MiB", "1GiB" (binary multiples, case-insensitive).
+// The size must be a positive multiple of 4 (whole float32s).
+func parseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffixes []string
+		m        int64
+	}{
+		{[]string{"gib", "gb", "g"}, 1 << 30},
+		{[]string{"mib", "mb", "m"}, 1 << 20},
+		{[]string{"kib", "kb", "k"}, 1 << 10},
+		{[]string{"b"}, 1},
+	} {
+		found := false
+		for _, suf := range u.suffixes {
+			if strings.HasSuffix(t, suf) {
+				t, mult, found = strings.TrimSpace(strings.TrimSuffix(t, suf)), u.m, true
+				break
+			}
+		}
+		if found {
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with KiB, MiB or GiB", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	n *= mult
+	if n%4 != 0 {
+		return 0, fmt.Errorf("size %q = %d bytes is not a whole number of float32s (a multiple of 4)", s, n)
+	}
+	return n, nil
+}
+
+func (c config) sizes() []int64 {
+	var out []int64
+	for s := c.min; s <= c.max; s *= int64(c.factor) {
+		out = append(out, s)
+		if s > math.MaxInt64/int64(c.factor) {
+			break
+		}
+	}
+	return out
+}
+
+// rankCtx is what one rank benchmarks with.
+type rankCtx struct {
+	g *collective.Group
+	t transport.Transport
+}
+
+func (c config) groupOptions() collective.Options {
+	return collective.Options{ChunkBytes: c.chunk, Timeout: c.timeout}
+}
+
+// run starts the ranks this process hosts (all of them with --local, one otherwise) and
+// benchmarks each.
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	var ts []transport.Transport
+	label := "quic"
+	switch {
+	case cfg.local > 0 && cfg.mem:
+		label = "mem"
+		ts = memtransport.AsTransports(memtransport.New(cfg.local))
+	case cfg.local > 0:
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		qs, err := quictransport.StartLocal(sctx, cfg.local, quictransport.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		cancel()
+		if err != nil {
+			return err
+		}
+		for _, q := range qs {
+			ts = append(ts, q)
+		}
+	default:
+		qc, err := quictransport.ConfigFromEnv()
+		if err != nil {
+			return err
+		}
+		q, err := quictransport.Establish(ctx, qc)
+		if err != nil {
+			return err
+		}
+		ts = []transport.Transport{q}
+	}
+	defer func() {
+		for _, t := range ts {
+			t.Close()
+		}
+	}()
+	ranks := make([]rankCtx, len(ts))
+	errs := make([]error, len(ts))
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Go(func() {
+			ranks[i].t = t
+			ranks[i].g, errs[i] = collective.New(ctx, t, cfg.groupOptions())
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, rc := range ranks {
+		wg.Go(func() {
+			var w io.Writer = io.Discard
+			if rc.t.Rank() == 0 {
+				w = out
+			}
+			if err := benchRank(ctx, cfg, rc, label, w); err != nil {
+				errs[i] = fmt.Errorf("rank %d: %w", rc.t.Rank(), err)
+			}
+			rc.g.Close()
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// row is one JSON line of the output.
+type row struct {
+	Op         string  `json:"op"`
+	Ranks      int     `json:"ranks"`
+	Bytes      int64   `json:"bytes"`
+	Dtype      string  `json:"dtype"`
+	Reduce     string  `json:"reduce,omitempty"`
+	TimeUS     float64 `json:"time_us"`
+	MinUS      float64 `json:"min_us"`
+	MaxUS      float64 `json:"max_us"`
+	AlgBWGBs   float64 `json:"algbw_gbs"`
+	BusBWGBs   float64 `json:"busbw_gbs"`
+	LinkGBs    float64 `json:"link_gbs,omitempty"`
+	MaxRelErr  float64 `json:"max_rel_err"`
+	Iters      int     `json:"iters"`
+	Transport  string  `json:"transport"`
+	ChunkBytes int     `json:"chunk_bytes"`
+	Cores      int     `json:"cores"`
+}
+
+func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io.Writer) error {
+	g := rc.g
+	n := g.Size()
+	chunk := cfg.chunk
+	if chunk == 0 {
+		chunk = collective.DefaultChunkBytes
+	}
+	var opts []collective.ReduceOption
+	if cfg.dtype == "fp16" {
+		opts = append(opts, collective.FP16)
+	}
+	var ex *exchanger
+	if cfg.baseline && n > 1 {
+		var err error
+		if ex, err = newExchanger(ctx, rc.t, chunk, int(cfg.max)); err != nil {
+			return err
+		}
+		defer ex.close()
+	}
+	if !cfg.json {
+		fmt.Fprintf(out, "# ringtrain AllReduce: %d ranks over %s, op %v, dtype %s, chunk %s, %d iterations (%d warm-up), median time\n",
+			n, label, cfg.op, cfg.dtype, human(int64(chunk)), cfg.iters, cfg.warmup)
+		if cores := runtime.NumCPU(); cfg.local > 0 && n > cores {
+			fmt.Fprintf(out, "# note: %d ranks share %d CPU cores in this process: the figures are CPU-bound\n", n, cores)
+		}
+		fmt.Fprintf(out, "%10s %10s %10s %10s %11s %11s", "size", "time_us", "min_us", "max_us", "algbw_GB/s", "busbw_GB/s")
+		if ex != nil {
+			fmt.Fprintf(out, " %10s %9s", "link_GB/s", "bus/link")
+		}
+		fmt.Fprintf(out, " %12s\n", "max_rel_err")
+	}
+	buf := make([]float32, cfg.max/4)
+	enc := json.NewEncoder(out)
+	for _, size := range cfg.sizes() {
+		b := buf[:size/4]
+		relErr, err := checkOnce(ctx, g, b, cfg.op, opts)
+		if err != nil {
+			return fmt.Errorf("%s: %w", human(size), err)
+		}
+		times, err := timeIt(cfg, func() error { return g.AllReduce(ctx, b, cfg.op, opts...) })
+		if err != nil {
+			return fmt.Errorf("%s: %w", human(size), err)
+		}
+		med, lo, hi, err := acrossRanks(ctx, g, times)
+		if err != nil {
+			return err
+		}
+		r := row{
+			Op: "allreduce", Ranks: n, Bytes: size, Dtype: cfg.dtype, Reduce: cfg.op.String(),
+			TimeUS: med, MinUS: lo, MaxUS: hi, MaxRelErr: relErr, Iters: cfg.iters,
+			Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU(),
+		}
+		r.AlgBWGBs = float64(size) / med / 1e3
+		r.BusBWGBs = r.AlgBWGBs * 2 * float64(n-1) / float64(n)
+		var xr row
+		if ex != nil {
+			if err := g.Barrier(ctx); err != nil {
+				return err
+			}
+			times, err := timeIt(cfg, func() error { return ex.exchange(int(size)) })
+			if err != nil {
+				return fmt.Errorf("%s ring exchange: %w", human(size), err)
+			}
+			xm, xlo, xhi, err := acrossRanks(ctx, g, times)
+			if err != nil {
+				return err
+			}
+			link := float64(size) / xm / 1e3
+			xr = row{Op: "ring-exchange", Ranks: n, Bytes: size, Dtype: "raw", TimeUS: xm, MinUS: xlo, MaxUS: xhi,
+				AlgBWGBs: link, BusBWGBs: link, LinkGBs: link, Iters: cfg.iters, Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU()}
+		}
+		if cfg.json {
+			enc.Encode(r)
+			if ex != nil {
+				enc.Encode(xr)
+			}
+			continue
+		}
+		fmt.Fprintf(out, "%10s %10.1f %10.1f %10.1f %11.3f %11.3f", human(size), r.TimeUS, r.MinUS, r.MaxUS, r.AlgBWGBs, r.BusBWGBs)
+		if ex != nil {
+			fmt.Fprintf(out, " %10.3f %9.2f", xr.LinkGBs, r.BusBWGBs/xr.LinkGBs)
+		}
+		fmt.Fprintf(out, " %12.3g\n", r.MaxRelErr)
+	}
+	return nil
+}
+
+// input is rank r's value at index i: multiples of 1/64 in [-8, 8], so that the sum over any
+// realistic number of ranks is exact in float32 and the reference is exact.
+func input(r, i int) float32 {
+	return float32((i*131+r*71)%1021-510) / 64
+}
+
+// checkOnce fills b with this rank's input, runs one AllReduce, and returns the largest
+// error against the exact reference, relative to the reference's largest magnitude, over
+// every rank.
+func checkOnce(ctx context.Context, g *collective.Group, b []float32, op collective.Op, opts []collective.ReduceOption) (float64, error) {
+	r, n := g.Rank(), g.Size()
+	for i := range b {
+		b[i] = input(r, i)
+	}
+	if err := g.AllReduce(ctx, b, op, opts...); err != nil {
+		return 0, err
+	}
+	var maxErr, maxRef float64
+	for i, got := range b {
+		ref := float64(input(0, i))
+		for q := 1; q < n; q++ {
+			x := float64(input(q, i))
+			switch op {
+			case collective.Max:
+				ref = max(ref, x)
+			case collective.Min:
+				ref = min(ref, x)
+			default:
+				ref += x
+			}
+		}
+		if op == collective.Avg {
+			ref /= float64(n)
+		}
+		if math.IsNaN(float64(got)) || math.IsInf(float64(got), 0) {
+			return 0, fmt.Errorf("element %d is %g, the reference is %g", i, got, ref)
+		}
+		maxErr = max(maxErr, math.Abs(float64(got)-ref))
+		maxRef = max(maxRef, math.Abs(ref))
+	}
+	rel := 0.0
+	if maxRef > 0 {
+		rel = maxErr / maxRef
+	}
+	e := []float32{float32(rel)}
+	if err := g.AllReduce(ctx, e, collective.Max); err != nil {
+		return 0, err
+	}
+	return float64(e[0]), nil
+}
+
+
+// timeIt runs f cfg.warmup times, then cfg.iters times timing each call (µs).
+func timeIt(cfg config, f func() error) ([]float64, error) {
+	for range cfg.warmup {
+		if err := f(); err != nil {
+			return nil, err
+		}
+	}
+	times := make([]float64, cfg.iters)
+	for i := range times {
+		start := time.Now()
+		if err := f(); err != nil {
+			return nil, err
+		}
+		times[i] = float64(time.Since(start).Nanoseconds()) / 1e3
+	}
+	return times, nil
+}
+
+// acrossRanks returns the median, min and max of times, each the largest over the ranks
+// (the slowest rank is the one everybody waits for).
+func acrossRanks(ctx context.Context, g *collective.Group, times []float64) (med, lo, hi float64, err error) {
+	s := slices.Clone(times)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	v := []float32{float32(m), float32(s[0]), float32(s[len(s)-1])}
+	if err := g.AllReduce(ctx, v, collective.Max); err != nil {
+		return 0, 0, 0, err
+	}
+	return float64(v[0]), float64(v[1]), float64(v[2]), nil
+}
+
+func human(b int64) string {
+	switch {
+	case b >= 1<<30 && b%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", b>>30)
+	case b >= 1<<20 && b%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", b>>20)
+	case b >= 1<<10 && b%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", b>>10)
+	}
+	return fmt.Sprintf("%dB", b)
+}
