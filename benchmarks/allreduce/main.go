@@ -447,7 +447,6 @@ func checkOnce(ctx context.Context, g *collective.Group, b []float32, op collect
 	return float64(e[0]), nil
 }
 
-
 // timeIt runs f cfg.warmup times, then cfg.iters times timing each call (µs).
 func timeIt(cfg config, f func() error) ([]float64, error) {
 	for range cfg.warmup {
