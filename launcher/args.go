@@ -168,7 +168,10 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	c.ThreadsPerRank = threads.v
 
 	c.MasterAddr = firstOf(masterAddr, env, []string{"PET_MASTER_ADDR", "MASTER_ADDR"}, slurm.master)
-	c.Transport = firstOf(transport, env, []string{"GORUN_TRANSPORT"}, "")
+	c.Transport = strings.ToLower(strings.TrimSpace(firstOf(transport, env, []string{"GORUN_TRANSPORT"}, "")))
+	if !transport.set && c.Transport != "" && !contains(Transports, c.Transport) {
+		return nil, usagef("environment GORUN_TRANSPORT=%q: must be one of %v", c.Transport, Transports)
+	}
 	c.RunID = firstOf(runID, env, []string{"GORUN_RUN_ID"}, "")
 	c.LogDir = logDir.v
 	c.Standalone = standalone.v

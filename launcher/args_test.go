@@ -66,6 +66,8 @@ func TestParseArgsPrecedence(t *testing.T) {
 			func(c *Config) string { return sp(c.Standalone, c.MasterAddr, c.MasterPort, c.NNodes) }},
 		{"transport and run id", []string{"--transport", "shm", "prog"}, []string{"GORUN_TRANSPORT=quic", "GORUN_RUN_ID=r1"},
 			func(c *Config) string { return c.Transport + " " + c.RunID }},
+		{"transport from env", []string{"prog"}, []string{"GORUN_TRANSPORT= QUIC "},
+			func(c *Config) string { return c.Transport }},
 	}
 	want := []string{
 		sp(1, 1, 0, "", DefaultMasterPort, 0, DefaultGrace, ""),
@@ -79,6 +81,7 @@ func TestParseArgsPrecedence(t *testing.T) {
 		"true",
 		"true  0 1",
 		"shm r1",
+		"quic",
 	}
 	for i, tc := range cases {
 		c, err := ParseArgs(tc.args, envMap(tc.env...))
@@ -131,6 +134,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"p"}, []string{"NNODES=x"}, "NNODES=\"x\" is not an integer"},
 		{[]string{"p"}, []string{"SLURM_NODEID=first"}, "SLURM_NODEID"},
 		{[]string{"p"}, []string{"NNODES=2", "MASTER_ADDR=h"}, "needs a token"},
+		{[]string{"p"}, []string{"GORUN_TRANSPORT=tcp"}, "GORUN_TRANSPORT=\"tcp\""},
 		{[]string{"--token", "t", "p"}, []string{"NNODES=2", "NODE_RANK=2", "MASTER_ADDR=h"}, "--node-rank must be in [0, 2)"},
 	}
 	for _, tc := range cases {

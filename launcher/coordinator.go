@@ -78,7 +78,7 @@ func (r *runner) runCoordinator(ctx context.Context) error {
 		joins:  make(chan joinRequest),
 		done:   make(chan struct{}),
 	}
-	r.say("node 0 of %d: %d ranks here (global ranks 0-%d of %d); waiting for %d other node(s) on TCP port %d",
+	r.say("node 0 of %d: %d rank(s) here (global ranks 0-%d of %d); waiting for %d other node(s) on TCP port %d",
 		c.NNodes, c.NProc, c.NProc-1, c.NNodes*c.NProc, c.NNodes-1, c.MasterPort)
 	acceptDone := make(chan struct{})
 	go co.acceptLoop(ln, acceptDone)
@@ -173,6 +173,7 @@ type failure struct {
 	where string // "node 1" or "node 0"
 	text  string
 	fatal bool // no restart: an interrupt, a build error
+	said  bool // already printed when it happened
 }
 
 // loop is node 0's event loop for the whole job.
@@ -236,7 +237,7 @@ func (co *coordinator) loop() error {
 		if gathering {
 			return
 		}
-		if f.where != "node 0" {
+		if f.where != "node 0" && !f.said {
 			r.say("%s reports: %s", f.where, indentAfterFirst(f.text))
 		}
 		r.say("stopping attempt %d on all nodes", attempt)
@@ -344,7 +345,7 @@ func (co *coordinator) loop() error {
 				// Before a start, a node may drop and come back (the join timeout bounds
 				// that); during an attempt, losing it fails the attempt.
 				if wasRunning {
-					fail(failure{where: where, text: fmt.Sprintf("lost contact with its gorun: %v", err)})
+					fail(failure{where: where, text: fmt.Sprintf("lost contact with its gorun: %v", err), said: true})
 				}
 				continue
 			}

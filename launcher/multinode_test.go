@@ -19,7 +19,8 @@ func startNodes(t *testing.T, marker string, nnodes int, common []string, extra 
 	port := freeTestPort(t)
 	tok := writeToken(t, "multi-node-test-token-"+strconv.Itoa(port))
 	jobs := make([]*job, nnodes)
-	for i := 0; i < nnodes; i++ {
+	// The last node first: the others must wait and retry until node 0 serves.
+	for i := nnodes - 1; i >= 0; i-- {
 		args := []string{"--nnodes", strconv.Itoa(nnodes), "--node-rank", strconv.Itoa(i),
 			"--master-addr", "127.0.0.1", "--master-port", strconv.Itoa(port), "--token-file", tok,
 			"--join-timeout", "20s"}
@@ -158,6 +159,63 @@ func TestMultiNodeLostNode(t *testing.T) {
 		t.Errorf("node 0's ranks were not asked to stop:\n%s", dump(jobs))
 	}
 	waitAll(t, jobs[1:], 10*time.Second)
+	assertNoProcesses(t, marker)
+}
+
+// TestMultiNodeLostNode0: when node 0's gorun dies, the other nodes stop their ranks and exit
+// non-zero naming node 0.
+func TestMultiNodeLostNode0(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	jobs := startNodes(t, marker, 2, []string{"--nproc", "2", "--grace", "1s"}, nil, rankBin, "trap")
+	jobs[0].waitFor(30*time.Second, "[0] ready", "[1] ready")
+	jobs[1].waitFor(30*time.Second, "[2] ready", "[3] ready")
+	jobs[0].cmd.Process.Signal(syscall.SIGKILL)
+	code, _ := jobs[1].wait(30 * time.Second)
+	if code != 1 || !strings.Contains(jobs[1].stderr.String(), "lost node 0's agent") {
+		t.Errorf("node 1: exit %d, want 1 naming node 0\n%s", code, dump(jobs))
+	}
+	if !strings.Contains(jobs[1].stdout.String(), "[2] got terminated") {
+		t.Errorf("node 1's ranks were not asked to stop:\n%s", dump(jobs))
+	}
+	jobs[0].wait(10 * time.Second)
+	assertNoProcesses(t, marker)
+}
+
+// TestMultiNodeRejoin: node 1's gorun dies during attempt 0; with a restart left, node 0
+// stops its ranks and waits; a new gorun for node 1 joins and attempt 1 runs on both nodes.
+func TestMultiNodeRejoin(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	common := []string{"--nproc", "1", "--grace", "1s", "--max-restarts", "1"}
+	target := []string{rankBin, "restart", "99", "1", "0"} // attempt 0 waits; attempt 1 ends well
+	jobs := startNodes(t, marker, 2, common, nil, target...)
+	jobs[0].waitFor(30*time.Second, "[0] start rank=0 restart=0")
+	jobs[1].waitFor(30*time.Second, "[1] start rank=1 restart=0")
+	jobs[1].cmd.Process.Signal(syscall.SIGKILL)
+	jobs[1].wait(10 * time.Second)
+	// The same command line again, as a replaced pod or requeued step would run it.
+	again := startGorun(t, marker, nil, jobs[1].cmd.Args[1:]...)
+	code0, _ := jobs[0].wait(60 * time.Second)
+	code1, _ := again.wait(30 * time.Second)
+	all := append(jobs, again)
+	if code0 != 0 || code1 != 0 {
+		t.Fatalf("exit codes %d (node 0) and %d (new node 1), want 0\n%s", code0, code1, dump(all))
+	}
+	for _, want := range []string{"[0] done rank=0 restart=1"} {
+		if !strings.Contains(jobs[0].stdout.String(), want) {
+			t.Errorf("node 0 lacks %q\n%s", want, dump(all))
+		}
+	}
+	if !strings.Contains(again.stdout.String(), "[1] done rank=1 restart=1") {
+		t.Errorf("the new node 1 did not run attempt 1\n%s", dump(all))
+	}
+	if !strings.Contains(jobs[0].stderr.String(), "lost node 1") {
+		t.Errorf("node 0 did not report the lost node\n%s", dump(all))
+	}
+	if testing.Verbose() {
+		t.Log(dump(all))
+	}
 	assertNoProcesses(t, marker)
 }
 

@@ -69,7 +69,7 @@ func (r *runner) dialNode0(ctx context.Context) (*agentConn, error) {
 
 func (r *runner) runWorker(ctx context.Context) error {
 	c := &r.cfg
-	r.say("node %d of %d: %d ranks here (global ranks %d-%d of %d); joining node 0 at %s:%d",
+	r.say("node %d of %d: %d rank(s) here (global ranks %d-%d of %d); joining node 0 at %s:%d",
 		c.NodeRank, c.NNodes, c.NProc, c.NodeRank*c.NProc, (c.NodeRank+1)*c.NProc-1, c.NNodes*c.NProc, c.MasterAddr, c.MasterPort)
 	conn, err := r.dialNode0(ctx)
 	if err != nil {
