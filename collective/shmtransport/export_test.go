@@ -124,3 +124,6 @@ func (s *StaticRing) Close() error {
 	s.finish(transport.ErrClosed)
 	return nil
 }
+
+// RaceEnabled reports a -race build.
+const RaceEnabled = raceEnabled

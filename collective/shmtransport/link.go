@@ -50,6 +50,7 @@ type dirView struct {
 	writerClosed, readerClosed *uint32
 	data                       []byte
 	size, mask                 uint64
+	race                       *uint64 // see race_on.go; nil without -race
 }
 
 func word64(mem []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[off])) }
@@ -73,6 +74,7 @@ func viewDir(mem []byte, d int, ringBytes uint64) dirView {
 		data:          mem[data : data+int(ringBytes) : data+int(ringBytes)],
 		size:          ringBytes,
 		mask:          ringBytes - 1,
+		race:          raceToken(mem, d),
 	}
 }
 
@@ -227,6 +229,7 @@ func (l *shmLink) Write(p []byte) (int, error) {
 			copy(d.data, p[written+c:written+n])
 		}
 		l.head += uint64(n)
+		raceRelease(d.race)
 		atomic.StoreUint64(d.head, l.head)
 		written += n
 		// Wake a sleeping reader only once it has what it asked for; the end of the
@@ -270,6 +273,7 @@ func (l *shmLink) Read(p []byte) (int, error) {
 			return 0, l.corrupt("head")
 		}
 		if avail > 0 {
+			raceAcquire(d.race)
 			total := int(min(avail, uint64(len(p))))
 			done := 0
 			for done < total {
@@ -293,6 +297,7 @@ func (l *shmLink) Read(p []byte) (int, error) {
 			// The producer stores head before writerClosed, so a second look at head
 			// after seeing the flag is final.
 			if atomic.LoadUint64(d.head) == l.tail {
+				raceAcquire(d.race)
 				return 0, io.EOF
 			}
 			continue
@@ -543,6 +548,7 @@ func (l *shmLink) wakeAll() {
 func (l *shmLink) Close() error {
 	l.closeOnce.Do(func() {
 		// Only Close unmaps, and closeOnce serialises it, so the mapping is valid here.
+		raceRelease(l.tx.race)
 		atomic.StoreUint32(l.tx.writerClosed, 1)
 		atomic.StoreUint32(l.rx.readerClosed, 1)
 		l.closed.Store(true)

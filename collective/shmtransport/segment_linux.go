@@ -18,9 +18,10 @@ type segment struct {
 	path string // empty once unlinked (or, on the opener's side, never set)
 }
 
-// mapFlags: MAP_POPULATE faults every page in at setup, so that the first pass through the
-// ring does not pay a page fault per 4 KiB in the middle of a collective.
-const mapFlags = syscall.MAP_SHARED | syscall.MAP_POPULATE
+// mapFlags: no MAP_POPULATE. tmpfs pages are allocated when first written, so a link that
+// carries little (a point-to-point channel for one tag) costs little memory; a busy link pays
+// its page faults once, on its first pass around the ring.
+const mapFlags = syscall.MAP_SHARED
 
 // createSegment makes a new file under dir with mode 0600 and an unguessable name, sizes it
 // for two rings of h.ringBytes, maps it and writes h into it.
