@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"4096": 4096, "4KiB": 4096, "4k": 4096, "4KB": 4096, "64MiB": 64 << 20, "1GiB": 1 << 30, "8b": 8, " 2 MiB ": 2 << 20,
+	} {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "-4", "3", "4XB", "KiB", "99999999999999999GiB"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func TestFlagErrorsNameTheFlag(t *testing.T) {
+	for args, flagName := range map[string]string{
+		"--min 3":               "--min",
+		"--max 1x":              "--max",
+		"--min 8KiB --max 4KiB": "--min",
+		"--dtype bf16":          "--dtype",
+		"--op prod":             "--op",
+		"--iters 0":             "--iters",
+		"--mem":                 "--mem",
+		"--factor 1":            "--factor",
+	} {
+		_, err := parseFlags(strings.Fields(args), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), flagName) {
+			t.Errorf("%s: error %v does not name %s", args, err, flagName)
+		}
+	}
+}
+
+// TestSweepJSON runs a small sweep over both transports and checks every line: the fields
+// the report generator reads, busbw = algbw·2(N−1)/N, an exact result for fp32 and a small
+// error for fp16.
+func TestSweepJSON(t *testing.T) {
+	for _, args := range []string{
+		"--local 3 --mem --min 4KiB --max 64KiB --factor 4 --iters 3 --warmup 1 --json --baseline",
+		"--local 2 --min 4KiB --max 256KiB --factor 8 --iters 3 --warmup 1 --json --baseline --dtype fp16",
+	} {
+		cfg, err := parseFlags(strings.Fields(args), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := run(context.Background(), cfg, &out); err != nil {
+			t.Fatalf("%s: %v", args, err)
+		}
+		var ar, ex int
+		sc := bufio.NewScanner(&out)
+		for sc.Scan() {
+			var r row
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatalf("%s: bad line %q: %v", args, sc.Text(), err)
+			}
+			if r.Ranks != cfg.local || r.Bytes < cfg.min || r.Bytes > cfg.max || !(r.TimeUS > 0) {
+				t.Fatalf("%s: implausible row %+v", args, r)
+			}
+			switch r.Op {
+			case "allreduce":
+				ar++
+				n := float64(r.Ranks)
+				if want := r.AlgBWGBs * 2 * (n - 1) / n; abs(r.BusBWGBs-want) > 1e-9*want {
+					t.Fatalf("busbw %g, want %g", r.BusBWGBs, want)
+				}
+				if cfg.dtype == "fp32" && r.MaxRelErr != 0 {
+					t.Fatalf("fp32 sum of exact inputs has error %g", r.MaxRelErr)
+				}
+				if cfg.dtype == "fp16" && !(r.MaxRelErr > 0 && r.MaxRelErr < 1e-3) {
+					t.Fatalf("fp16 error %g outside (0, 1e-3)", r.MaxRelErr)
+				}
+			case "ring-exchange":
+				ex++
+				if !(r.LinkGBs > 0) {
+					t.Fatalf("ring exchange without link_gbs: %+v", r)
+				}
+			default:
+				t.Fatalf("unknown op %q", r.Op)
+			}
+		}
+		if ar == 0 || ar != ex {
+			t.Fatalf("%s: %d allreduce and %d ring-exchange rows", args, ar, ex)
+		}
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
