@@ -33,7 +33,7 @@ func Aggregate(runs []Run, s Settings, m Machine) ([]ScalingPoint, []string, err
 	tpr := max(1, s.ThreadsPerRank)
 	for _, model := range s.Models {
 		for _, mode := range s.Modes {
-			b1, err := BatchFor(mode, 1, s.Batch, s.GlobalBatch)
+			b1, err := BatchFor(mode, 1, s.BatchOf(model), s.GlobalBatchOf(model))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -57,7 +57,7 @@ func Aggregate(runs []Run, s Settings, m Machine) ([]ScalingPoint, []string, err
 					if n == 1 {
 						sel = base
 					} else {
-						bn, err := BatchFor(mode, n, s.Batch, s.GlobalBatch)
+						bn, err := BatchFor(mode, n, s.BatchOf(model), s.GlobalBatchOf(model))
 						if err != nil {
 							return nil, nil, err
 						}
@@ -129,7 +129,8 @@ func summarisePoint(sel []Run, model, mode, comp string, n int, tput1 float64) (
 }
 
 // FitSweep fits the α-β model to the AllReduce rows of each dtype in the sweep, and
-// attaches the median ring-exchange ceiling. A dtype whose rows cannot be fitted is
+// attaches the ring-exchange ceiling: the link bandwidth at the largest size exchanged
+// (median over rank counts and repeated sweeps), where start-up costs matter least. A dtype whose rows cannot be fitted is
 // skipped with a note.
 func FitSweep(rows []SweepRow) ([]Fit, []string) {
 	var fits []Fit
@@ -137,9 +138,15 @@ func FitSweep(rows []SweepRow) ([]Fit, []string) {
 	var dtypes []string
 	seen := map[string]bool{}
 	var ceil []float64
+	var biggest int64
+	for _, r := range rows {
+		if r.Op == OpRingExchange && r.LinkGBs > 0 {
+			biggest = max(biggest, r.Bytes)
+		}
+	}
 	for _, r := range rows {
 		if r.Op == OpRingExchange {
-			if r.LinkGBs > 0 {
+			if r.LinkGBs > 0 && r.Bytes == biggest {
 				ceil = append(ceil, r.LinkGBs)
 			}
 			continue

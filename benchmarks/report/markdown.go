@@ -61,8 +61,11 @@ func writeMachine(b *bufio.Writer, r *Results) {
 	row("transport", tr)
 	row("commit", "`"+m.Commit+"`")
 	row("date", m.Date)
-	row("settings", fmt.Sprintf("ranks %v, models %s, %d repetition(s), %d steps per run, batch %d per rank (weak), global batch %d (strong)%s",
-		s.NProc, strings.Join(s.Models, ", "), s.Reps, s.Steps, s.Batch, s.GlobalBatch, map[bool]string{true: ", **quick mode**"}[s.Quick]))
+	row("ranks", fmt.Sprintf("%v%s", s.NProc, map[bool]string{true: " (**quick mode**)"}[s.Quick]))
+	for _, model := range s.Models {
+		row("model "+model, fmt.Sprintf("%d repetition(s) × (%d warm-up + %d measured steps); batch %d per rank (weak), global batch %d (strong)",
+			s.RepsOf(model), s.StepsOf(model), s.StepsOf(model), s.BatchOf(model), s.GlobalBatchOf(model)))
+	}
 	if s.Command != "" {
 		row("command", "`"+s.Command+"`")
 	}
@@ -168,8 +171,8 @@ func fmtPct(s Summary) string {
 
 func writeHeadline(b *bufio.Writer, r *Results) {
 	fmt.Fprintf(b, "## Headline\n\n")
-	fmt.Fprintf(b, "Median of %d repetition(s); efficiency in brackets: min–max over repetitions. ⚠ marks rank counts that oversubscribe the %d cores.\n\n",
-		r.Settings.Reps, r.Machine.Cores)
+	fmt.Fprintf(b, "Median over repetitions (see Machine for each model's count, batch and steps); efficiency in brackets: min–max over repetitions. ⚠ marks rank counts that oversubscribe the %d cores.\n\n",
+		r.Machine.Cores)
 	b.WriteString(HeadlineTable(r))
 	b.WriteString("\n")
 }
@@ -182,6 +185,9 @@ func writeScalingDetail(b *bufio.Writer, r *Results) {
 			continue
 		}
 		fmt.Fprintf(b, "### %s\n\n", modeTitle(mode, r))
+		if mode == "strong" {
+			fmt.Fprintf(b, "Strong scaling splits each model's global batch over the ranks: a smaller per-rank batch with the same gradient volume, so communication weighs more.\n\n")
+		}
 		fmt.Fprintf(b, "| model | gradients | ranks | batch/rank | samples/s | efficiency | step ms | compute ms | comm ms | exposed comm ms |\n")
 		fmt.Fprintf(b, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range ss {
@@ -227,19 +233,15 @@ func writeSweep(b *bufio.Writer, r *Results) {
 	sort.Ints(rs)
 	for _, n := range rs {
 		fmt.Fprintf(b, "### %d ranks%s\n\n", n, map[bool]string{true: " ⚠ (oversubscribed)"}[r.Oversubscribed() > 0 && n > r.Oversubscribed()])
-		type cell struct{ fp32, fp16 *SweepRow }
+		type cell struct {
+			fp32, fp16 *SweepRow
+			ceil       []float64
+		}
 		bySize := map[int64]*cell{}
 		var sizes []int64
-		var ceil []float64
 		for i := range r.AllReduce {
 			s := &r.AllReduce[i]
 			if s.Ranks != n {
-				continue
-			}
-			if s.Op == OpRingExchange {
-				if s.LinkGBs > 0 {
-					ceil = append(ceil, s.LinkGBs)
-				}
 				continue
 			}
 			c := bySize[s.Bytes]
@@ -248,18 +250,19 @@ func writeSweep(b *bufio.Writer, r *Results) {
 				bySize[s.Bytes] = c
 				sizes = append(sizes, s.Bytes)
 			}
-			if s.Dtype == "fp16" {
+			switch {
+			case s.Op == OpRingExchange:
+				if s.LinkGBs > 0 {
+					c.ceil = append(c.ceil, s.LinkGBs)
+				}
+			case s.Dtype == "fp16":
 				c.fp16 = s
-			} else {
+			default:
 				c.fp32 = s
 			}
 		}
 		sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
-		if len(ceil) > 0 {
-			cs, _ := Summarize(ceil)
-			fmt.Fprintf(b, "Ring-exchange ceiling: **%.3g GB/s** per rank link (median of %d; range %.3g–%.3g).\n\n", cs.Median, cs.N, cs.Min, cs.Max)
-		}
-		fmt.Fprintf(b, "| size | fp32 time µs | fp32 busbw GB/s | fp16 time µs | fp16 busbw GB/s | fp16 max rel err |\n|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(b, "| size | fp32 time µs | fp32 busbw GB/s | fp16 time µs | fp16 busbw GB/s | ceiling GB/s (ring exchange) | fp32 busbw / ceiling | fp16 max rel err |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, sz := range sizes {
 			c := bySize[sz]
 			f := func(s *SweepRow, what string) string {
@@ -274,7 +277,15 @@ func writeSweep(b *bufio.Writer, r *Results) {
 				}
 				return fmt.Sprintf("%.2g", s.MaxRelErr)
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", HumanBytes(sz), f(c.fp32, "t"), f(c.fp32, "bw"), f(c.fp16, "t"), f(c.fp16, "bw"), f(c.fp16, "e"))
+			ceil, ratio := "–", "–"
+			if len(c.ceil) > 0 {
+				cs, _ := Summarize(c.ceil)
+				ceil = fmt.Sprintf("%.3f", cs.Median)
+				if c.fp32 != nil && cs.Median > 0 {
+					ratio = fmt.Sprintf("%.0f%%", 100*c.fp32.BusBWGBs/cs.Median)
+				}
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", HumanBytes(sz), f(c.fp32, "t"), f(c.fp32, "bw"), f(c.fp16, "t"), f(c.fp16, "bw"), ceil, ratio, f(c.fp16, "e"))
 		}
 		fmt.Fprintf(b, "\n")
 	}

@@ -129,12 +129,29 @@ func rankTicks(r *Results) plot.ConstantTicks {
 	return t
 }
 
+// modeTitle names a scaling mode with its batch when every model shares it.
 func modeTitle(mode string, r *Results) string {
+	s := r.Settings
+	switch {
+	case mode == "weak" && s.uniform(s.BatchOf) && len(s.Models) > 0:
+		return modeTitleFor(mode, r, s.Models[0])
+	case mode == "weak":
+		return "weak scaling (fixed per-rank batch)"
+	case mode == "strong" && s.uniform(s.GlobalBatchOf) && len(s.Models) > 0:
+		return modeTitleFor(mode, r, s.Models[0])
+	case mode == "strong":
+		return "strong scaling (fixed global batch)"
+	}
+	return mode
+}
+
+// modeTitleFor names a scaling mode with model's batch.
+func modeTitleFor(mode string, r *Results, model string) string {
 	switch mode {
 	case "weak":
-		return fmt.Sprintf("weak scaling (batch %d per rank)", r.Settings.Batch)
+		return fmt.Sprintf("weak scaling (batch %d per rank)", r.Settings.BatchOf(model))
 	case "strong":
-		return fmt.Sprintf("strong scaling (global batch %d)", r.Settings.GlobalBatch)
+		return fmt.Sprintf("strong scaling (global batch %d)", r.Settings.GlobalBatchOf(model))
 	}
 	return mode
 }
@@ -377,7 +394,7 @@ func breakdownFigure(r *Results) (figure, bool, error) {
 				labels = append(labels, lab)
 			}
 			p := plot.New()
-			p.Title.Text = fmt.Sprintf("%s, %s", model, modeTitle(mode, r))
+			p.Title.Text = fmt.Sprintf("%s, %s", model, modeTitleFor(mode, r, model))
 			p.Y.Label.Text = "ms per step (median)"
 			w := vg.Points(22)
 			bc, err := plotter.NewBarChart(compute, w)
@@ -438,19 +455,30 @@ type sweepKey struct {
 	dtype string
 }
 
+// sweepLines groups the rows into one line per (op, ranks, dtype), y the bus bandwidth
+// (the link bandwidth for the ring exchange). A size measured more than once (the ring
+// exchange runs in both the fp32 and the fp16 sweep) shows its median.
 func sweepLines(rows []SweepRow) (map[sweepKey]plotter.XYs, []sweepKey) {
-	m := map[sweepKey]plotter.XYs{}
+	vals := map[sweepKey]map[int64][]float64{}
 	var keys []sweepKey
 	for _, s := range rows {
 		k := sweepKey{s.Op, s.Ranks, s.Dtype}
-		if _, ok := m[k]; !ok {
+		if _, ok := vals[k]; !ok {
 			keys = append(keys, k)
+			vals[k] = map[int64][]float64{}
 		}
 		y := s.BusBWGBs
 		if s.Op == OpRingExchange && s.LinkGBs > 0 {
 			y = s.LinkGBs
 		}
-		m[k] = append(m[k], plotter.XY{X: float64(s.Bytes), Y: y})
+		vals[k][s.Bytes] = append(vals[k][s.Bytes], y)
+	}
+	m := map[sweepKey]plotter.XYs{}
+	for k, bySize := range vals {
+		for b, ys := range bySize {
+			s, _ := Summarize(ys)
+			m[k] = append(m[k], plotter.XY{X: float64(b), Y: s.Median})
+		}
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]

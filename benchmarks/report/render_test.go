@@ -60,7 +60,7 @@ func fixture(t *testing.T) *Results {
 				r.AllReduce = append(r.AllReduce, SweepRow{Op: "allreduce", Ranks: n, Bytes: b, Dtype: dt, TimeUS: sec * 1e6, AlgBWGBs: alg, BusBWGBs: BusBandwidth(alg, n), MaxRelErr: map[string]float64{"fp32": 1e-7, "fp16": 5e-4}[dt]})
 			}
 		}
-		r.AllReduce = append(r.AllReduce, SweepRow{Op: OpRingExchange, Ranks: n, Bytes: 1 << 22, Dtype: "fp32", LinkGBs: 0.35})
+		r.AllReduce = append(r.AllReduce, SweepRow{Op: OpRingExchange, Ranks: n, Bytes: 1 << 22, Dtype: "raw", LinkGBs: 0.35})
 	}
 	var fnotes []string
 	r.Fits, fnotes = FitSweep(r.AllReduce)

@@ -31,23 +31,62 @@ type Results struct {
 	ElapsedS float64 `json:"elapsed_s"`
 }
 
-// Settings records what the session was asked to measure.
+// Settings records what the session was asked to measure. Repetitions, batches and steps
+// may differ per model (a 20 M-parameter model cannot afford the small ones' budget): the
+// Model* maps, when set, hold each model's value and the plain fields the default.
 type Settings struct {
-	NProc          []int    `json:"nproc"`
-	Models         []string `json:"models"`
-	Modes          []string `json:"modes"`    // "weak", "strong"
-	Compress       []string `json:"compress"` // "none", "fp16"
-	Reps           int      `json:"reps"`
-	Batch          int      `json:"batch_per_rank"` // weak scaling
-	GlobalBatch    int      `json:"global_batch"`   // strong scaling
-	Steps          int      `json:"steps"`
-	ThreadsPerRank int      `json:"threads_per_rank"`
-	Transport      string   `json:"transport,omitempty"`
-	Quick          bool     `json:"quick"`
-	SweepMinBytes  int64    `json:"sweep_min_bytes"`
-	SweepMaxBytes  int64    `json:"sweep_max_bytes"`
-	SweepIters     int      `json:"sweep_iters"`
-	Command        string   `json:"command"`
+	NProc       []int    `json:"nproc"`
+	Models      []string `json:"models"`
+	Modes       []string `json:"modes"`    // "weak", "strong"
+	Compress    []string `json:"compress"` // "none", "fp16"
+	Reps        int      `json:"reps"`
+	Batch       int      `json:"batch_per_rank"` // weak scaling
+	GlobalBatch int      `json:"global_batch"`   // strong scaling
+	// Steps is the number of measured steps per run; each run trains as many warm-up
+	// steps first.
+	Steps            int            `json:"steps"`
+	ModelReps        map[string]int `json:"model_reps,omitempty"`
+	ModelBatch       map[string]int `json:"model_batch_per_rank,omitempty"`
+	ModelGlobalBatch map[string]int `json:"model_global_batch,omitempty"`
+	ModelSteps       map[string]int `json:"model_steps,omitempty"`
+	ThreadsPerRank   int            `json:"threads_per_rank"`
+	Transport        string         `json:"transport,omitempty"`
+	Quick            bool           `json:"quick"`
+	SweepMinBytes    int64          `json:"sweep_min_bytes"`
+	SweepMaxBytes    int64          `json:"sweep_max_bytes"`
+	SweepIters       int            `json:"sweep_iters"`
+	Command          string         `json:"command"`
+}
+
+func ofModel(m map[string]int, model string, def int) int {
+	if v, ok := m[model]; ok {
+		return v
+	}
+	return def
+}
+
+// BatchOf is model's per-rank batch for weak scaling.
+func (s Settings) BatchOf(model string) int { return ofModel(s.ModelBatch, model, s.Batch) }
+
+// GlobalBatchOf is model's global batch for strong scaling.
+func (s Settings) GlobalBatchOf(model string) int {
+	return ofModel(s.ModelGlobalBatch, model, s.GlobalBatch)
+}
+
+// StepsOf is model's number of measured steps per run.
+func (s Settings) StepsOf(model string) int { return ofModel(s.ModelSteps, model, s.Steps) }
+
+// RepsOf is model's number of repetitions.
+func (s Settings) RepsOf(model string) int { return ofModel(s.ModelReps, model, s.Reps) }
+
+// uniform reports whether every model has the same value of f.
+func (s Settings) uniform(f func(string) int) bool {
+	for _, m := range s.Models {
+		if f(m) != f(s.Models[0]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Run is one training job on Ranks ranks, measured.
@@ -109,8 +148,9 @@ type SweepRow struct {
 type Fit struct {
 	Dtype string `json:"dtype"`
 	AlphaBeta
-	// CeilingGBs is the median ring-exchange link bandwidth measured in the same sweep
-	// (0 when the sweep had none): the β a perfect ring would reach is 1/CeilingGBs.
+	// CeilingGBs is the ring-exchange link bandwidth at the sweep's largest size (median
+	// over rank counts; 0 when the sweep had none): a perfect ring would reach
+	// β = 1/CeilingGBs.
 	CeilingGBs float64 `json:"ceiling_gbs"`
 }
 

@@ -20,11 +20,10 @@ type config struct {
 	models         []string
 	modes          []string
 	compress       []string
-	reps           int
-	batch          int // per rank, weak scaling
-	globalBatch    int // strong scaling
-	steps          int
-	warmup         int // steps the trainer runs before measuring (0: its own default)
+	reps           perModel
+	batch          perModel // per rank, weak scaling
+	globalBatch    perModel // strong scaling; 0: derived from batch
+	steps          perModel // measured steps per run (after as many warm-up steps)
 	threadsPerRank int
 	transport      string
 	sweep          bool
@@ -64,11 +63,10 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		models     = fs.String("model", "mlp,mlp-wide,cnn", "comma-separated models (examples/fashion --model)")
 		modes      = fs.String("modes", "weak,strong", "scaling modes: weak (fixed per-rank batch), strong (fixed global batch)")
 		compress   = fs.String("compress", "none,fp16", "gradient exchanges: none (fp32), fp16")
-		reps       = fs.Int("reps", 3, "repetitions of every configuration (medians and min/max are reported)")
-		batch      = fs.Int("batch", 64, "per-rank batch for weak scaling")
-		gbatch     = fs.Int("global-batch", 0, "global batch for strong scaling, divided among the ranks (0: --batch, rounded up to a multiple of every rank count)")
-		steps      = fs.Int("steps", 30, "measured training steps per run")
-		warmup     = fs.Int("warmup", 0, "warm-up steps per run, not measured (0: the trainer's default)")
+		reps       = perModel{def: 3, by: map[string]int{"mlp-wide": 2}}
+		batch      = perModel{def: 64, by: map[string]int{"mlp-wide": 16}}
+		gbatch     = perModel{}
+		steps      = perModel{def: 16, by: map[string]int{"mlp-wide": 3}}
 		threads    = fs.Int("threads-per-rank", 1, "GOMAXPROCS of every rank (gorun --threads-per-rank)")
 		transport  = fs.String("transport", "", "rank-to-rank transport given to gorun --transport (empty: gorun's default)")
 		noSweep    = fs.Bool("no-sweep", false, "skip the AllReduce sweep (and so the α-β fit, unless --alpha-us is given)")
@@ -84,6 +82,10 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		timeout    = fs.Duration("run-timeout", 5*time.Minute, "limit on one run (one gorun job)")
 		quick      = fs.Bool("quick", false, "small settings for a fast smoke report: 1 repetition, few steps, small batches and sweep")
 	)
+	fs.Var(&reps, "reps", "repetitions of every configuration, as N or N,MODEL=N,... (medians and min/max are reported)")
+	fs.Var(&batch, "batch", "per-rank batch for weak scaling, as N or N,MODEL=N,...")
+	fs.Var(&gbatch, "global-batch", "global batch for strong scaling, divided among the ranks, as N or N,MODEL=N,... (0: the model's --batch, rounded up to a multiple of every rank count)")
+	fs.Var(&steps, "steps", "measured training steps per run, as N or N,MODEL=N,...; each run first trains as many warm-up steps (graph compilation, connections), not measured")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -99,15 +101,15 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 				apply()
 			}
 		}
-		def("reps", func() { *reps = 1 })
-		def("steps", func() { *steps = 8 })
-		def("batch", func() { *batch = 32 })
+		def("reps", func() { reps = perModel{def: 1} })
+		def("steps", func() { steps = perModel{def: 4, by: map[string]int{"mlp-wide": 2}} })
+		def("batch", func() { batch = perModel{def: 32, by: map[string]int{"mlp-wide": 8}} })
 		def("sweep-max", func() { *sweepMax = "1M" })
 		def("sweep-iters", func() { *sweepIters = 5 })
 		def("run-timeout", func() { *timeout = 2 * time.Minute })
 	}
 
-	c := &config{reps: *reps, batch: *batch, globalBatch: *gbatch, steps: *steps, warmup: *warmup,
+	c := &config{reps: reps, batch: batch, globalBatch: gbatch, steps: steps,
 		threadsPerRank: *threads, transport: *transport, sweep: !*noSweep, sweepIters: *sweepIters,
 		alphaUS: *alphaUS, out: *out, repo: *repo, gorun: *gorun, trainer: *trainer, allreduce: *allreduce,
 		runTimeout: *timeout, quick: *quick, args: args}
@@ -147,10 +149,6 @@ func (c *config) validate() error {
 		// Efficiency is defined against one rank: measure it even if not asked.
 		c.nproc = append([]int{1}, c.nproc...)
 	}
-	maxN := 1
-	for _, n := range c.nproc {
-		maxN = max(maxN, n)
-	}
 	if len(c.models) == 0 {
 		return errors.New("--model: no model given")
 	}
@@ -170,15 +168,19 @@ func (c *config) validate() error {
 	if len(c.compress) == 0 {
 		return errors.New("--compress: nothing given")
 	}
+	for _, m := range c.models {
+		switch {
+		case c.reps.of(m) < 1:
+			return fmt.Errorf("--reps: %d for %s, want at least 1", c.reps.of(m), m)
+		case c.batch.of(m) < 1:
+			return fmt.Errorf("--batch: %d for %s, want at least 1", c.batch.of(m), m)
+		case c.steps.of(m) < 1:
+			return fmt.Errorf("--steps: %d for %s, want at least 1", c.steps.of(m), m)
+		case c.globalBatch.of(m) < 0:
+			return fmt.Errorf("--global-batch: %d for %s, want at least 0", c.globalBatch.of(m), m)
+		}
+	}
 	switch {
-	case c.reps < 1:
-		return fmt.Errorf("--reps %d: want at least 1", c.reps)
-	case c.batch < 1:
-		return fmt.Errorf("--batch %d: want at least 1", c.batch)
-	case c.steps < 1:
-		return fmt.Errorf("--steps %d: want at least 1", c.steps)
-	case c.warmup < 0:
-		return fmt.Errorf("--warmup %d: want at least 0", c.warmup)
 	case c.threadsPerRank < 1:
 		return fmt.Errorf("--threads-per-rank %d: want at least 1", c.threadsPerRank)
 	case c.sweepIters < 1:
@@ -190,19 +192,27 @@ func (c *config) validate() error {
 	case c.runTimeout <= 0:
 		return fmt.Errorf("--run-timeout %v: want > 0", c.runTimeout)
 	}
-	if c.globalBatch == 0 {
-		// Strong scaling starts from the weak-scaling single-rank run (same batch), so the
-		// baseline is shared; the batch then splits evenly over every rank count.
-		l := 1
-		for _, n := range c.nproc {
-			l = lcm(l, n)
-		}
-		c.globalBatch = (c.batch + l - 1) / l * l
+	// Strong scaling starts by default from the weak-scaling single-rank run (same batch),
+	// so the baseline is shared; the batch then splits evenly over every rank count.
+	l := 1
+	for _, n := range c.nproc {
+		l = lcm(l, n)
 	}
-	for _, mode := range c.modes {
-		for _, n := range c.nproc {
-			if _, err := report.BatchFor(mode, n, c.batch, c.globalBatch); err != nil {
-				return fmt.Errorf("--global-batch %d: %v", c.globalBatch, err)
+	for _, m := range c.models {
+		if c.globalBatch.of(m) > 0 {
+			continue
+		}
+		if c.globalBatch.by == nil {
+			c.globalBatch.by = map[string]int{}
+		}
+		c.globalBatch.by[m] = (c.batch.of(m) + l - 1) / l * l
+	}
+	for _, m := range c.models {
+		for _, mode := range c.modes {
+			for _, n := range c.nproc {
+				if _, err := report.BatchFor(mode, n, c.batch.of(m), c.globalBatch.of(m)); err != nil {
+					return fmt.Errorf("--global-batch %d for %s: %v", c.globalBatch.of(m), m, err)
+				}
 			}
 		}
 	}

@@ -107,9 +107,18 @@ func session(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 	}
 
 	machine := report.DetectMachine(ctx, c.repo, c.threadsPerRank)
+	all := func(p perModel) map[string]int {
+		m := map[string]int{}
+		for _, name := range c.models {
+			m[name] = p.of(name)
+		}
+		return m
+	}
 	res := &report.Results{Schema: report.SchemaVersion, Machine: machine, Settings: report.Settings{
-		NProc: c.nproc, Models: c.models, Modes: c.modes, Compress: c.compress, Reps: c.reps, Batch: c.batch,
-		GlobalBatch: c.globalBatch, Steps: c.steps, ThreadsPerRank: c.threadsPerRank, Transport: c.transport,
+		NProc: c.nproc, Models: c.models, Modes: c.modes, Compress: c.compress,
+		Reps: c.reps.of(c.models[0]), Batch: c.batch.of(c.models[0]), GlobalBatch: c.globalBatch.of(c.models[0]), Steps: c.steps.of(c.models[0]),
+		ModelReps: all(c.reps), ModelBatch: all(c.batch), ModelGlobalBatch: all(c.globalBatch), ModelSteps: all(c.steps),
+		ThreadsPerRank: c.threadsPerRank, Transport: c.transport,
 		Quick: c.quick, SweepMinBytes: c.sweepMin, SweepMaxBytes: c.sweepMax, SweepIters: c.sweepIters,
 		Command: "scaling " + strings.Join(c.args, " "),
 	}}
@@ -144,7 +153,7 @@ func session(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted after %d of %d runs: %w", i, len(jobs), ctx.Err())
 		}
-		label := j.label(c.reps)
+		label := j.label(c.reps.of(j.model))
 		prog.begin(i, label, jobs[i:])
 		out, err := runGorun(ctx, bins.gorun, gorunArgs(c, bins, j), c.runTimeout, c.repo)
 		outcome := "ok"
@@ -152,7 +161,7 @@ func session(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 			switch j.kind {
 			case jobTrain:
 				var r report.Run
-				if r, err = trainRun(j, out.lines); err == nil {
+				if r, err = trainRun(j, out.lines, measuredEpoch); err == nil {
 					r.WallS = out.elapsed.Seconds()
 					res.Runs = append(res.Runs, r)
 					outcome = fmt.Sprintf("%.0f samples/s, step %.1f ms (compute %.1f, comm %.1f, exposed %.1f)",
@@ -209,6 +218,9 @@ func lastN(xs []string, n int) []string {
 	return xs
 }
 
+// measuredEpoch is the trainer epoch that is measured; the ones before it warm up.
+const measuredEpoch = 2
+
 // gorunArgs is gorun's command line for one job.
 func gorunArgs(c *config, b binaries, j job) []string {
 	a := []string{"--nproc", strconv.Itoa(j.ranks), "--threads-per-rank", strconv.Itoa(c.threadsPerRank), "--standalone"}
@@ -220,11 +232,14 @@ func gorunArgs(c *config, b binaries, j job) []string {
 		a = append(a, b.allreduce, "--min", strconv.FormatInt(c.sweepMin, 10), "--max", strconv.FormatInt(c.sweepMax, 10),
 			"--dtype", j.dtype, "--iters", strconv.Itoa(c.sweepIters), "--json", "--baseline")
 	case jobTrain:
+		// Two epochs of exactly --steps steps each: the first is the warm-up (gorgonia
+		// compiles each layer's graphs on first use, connections open, memory is first
+		// touched) and only the second is measured. The trainer has no warm-up flag and
+		// times whole epochs, so the epoch length is set through the synthetic set's size.
+		steps := c.steps.of(j.model)
 		a = append(a, b.trainer, "--model", j.model, "--synthetic", "--batch", strconv.Itoa(j.batch),
-			"--steps", strconv.Itoa(c.steps), "--compress", j.compress, "--json")
-		if c.warmup > 0 {
-			a = append(a, "--warmup", strconv.Itoa(c.warmup))
-		}
+			"--synthetic-size", strconv.Itoa(j.ranks*j.batch*steps), "--epochs", strconv.Itoa(measuredEpoch),
+			"--compress", j.compress, "--json", "--progress", "0")
 	}
 	return a
 }

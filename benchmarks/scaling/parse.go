@@ -19,24 +19,30 @@ type epochLine struct {
 	WorldSize     *int     `json:"world_size"`
 }
 
-// trainRun turns the JSON lines of one training job into a Run. The trainer prints one
-// object per epoch; the last epoch is used (the earlier ones include warm-up: graph
-// compilation, connection set-up, first-touch allocation). When several ranks print, the
-// throughput is rank 0's (the trainer reports the global rate: every rank steps in lock
-// step) and each time of the breakdown is the slowest rank's, since the step waits for it.
-func trainRun(j job, lines []ranklines.Line) (report.Run, error) {
+// trainRun turns the JSON lines of one training job into a Run, from the objects of
+// epoch `epoch` (the earlier epochs warm up: graph compilation, connection set-up,
+// first-touch allocation). The trainer prints on rank 0 only; should several ranks print,
+// the throughput is rank 0's (the trainer reports the global rate: every rank steps in
+// lock step) and each time of the breakdown is the slowest rank's, since the step waits
+// for it.
+func trainRun(j job, lines []ranklines.Line, epoch int) (report.Run, error) {
 	last := map[int]epochLine{}
+	printed := false
 	for _, l := range lines {
 		var e epochLine
 		if err := l.Decode(&e); err != nil || e.Epoch == nil || e.SamplesPerS == nil {
 			continue // some other object (a summary, a config echo)
 		}
-		if prev, ok := last[l.Rank]; !ok || *e.Epoch >= *prev.Epoch {
+		printed = true
+		if *e.Epoch == epoch {
 			last[l.Rank] = e
 		}
 	}
-	if len(last) == 0 {
+	if !printed {
 		return report.Run{}, fmt.Errorf("the trainer printed no epoch JSON line (with epoch and samples_per_s)")
+	}
+	if len(last) == 0 {
+		return report.Run{}, fmt.Errorf("the trainer printed no JSON line for epoch %d (the measured one)", epoch)
 	}
 	first, ok := last[0]
 	if !ok {

@@ -74,8 +74,15 @@ func plan(c *config) ([]job, error) {
 			}
 		}
 	}
-	for rep := 0; rep < c.reps; rep++ {
+	maxReps := 0
+	for _, m := range c.models {
+		maxReps = max(maxReps, c.reps.of(m))
+	}
+	for rep := 0; rep < maxReps; rep++ {
 		for _, model := range c.models {
+			if rep >= c.reps.of(model) {
+				continue
+			}
 			for _, n := range c.nproc {
 				comps := c.compress
 				if n == 1 {
@@ -84,7 +91,7 @@ func plan(c *config) ([]job, error) {
 				for _, comp := range comps {
 					index := map[int]int{} // per-rank batch -> job index
 					for _, mode := range c.modes {
-						b, err := report.BatchFor(mode, n, c.batch, c.globalBatch)
+						b, err := report.BatchFor(mode, n, c.batch.of(model), c.globalBatch.of(model))
 						if err != nil {
 							return nil, err
 						}

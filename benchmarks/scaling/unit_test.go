@@ -17,21 +17,30 @@ func TestParseArgs(t *testing.T) {
 	}
 	// One rank is the baseline: added when not asked; the global batch defaults to the
 	// per-rank batch rounded up to a multiple of every rank count.
-	if len(c.nproc) != 3 || c.nproc[0] != 1 || c.globalBatch != 12 {
-		t.Fatalf("nproc %v, global batch %d", c.nproc, c.globalBatch)
+	if len(c.nproc) != 3 || c.nproc[0] != 1 || c.globalBatch.of("mlp") != 12 {
+		t.Fatalf("nproc %v, global batch %v", c.nproc, c.globalBatch)
 	}
 	q, err := parseArgs([]string{"--quick", "--reps", "2"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !q.quick || q.reps != 2 || q.steps != 8 || q.sweepMax != 1<<20 {
+	if !q.quick || q.reps.of("cnn") != 2 || q.steps.of("cnn") != 4 || q.sweepMax != 1<<20 {
 		t.Fatalf("--quick defaults not applied around the given --reps: %+v", q)
+	}
+	// Per-model values: the default applies to the models not named.
+	p, err := parseArgs([]string{"--batch", "32,mlp-wide=8", "--global-batch", "64,cnn=16", "--nproc", "1,2,4"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.batch.of("mlp") != 32 || p.batch.of("mlp-wide") != 8 || p.globalBatch.of("mlp") != 64 || p.globalBatch.of("cnn") != 16 {
+		t.Fatalf("batch %v, global %v", p.batch.String(), p.globalBatch.String())
 	}
 	for _, bad := range [][]string{
 		{"--nproc", "1,x"}, {"--nproc", "0"}, {"--nproc", "2,2"}, {"--modes", "diagonal"},
 		{"--compress", "int8"}, {"--reps", "0"}, {"--sweep-min", "1M", "--sweep-max", "1K"},
 		{"--sweep-max", "lots"}, {"--global-batch", "10", "--nproc", "1,3"}, {"extra"},
-		{"--threads-per-rank", "0"},
+		{"--threads-per-rank", "0"}, {"--batch", "32,mlp=x"}, {"--batch", "32,16"}, {"--batch", "mlp=1,mlp=2"},
+		{"--batch", "=4"}, {"--steps", "0"}, {"--batch", ""},
 	} {
 		if _, err := parseArgs(bad, io.Discard); err == nil {
 			t.Errorf("parseArgs(%q) accepted", bad)
@@ -54,7 +63,7 @@ func TestParseBytes(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	c, err := parseArgs([]string{"--nproc", "1,2,4", "--model", "mlp,cnn", "--reps", "2", "--batch", "32"}, io.Discard)
+	c, err := parseArgs([]string{"--nproc", "1,2,4", "--model", "mlp,cnn", "--reps", "2", "--batch", "32", "--steps", "5,cnn=3"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +108,10 @@ func TestPlan(t *testing.T) {
 	}
 	// The gorun command line runs the prebuilt executables with fixed threads per rank.
 	args := strings.Join(gorunArgs(c, binaries{gorun: "/g", trainer: "/t", allreduce: "/a"}, jobs[len(jobs)-1]), " ")
-	for _, want := range []string{"--nproc 4", "--threads-per-rank 1", "--standalone", " /t ", "--model cnn", "--synthetic", "--json", "--compress fp16"} {
+	// The last job: cnn on 4 ranks, strong scaling (global batch 32: 8 per rank), fp16;
+	// two epochs of 3 steps each.
+	for _, want := range []string{"--nproc 4", "--threads-per-rank 1", "--standalone", " /t ", "--model cnn", "--synthetic",
+		"--json", "--compress fp16", "--batch 8", "--synthetic-size 96", "--epochs 2"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("gorun args %q lack %q", args, want)
 		}
@@ -154,7 +166,7 @@ func TestTrainRun(t *testing.T) {
 [0] {"epoch":2,"train_loss":1.9,"samples_per_s":320,"compute_ms":60,"comm_ms":40,"exposed_comm_ms":30,"step_ms":100}
 [1] {"epoch":2,"train_loss":1.9,"samples_per_s":330,"compute_ms":62,"comm_ms":38,"exposed_comm_ms":35,"step_ms":99}
 `
-	r, err := trainRun(j, lines(t, out))
+	r, err := trainRun(j, lines(t, out), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,12 +175,16 @@ func TestTrainRun(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 	// Without step_ms the step is the global batch over the rate.
-	r, err = trainRun(j, lines(t, `[0] {"epoch":1,"samples_per_s":320}`))
+	r, err = trainRun(j, lines(t, `[0] {"epoch":1,"samples_per_s":320}`), 1)
 	if err != nil || r.StepMS != 100 {
 		t.Fatalf("%+v, %v", r, err)
 	}
+	// The warm-up epoch alone is not a measurement.
+	if _, err := trainRun(j, lines(t, `[0] {"epoch":1,"samples_per_s":320}`), 2); err == nil || !strings.Contains(err.Error(), "epoch 2") {
+		t.Fatalf("missing measured epoch: %v", err)
+	}
 	for _, bad := range []string{"[0] no json here", `[0] {"epoch":1}`, `[0] {"epoch":1,"samples_per_s":0}`} {
-		if _, err := trainRun(j, lines(t, bad)); err == nil {
+		if _, err := trainRun(j, lines(t, bad), 1); err == nil {
 			t.Errorf("trainRun accepted %q", bad)
 		}
 	}
@@ -193,5 +209,23 @@ func TestSweepRows(t *testing.T) {
 	}
 	if _, err := sweepRows(j, lines(t, "[0] nothing")); err == nil {
 		t.Fatal("no rows accepted")
+	}
+}
+
+func TestPerModel(t *testing.T) {
+	var p perModel
+	if err := p.Set("16, mlp-wide=4 ,cnn=8"); err != nil {
+		t.Fatal(err)
+	}
+	if p.of("mlp") != 16 || p.of("mlp-wide") != 4 || p.of("cnn") != 8 || p.String() != "16,cnn=8,mlp-wide=4" {
+		t.Fatalf("%v", p.String())
+	}
+	if o := p.overrides([]string{"mlp", "cnn"}); len(o) != 1 || o["cnn"] != 8 {
+		t.Fatalf("overrides %v", o)
+	}
+	// Only named models: the default stays what it was.
+	q := perModel{def: 3}
+	if err := q.Set("mlp=1"); err != nil || q.of("cnn") != 3 || q.of("mlp") != 1 {
+		t.Fatalf("%v %v", q.String(), err)
 	}
 }
