@@ -688,27 +688,40 @@ func (t *Transport) failWith(local, cause error, publish bool) {
 // (rank 0 died), and fails the transport on either.
 func (t *Transport) watchStore() {
 	defer t.wg.Done()
-	v, err := t.store.Get(t.ctx, abortKey)
-	if t.ctx.Err() != nil || t.isDone() {
+	for {
+		v, err := t.store.Get(t.ctx, abortKey)
+		if t.ctx.Err() != nil || t.isDone() {
+			return
+		}
+		if err == nil {
+			pe := t.abortNotice(string(v), 0)
+			t.log.Error("quictransport: job aborted", "err", pe)
+			t.failWith(pe, pe, false)
+			return
+		}
+		// The wait ended without a notice. Judge by how the store connection ends, which
+		// can lag the stream's error a little; if it does not end, just wait again.
+		select {
+		case <-t.store.Done():
+		case <-t.ctx.Done():
+			return
+		case <-time.After(t.cfg.PeerTimeout):
+			t.log.Debug("quictransport: store wait ended early; waiting again", "err", err)
+			continue
+		}
+		cause := t.store.Err()
+		var ae *quic.ApplicationError
+		if errors.As(cause, &ae) && ae.Remote && ae.ErrorCode == rendezvous.CodeClosed {
+			return // rank 0 closed the store in order: the job is ending
+		}
+		if t.ctx.Err() != nil || t.isDone() {
+			return
+		}
+		pe := &transport.PeerError{Rank: 0, Err: fmt.Errorf("presumed dead: lost the rendezvous store it serves: %w", cause)}
+		t.log.Error("quictransport: lost the store", "err", pe)
+		t.fail(pe)
 		return
 	}
-	if err == nil {
-		pe := t.abortNotice(string(v), 0)
-		t.log.Error("quictransport: job aborted", "err", pe)
-		t.failWith(pe, pe, false)
-		return
-	}
-	cause := t.store.Err()
-	var ae *quic.ApplicationError
-	if errors.As(cause, &ae) && ae.Remote && ae.ErrorCode == rendezvous.CodeClosed {
-		return // rank 0 closed the store in order: the job is ending
-	}
-	if cause == nil {
-		cause = err
-	}
-	pe := &transport.PeerError{Rank: 0, Err: fmt.Errorf("presumed dead: lost the rendezvous store it serves: %w", cause)}
-	t.log.Error("quictransport: lost the store", "err", pe)
-	t.fail(pe)
 }
 
 // closeConns closes every peer connection with code and reason and marks every peer dead.

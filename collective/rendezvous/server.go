@@ -37,8 +37,9 @@ type ServerConfig struct {
 	// AuthTimeout bounds the authentication of a new connection and the arrival of each
 	// request's bytes. Zero means 5s.
 	AuthTimeout time.Duration
-	// IdleTimeout closes a connection after this long without packets; clients send
-	// keep-alives, so only dead clients are dropped. Zero means 30s.
+	// IdleTimeout closes a connection after this long without packets; the store pings its
+	// clients every third of it, so only dead clients are dropped (and their last wills
+	// applied). Zero means 30s.
 	IdleTimeout time.Duration
 	// MaxPendingAuth is how many connections may be authenticating at once; beyond it new
 	// connections are refused with CodeBusy. Zero means 64.
@@ -112,7 +113,11 @@ func Serve(conn net.PacketConn, cfg ServerConfig) (*Server, error) {
 		MinVersion:   tls.VersionTLS13,
 	}
 	ln, err := tr.Listen(tlsConf, &quic.Config{
-		MaxIdleTimeout:       cfg.IdleTimeout,
+		MaxIdleTimeout: cfg.IdleTimeout,
+		// The store pings its clients itself rather than relying on their keep-alives:
+		// quic-go treats a peer's idle timeout below 5s as 5s, so a client would not ping
+		// often enough for a shorter IdleTimeout here.
+		KeepAlivePeriod:      cfg.IdleTimeout / 3,
 		HandshakeIdleTimeout: cfg.AuthTimeout,
 		MaxIncomingStreams:   1024,
 		// A store connection never needs one direction alone.
@@ -228,6 +233,7 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		go s.serveStream(conn, cs, str)
 	}
 	<-conn.Context().Done()
+	s.cfg.Logger.Debug("rendezvous: connection ended", "remote", conn.RemoteAddr().String(), "cause", context.Cause(conn.Context()))
 	s.applyWills(conn, cs)
 }
 
@@ -341,6 +347,11 @@ func (s *Server) serveStream(conn *quic.Conn, cs *connState, str *quic.Stream) {
 		vals := s.store.wait(ctx, req.keys, req.waitMS)
 		stop()
 		cancel()
+		if s.ctx.Err() != nil {
+			// Shutting down: the connection's close (CodeClosed) is the answer, not a
+			// partial result that would read as "keys missing".
+			return
+		}
 		resp = &message{typ: msgValues, values: vals}
 	case msgAdd:
 		n, err := s.store.add(req.key, req.n)
