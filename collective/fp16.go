@@ -82,12 +82,28 @@ func f16ToF32(h uint16) float32 {
 }
 
 // maxAbsFiniteBits returns the float32 bits of the largest finite |x| in s (0 if none).
-// For non-negative floats the bit patterns order like the values, so integers compare.
+// For non-negative floats the bit patterns order like the values, so integers compare; the
+// main loop keeps four branch-free running maxima and ignores that Inf and NaN exist, and
+// only a chunk that holds one (rare) is scanned again, skipping them.
 func maxAbsFiniteBits(s []float32) uint32 {
+	var m0, m1, m2, m3 uint32
+	i := 0
+	for ; i+4 <= len(s); i += 4 {
+		v := s[i : i+4 : i+4]
+		m0 = max(m0, math.Float32bits(v[0])&0x7fffffff)
+		m1 = max(m1, math.Float32bits(v[1])&0x7fffffff)
+		m2 = max(m2, math.Float32bits(v[2])&0x7fffffff)
+		m3 = max(m3, math.Float32bits(v[3])&0x7fffffff)
+	}
+	for ; i < len(s); i++ {
+		m0 = max(m0, math.Float32bits(s[i])&0x7fffffff)
+	}
+	if m := max(m0, m1, m2, m3); m < 0x7f800000 {
+		return m
+	}
 	var m uint32
 	for _, x := range s {
-		a := math.Float32bits(x) & 0x7fffffff
-		if a > m && a < 0x7f800000 {
+		if a := math.Float32bits(x) & 0x7fffffff; a > m && a < 0x7f800000 {
 			m = a
 		}
 	}
@@ -115,7 +131,20 @@ func encodeFP16(dst []byte, src []float32) {
 	inv := pow2(-e)
 	out = out[:len(src)]
 	for i, x := range src {
-		out[i] = f32ToF16(x * inv)
+		// f32ToF16's common cases written out here, as the compiler does not inline it:
+		// binary16 normals (the scaled chunk lives mostly in the top binades) and zeros.
+		// Subnormals, Inf and NaN take the call.
+		b := math.Float32bits(x * inv)
+		a := b & 0x7fffffff
+		switch {
+		case a-0x38800000 < 0x47800000-0x38800000: // 2^-14 ≤ |x| < 2^16
+			r := a + 0xfff + (a>>13)&1
+			out[i] = uint16(b>>16)&0x8000 | uint16((r>>13)-(112<<10))
+		case a == 0:
+			out[i] = uint16(b>>16) & 0x8000
+		default:
+			out[i] = f32ToF16(math.Float32frombits(b))
+		}
 	}
 	if e > 112 {
 		saturate(out)
@@ -176,7 +205,18 @@ func quantizeFP16(s []float32) {
 	e := scaleExp(maxAbsFiniteBits(s))
 	inv, scale := pow2(-e), pow2(e)
 	for i, x := range s {
-		h := f32ToF16(x * inv)
+		var h uint16
+		b := math.Float32bits(x * inv)
+		a := b & 0x7fffffff
+		switch { // as in encodeFP16
+		case a-0x38800000 < 0x47800000-0x38800000:
+			r := a + 0xfff + (a>>13)&1
+			h = uint16(b>>16)&0x8000 | uint16((r>>13)-(112<<10))
+		case a == 0:
+			h = uint16(b>>16) & 0x8000
+		default:
+			h = f32ToF16(math.Float32frombits(b))
+		}
 		if e > 112 {
 			if a := h & 0x7fff; a > f16Clamp && a < 0x7c00 {
 				h = h&0x8000 | f16Clamp

@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -62,6 +63,61 @@ func TestF32ToF16(t *testing.T) {
 	check(float32(math.Inf(1)))
 	check(65519.99)
 	check(65520)
+}
+
+// TestEncodeFP16MatchesX448: the encoder's inlined fast path and its exponent choice give, for
+// every element, x448/float16's rounding of the element times 2^-e, and Inf/NaN survive.
+func TestEncodeFP16MatchesX448(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	wire := f32Bytes(make([]float32, 600))
+	for trial := range 3000 {
+		v := make([]float32, 1+rng.IntN(1000))
+		scale := math.Pow(2, float64(rng.IntN(250)-125))
+		for i := range v {
+			switch rng.IntN(20) {
+			case 0:
+				v[i] = 0
+			case 1:
+				v[i] = float32(math.Copysign(0, -1))
+			case 2:
+				v[i] = float32(rng.NormFloat64() * scale * 1e-9) // binary16 subnormal after scaling
+			case 3:
+				v[i] = float32(math.Inf(1 - 2*rng.IntN(2)))
+			case 4:
+				v[i] = float32(math.NaN())
+			default:
+				v[i] = float32(rng.NormFloat64() * scale)
+			}
+		}
+		wire = f32Bytes(make([]float32, (fp16WireBytes(len(v))+3)/4))
+		encodeFP16(wire, v)
+		e := int32(binary.LittleEndian.Uint32(wire))
+		var m float64
+		for _, x := range v {
+			if a := math.Abs(float64(x)); a > m && !math.IsInf(a, 0) && !math.IsNaN(a) {
+				m = a
+			}
+		}
+		if m > 0 && e > minScaleExp && (m*math.Pow(2, -float64(e)) > 32768 || m*math.Pow(2, -float64(e)) <= 16384) {
+			t.Fatalf("trial %d: exponent %d puts the largest magnitude %g at %g, want (2^14, 2^15]", trial, e, m, m*math.Pow(2, -float64(e)))
+		}
+		h := u16View(wire[4:])
+		for i, x := range v {
+			want := float16.Fromfloat32(x * pow2(-e)).Bits()
+			if e > 112 && want&0x7fff > f16Clamp && want&0x7fff < 0x7c00 {
+				want = want&0x8000 | f16Clamp
+			}
+			if math.IsNaN(float64(x)) {
+				if h[i]&0x7c00 != 0x7c00 || h[i]&0x3ff == 0 {
+					t.Fatalf("trial %d: NaN encoded as %#04x", trial, h[i])
+				}
+				continue
+			}
+			if h[i] != want {
+				t.Fatalf("trial %d element %d: %g·2^%d encoded %#04x, want %#04x", trial, i, x, -e, h[i], want)
+			}
+		}
+	}
 }
 
 // TestFP16ReencodeExact: decoded chunks re-encode to the very same values, which is what lets
