@@ -1,3 +1,5 @@
+//go:build unix
+
 package launcher
 
 import (
@@ -207,17 +209,6 @@ func TestOutputWholeLines(t *testing.T) {
 			t.Errorf("rank %d log lacks its last line, completed with a newline", r)
 		}
 	}
-}
-
-// Line mirrors rankprog's Line.
-func Line(r, i, length int) string {
-	head := fmt.Sprintf("r%d:%d:", r, i)
-	var b strings.Builder
-	b.WriteString(head)
-	for b.Len() < length {
-		b.WriteByte(byte('a' + (r*7+i+b.Len())%26))
-	}
-	return b.String()
 }
 
 // TestExitCodes: 0 when all ranks succeed, 1 when any fails.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -152,7 +153,7 @@ type exitEvent struct {
 func (g *localGroup) run(ctx context.Context, attempt int, stop <-chan stopRequest, onFail func(*rankExit)) *attemptResult {
 	n := g.cfg.NProc
 	res := &attemptResult{exits: make([]rankExit, n), first: -1}
-	procs := make([]*exec.Cmd, n)
+	procs := make([]*rankProc, n)
 	running := make([]bool, n)
 	started := make([]time.Time, n)
 	events := make(chan exitEvent, n)
@@ -161,15 +162,15 @@ func (g *localGroup) run(ctx context.Context, attempt int, stop <-chan stopReque
 	for l := 0; l < n; l++ {
 		ex := &res.exits[l]
 		ex.rank, ex.local, ex.code = g.globalRank(l), l, -1
-		cmd, err := g.start(l, attempt, ex, events)
+		p, err := g.start(l, attempt, ex, events)
 		if err != nil {
 			ex.startErr = err
 			events <- exitEvent{local: l, err: err}
 			live++
 			continue
 		}
-		procs[l], running[l], started[l] = cmd, true, time.Now()
-		ex.pid = cmd.Process.Pid
+		procs[l], running[l], started[l] = p, true, time.Now()
+		ex.pid = p.pid
 		live++
 	}
 
@@ -182,7 +183,7 @@ func (g *localGroup) run(ctx context.Context, attempt int, stop <-chan stopReque
 	signalAll := func(sig os.Signal) {
 		for l := 0; l < n; l++ {
 			if running[l] {
-				_ = signalGroup(procs[l].Process.Pid, sig)
+				procs[l].signal(sig)
 				res.exits[l].stoppedBy = signalName(sig)
 			}
 		}
@@ -264,8 +265,25 @@ func (g *localGroup) run(ctx context.Context, attempt int, stop <-chan stopReque
 	return res
 }
 
+// rankProc is a started rank. Its mutex orders signals against reaping: once the rank is
+// reaped its pid may belong to someone else, and must not be signalled any more.
+type rankProc struct {
+	pid    int
+	mu     sync.Mutex
+	reaped bool
+}
+
+// signal sends sig to the rank's process group unless the rank has been reaped.
+func (p *rankProc) signal(sig os.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.reaped {
+		_ = signalGroup(p.pid, sig)
+	}
+}
+
 // start launches local rank l and a goroutine that reports its end on events.
-func (g *localGroup) start(l, attempt int, ex *rankExit, events chan<- exitEvent) (*exec.Cmd, error) {
+func (g *localGroup) start(l, attempt int, ex *rankExit, events chan<- exitEvent) (*rankProc, error) {
 	cmd := exec.Command(g.exe, g.cfg.Args...)
 	cmd.Env = g.rankEnv(l, attempt)
 	cmd.Dir = g.cfg.Dir
@@ -305,18 +323,25 @@ func (g *localGroup) start(l, attempt int, ex *rankExit, events chan<- exitEvent
 		pumpsDone <- struct{}{}
 	}()
 
-	pid := cmd.Process.Pid
+	p := &rankProc{pid: cmd.Process.Pid}
+	pid := p.pid
 	go func() {
 		// Wait for the rank's exit without reaping it, so its pid (= its group id) stays
 		// reserved; KILL what it left in its group; then reap. Where the no-reap wait is not
 		// available, reap first.
-		noReap := waitExitedNoReap(pid) == nil
-		if noReap {
+		var werr error
+		if waitExitedNoReap(pid) == nil {
+			p.mu.Lock()
 			_ = signalGroup(pid, syscall.SIGKILL)
-		}
-		werr := cmd.Wait()
-		if !noReap {
-			_ = signalGroup(pid, syscall.SIGKILL)
+			werr = cmd.Wait() // a zombie: returns at once
+			p.reaped = true
+			p.mu.Unlock()
+		} else {
+			werr = cmd.Wait()
+			p.mu.Lock()
+			_ = signalGroup(pid, syscall.SIGKILL) // a small pid-reuse race, unavoidable here
+			p.reaped = true
+			p.mu.Unlock()
 		}
 		timeout := time.NewTimer(pumpDrainTimeout)
 		for i := 0; i < 2; i++ {
@@ -339,7 +364,7 @@ func (g *localGroup) start(l, attempt int, ex *rankExit, events chan<- exitEvent
 		}
 		events <- exitEvent{local: l, ps: cmd.ProcessState}
 	}()
-	return cmd, nil
+	return p, nil
 }
 
 // signalOf is the signal to forward when ctx ended: the one in a SignalError cause, else

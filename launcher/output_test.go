@@ -138,3 +138,14 @@ func TestLinePumpsShareSink(t *testing.T) {
 		t.Errorf("saw %d distinct lines, want %d", len(seen), ranks*lines)
 	}
 }
+
+// Line mirrors rankprog's Line.
+func Line(r, i, length int) string {
+	head := fmt.Sprintf("r%d:%d:", r, i)
+	var b strings.Builder
+	b.WriteString(head)
+	for b.Len() < length {
+		b.WriteByte(byte('a' + (r*7+i+b.Len())%26))
+	}
+	return b.String()
+}
