@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
@@ -278,6 +279,10 @@ func (d *DDP) launch(ctx context.Context, b *bucket) {
 	b.work = d.g.AllReduceAsync(ctx, b.flat, collective.Avg, opts...)
 	d.trace(EventBucketLaunched, -1, b.index)
 	d.launchCh <- b
+	// Let the group's goroutines start the op (header exchange, first chunks) now: with
+	// one thread per rank (GOMAXPROCS=1) they would otherwise wait for the scheduler to
+	// preempt this goroutine in the middle of the next layer's backward.
+	runtime.Gosched()
 }
 
 // watch timestamps the completion of each launched bucket, in launch order (the order in
@@ -314,7 +319,10 @@ func (d *DDP) Wait(ctx context.Context) error {
 			}
 		}
 	}
-	exposed := time.Since(t0)
+	var exposed time.Duration
+	if d.dist {
+		exposed = time.Since(t0)
+	}
 	if first != nil {
 		return d.fail(fmt.Errorf("ddp: reducing gradients: %w", first))
 	}

@@ -120,7 +120,27 @@ func smallModel(t testing.TB, h int, seed int64) *models.Sequential {
 		t.Fatal(err)
 	}
 	m.Init(seed)
+	warm(t, m)
 	return m
+}
+
+// buildMu serialises gorgonia graph construction across the in-process ranks of a test:
+// gorgonia v0.9.18 counts node groups in an unsynchronised global
+// (internal/encoding.NewGroup), so two models building graphs at once race (harmlessly,
+// but -race says so). Separate processes, the real deployment, share nothing.
+var buildMu sync.Mutex
+
+// warm builds the model's programs for the batch sizes the tests use, one model at a
+// time, so that no graph is built while ranks run concurrently.
+func warm(t testing.TB, m *models.Sequential) {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	for _, b := range []int{4, 5, 6, 8, 16} {
+		if _, _, err := m.Forward(models.NewTensor(b, inDim), true); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // sample returns deterministic inputs and labels for global sample indices idx.

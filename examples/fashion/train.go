@@ -44,7 +44,7 @@ type config struct {
 	model, optimizer, compress, dataDir, checkpoint, saveParams string
 	epochs, batch, steps, checkpointEvery, syntheticN           int
 	lr, momentum, bucketMB                                      float64
-	synthetic, jsonOut, errorFeedback                           bool
+	synthetic, jsonOut, errorFeedback, eval                     bool
 	seed                                                        int64
 	progress                                                    time.Duration
 }
@@ -71,6 +71,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Int64Var(&c.seed, "seed", 1, "seed of the model's initialisation and of the data order")
 	fs.DurationVar(&c.progress, "progress", 5*time.Second, "interval of rank 0's progress lines (0: none)")
 	fs.StringVar(&c.saveParams, "save-params", "", "write the final parameters to this file (rank 0)")
+	fs.BoolVar(&c.eval, "eval", true, "evaluate the test set after every epoch (--eval=false skips it, e.g. for benchmarks of big models)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -127,8 +128,8 @@ type epochReport struct {
 	Partial          bool    `json:"partial,omitempty"`
 	TrainLoss        float64 `json:"train_loss"`
 	TrainAcc         float64 `json:"train_acc"`
-	TestLoss         float64 `json:"test_loss"`
-	TestAcc          float64 `json:"test_acc"`
+	TestLoss         float64 `json:"test_loss"` // 0 with --eval=false
+	TestAcc          float64 `json:"test_acc"`  // 0 with --eval=false
 	SamplesPerS      float64 `json:"samples_per_s"`
 	EpochS           float64 `json:"epoch_s"`
 	StepMS           float64 `json:"step_ms"`
@@ -226,6 +227,9 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	stopped := func() bool { return cfg.steps > 0 && st.Step >= int64(cfg.steps) }
+	if st.Epoch >= cfg.epochs || stopped() {
+		logf("nothing to train: the checkpoint is at step %d, epoch %d (--epochs %d, --steps %d)", st.Step, st.Epoch, cfg.epochs, cfg.steps)
+	}
 	for st.Epoch < cfg.epochs && !stopped() {
 		epoch := st.Epoch
 		sampler.SetEpoch(epoch)
@@ -275,9 +279,11 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		testLoss, testAcc, err := evaluate(ctx, g, model, test, rank, world)
-		if err != nil {
-			return err
+		testLoss, testAcc := 0.0, 0.0
+		if cfg.eval {
+			if testLoss, testAcc, err = evaluate(ctx, g, model, test, rank, world); err != nil {
+				return err
+			}
 		}
 		if !partial || stopped() {
 			if err := save(); err != nil {
