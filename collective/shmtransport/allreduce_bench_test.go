@@ -151,6 +151,7 @@ func report(b *testing.B, bytes, n int, times []time.Duration) {
 // shared-memory rings between separate processes (no base transport involved). b.N is the
 // number of timed iterations per rank.
 func BenchmarkAllReduceStatic(b *testing.B) {
+	needShm(b)
 	const bytes = 64 << 20
 	ring := atoiDefault("AR_RING", shmtransport.DefaultRingBytes)
 	chunk := atoiDefault("AR_CHUNK", 0)

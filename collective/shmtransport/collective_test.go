@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -51,6 +52,9 @@ var fabrics = []fabric{
 // f's options (files in a private directory of /dev/shm), and makes the world groups.
 func startJob(t *testing.T, f fabric, n int) ([]*shmtransport.Transport, []*collective.Group) {
 	t.Helper()
+	if f.name != "quic" {
+		needShm(t)
+	}
 	dir, err := os.MkdirTemp(shmtransport.DefaultDir, "rtshm-test-")
 	if err != nil {
 		t.Skip(err)
@@ -268,3 +272,10 @@ func TestCollectivesOverFabrics(t *testing.T) {
 }
 
 var _ transport.Transport = (*shmtransport.Transport)(nil)
+
+// needShm skips a test where shared-memory links cannot exist.
+func needShm(t testing.TB) {
+	if runtime.GOOS != "linux" {
+		t.Skip("shared-memory links need Linux")
+	}
+}

@@ -108,6 +108,7 @@ func freeUDPPort(t *testing.T) int {
 // fail with a PeerError naming rank 1 (well within the test's deadline) and that no file is
 // left in the shared-memory directory.
 func TestKilledPeerMidAllReduce(t *testing.T) {
+	needShm(t)
 	dir, err := os.MkdirTemp(shmtransport.DefaultDir, "rtshm-test-")
 	if err != nil {
 		t.Skip(err)
