@@ -406,3 +406,33 @@ func TestLastWill(t *testing.T) {
 		t.Fatal("the will of a client that closed in order was applied")
 	}
 }
+
+// TestShutdownIsNotAnAnswer: a store shutting down must not answer pending waits with
+// "keys missing" (which a rank would read as a verdict); the waiters see the orderly close.
+func TestShutdownIsNotAnAnswer(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		s, err := Listen("127.0.0.1:0", ServerConfig{Token: "secret", Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const waiters = 4
+		got := make(chan error, waiters)
+		for w := 0; w < waiters; w++ {
+			c := dial(t, s, "secret")
+			go func() {
+				_, err := c.Get(testCtx(t), "never")
+				got <- err
+			}()
+		}
+		time.Sleep(10 * time.Millisecond)
+		s.Close()
+		for w := 0; w < waiters; w++ {
+			err := <-got
+			var mk *MissingKeysError
+			var ae *quic.ApplicationError
+			if errors.As(err, &mk) || !errors.As(err, &ae) || ae.ErrorCode != CodeClosed {
+				t.Fatalf("round %d: waiter got %v, want the store's orderly close", i, err)
+			}
+		}
+	}
+}
