@@ -21,8 +21,14 @@ const (
 	// costs (a Write call, a wake-up of the sending goroutine) vanish next to the bytes, small
 	// enough that the N-1 pipeline fill steps of a ring stay short for mid-sized buffers.
 	DefaultChunkBytes = 256 << 10
-	// DefaultTimeout is Options.Timeout when zero.
-	DefaultTimeout = 30 * time.Second
+	// DefaultTimeout is Options.Timeout when zero. It is long on purpose: it must not fire
+	// while a live rank is merely late to an op (rank 0 writing a checkpoint while the
+	// others wait in the next AllReduce). A dead or vanished peer is found much sooner by
+	// the transport (quictransport: Config.PeerTimeout, 15 s by default), whose failure
+	// fails the ops at once.
+	DefaultTimeout = 5 * time.Minute
+	// MaxCloseWait bounds how long Close waits for the ring neighbours (see Group.Close).
+	MaxCloseWait = 10 * time.Second
 	// DefaultName is Options.Name when empty.
 	DefaultName = "world"
 )
@@ -34,12 +40,14 @@ type Options struct {
 	// sending them, and Broadcast forwards chunks of this size along its chain. Zero means
 	// DefaultChunkBytes (256 KiB). Values below 4 mean one element per chunk.
 	ChunkBytes int
-	// Timeout bounds how long a collective may make no progress (no chunk received or sent)
-	// before the group gives up on it: the op fails with a *transport.PeerError wrapping
-	// ErrTimeout that names the neighbour it was waiting for, and the group aborts. It is
-	// also the bound for opening the ring's links. It does not bound Send and Recv, which wait
-	// for their peer as long as their context allows. Zero means DefaultTimeout (30 s);
-	// a negative value disables the watchdog.
+	// Timeout bounds how long a collective may make no progress (no chunk received or sent,
+	// including while waiting for a late peer to join it) before the group gives up on it:
+	// the op fails with a *transport.PeerError wrapping ErrTimeout that names the neighbour
+	// it was waiting for, and the group aborts. It catches peers that are alive but stuck;
+	// dead peers are the transport's to detect, sooner. It also bounds opening the ring's
+	// links. It does not bound Send and Recv, which wait for their peer as long as their
+	// context allows. Zero means DefaultTimeout (5 min); a negative value disables the
+	// watchdog.
 	Timeout time.Duration
 	// Logger receives a Warn record when the group fails and Debug records on setup. Nil
 	// means no logging.
@@ -275,8 +283,8 @@ func (g *Group) Err() error {
 // passed to New (it does close the one InitFromEnv made).
 //
 // When the group is healthy and idle, Close is collective: it tells its left neighbour that
-// it has consumed everything and waits, at most Options.Timeout, until its right neighbour
-// says the same (or closes, or fails). Only then can the data of the last op still be in
+// it has consumed everything and waits, at most MaxCloseWait (10 s) or Options.Timeout if
+// shorter, until its right neighbour says the same (or closes, or fails). Only then can the data of the last op still be in
 // flight to that neighbour safely be torn down: a transport may drop unsent data when it
 // closes, as QUIC does. So every member should call Close. Data of a Send is covered only
 // once the receiver has taken part in a later collective (a Barrier, say) before closing.
@@ -327,11 +335,11 @@ func (g *Group) Close() error {
 
 // goodbye tells the left neighbour that this member has consumed everything it sent, and
 // waits until the right neighbour says the same, closes its end, or fails, bounded by
-// Options.Timeout. Nothing else uses the links by now: the group is idle and closed.
+// MaxCloseWait and Options.Timeout. Nothing else uses the links by now: the group is idle and closed.
 func (g *Group) goodbye() {
-	linger := g.opts.Timeout
-	if linger <= 0 {
-		linger = DefaultTimeout
+	linger := MaxCloseWait
+	if g.opts.Timeout > 0 {
+		linger = min(linger, g.opts.Timeout)
 	}
 	deadline := time.Now().Add(linger)
 	g.left.SetDeadline(deadline)

@@ -33,6 +33,11 @@ type ringRun struct {
 	rsSteps, agSteps int
 
 	hdrOut, hdrIn [headerSize]byte
+	// hdrPending: the header has not been written yet. A small first chunk travels in the
+	// same Write as the header (one packet and one wake-up instead of two per hop, which is
+	// what latency-bound small ops pay for); coalesce holds the two together.
+	hdrPending bool
+	coalesce   [headerSize + coalesceMax]byte
 
 	recvDone     atomic.Int64 // chunks (or barrier rounds) the receiving side has completed
 	recvFinished atomic.Bool
@@ -72,7 +77,38 @@ func (x *ringRun) reset(w *Work) {
 		x.k = ceilDiv(ceilDiv(x.count, x.n), g.chunk)
 	}
 	w.h.encode(&x.hdrOut)
+	x.hdrPending = true
 }
+
+// flushHeader writes the op header if it has not gone out with data yet. The sending side
+// calls it before it waits for anything, so the header is never held up.
+func (x *ringRun) flushHeader() error {
+	if !x.hdrPending {
+		return nil
+	}
+	x.hdrPending = false
+	_, err := x.g.right.Write(x.hdrOut[:])
+	return err
+}
+
+// write sends p to the right neighbour, preceded by the header if it is still pending.
+func (x *ringRun) write(p []byte) error {
+	if x.hdrPending && len(p) <= coalesceMax {
+		x.hdrPending = false
+		n := copy(x.coalesce[headerSize:], p)
+		copy(x.coalesce[:], x.hdrOut[:])
+		_, err := x.g.right.Write(x.coalesce[:headerSize+n])
+		return err
+	}
+	if err := x.flushHeader(); err != nil {
+		return err
+	}
+	_, err := x.g.right.Write(p)
+	return err
+}
+
+// coalesceMax is the largest first chunk sent together with the op header.
+const coalesceMax = 16 << 10
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
@@ -156,21 +192,30 @@ func (x *ringRun) recvDoneOne() {
 
 // send is the sending side of the op in flight (on the group's sender goroutine).
 func (x *ringRun) send() error {
-	g := x.g
-	if _, err := g.right.Write(x.hdrOut[:]); err != nil {
-		return err
-	}
+	var err error
 	switch x.w.h.kind {
 	case kindBroadcast:
-		return x.sendChain()
+		err = x.sendChain()
 	case kindBarrier:
-		return x.sendBarrier()
+		err = x.sendBarrier()
+	default:
+		err = x.sendRing()
 	}
+	if err != nil {
+		return err
+	}
+	return x.flushHeader() // ops that sent no data at all
+}
+
+func (x *ringRun) sendRing() error {
 	i := 0
 	for s := 0; s < x.rsSteps+x.agSteps; s++ {
 		seg := x.sendSeg(s)
 		for c := 0; c < x.k; c++ {
 			if s > 0 {
+				if err := x.flushHeader(); err != nil {
+					return err
+				}
 				if err := x.waitRecv(int64(i - x.k + 1)); err != nil {
 					return err
 				}
@@ -191,11 +236,9 @@ func (x *ringRun) sendValues(v []float32) error {
 	if x.fp16 {
 		b := x.g.sendScratch[:fp16WireBytes(len(v))]
 		encodeFP16(b, v)
-		_, err := x.g.right.Write(b)
-		return err
+		return x.write(b)
 	}
-	_, err := x.g.right.Write(f32Bytes(v))
-	return err
+	return x.write(f32Bytes(v))
 }
 
 // recv is the receiving side of the op in flight (on the group's worker goroutine).
@@ -289,12 +332,15 @@ func (x *ringRun) sendChain() error {
 	}
 	for c := 0; c < x.k; c++ {
 		if p != 0 {
+			if err := x.flushHeader(); err != nil {
+				return err
+			}
 			if err := x.waitRecv(int64(c + 1)); err != nil {
 				return err
 			}
 		}
 		lo, hi := x.bcastChunk(c)
-		if _, err := x.g.right.Write(f32Bytes(x.buf[lo:hi])); err != nil {
+		if err := x.write(f32Bytes(x.buf[lo:hi])); err != nil {
 			return err
 		}
 		x.progress.Add(1)
@@ -322,6 +368,9 @@ func (x *ringRun) recvChain() error {
 // after n-1 rounds every other rank has. The first round (sent by send) is the usual check.
 
 func (x *ringRun) sendBarrier() error {
+	if err := x.flushHeader(); err != nil {
+		return err
+	}
 	for s := 1; s < x.n-1; s++ {
 		if err := x.waitRecv(int64(s)); err != nil {
 			return err
