@@ -181,8 +181,15 @@ func (co *coordinator) loop() error {
 	r, c := co.r, &co.r.cfg
 	type buildResult struct{ err error }
 	buildDone := make(chan buildResult, 1)
-	go func() { buildDone <- buildResult{r.build(co.ctx)} }()
-	built := false
+	buildCtx, cancelBuild := context.WithCancel(co.ctx)
+	go func() { buildDone <- buildResult{r.build(buildCtx)} }()
+	built, buildPending := false, true
+	defer func() {
+		cancelBuild()
+		if buildPending {
+			<-buildDone // the build is being killed; let it end before its directory goes
+		}
+	}()
 
 	runID := c.RunID
 	if runID == "" {
@@ -319,6 +326,7 @@ func (co *coordinator) loop() error {
 
 		select {
 		case b := <-buildDone:
+			buildPending = false
 			if b.err != nil {
 				if errors.Is(b.err, ErrInterrupted) {
 					fail(failure{where: "node 0", text: "interrupted while building", fatal: true})

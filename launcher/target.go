@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // targetKind says how a TARGET becomes an executable.
@@ -96,6 +98,11 @@ func (t *target) build(ctx context.Context, dir string, stderr io.Writer) (strin
 	}
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
+	// The go command starts compilers and linkers: give the build its own process group, so
+	// that an interrupt stops all of it and leaves no compiler running after gorun.
+	cmd.SysProcAttr = newSysProcAttr()
+	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("building %s: %w", t.path, ErrInterrupted)
