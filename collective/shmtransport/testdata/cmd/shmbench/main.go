@@ -66,6 +66,7 @@ type result struct {
 	Edges      []string `json:"edges,omitempty"` // transport of each ring edge r -> r+1
 	Correct    bool     `json:"correct"`
 	Cores      int      `json:"cores"`
+	Threads    int      `json:"threads_per_rank"` // GOMAXPROCS (Go) or torch threads (Gloo)
 }
 
 func main() {
@@ -81,10 +82,11 @@ func main() {
 	iters := flag.Int("iters", 10, "timed iterations per measurement")
 	warmup := flag.Int("warmup", 2, "untimed iterations first")
 	rounds := flag.Int("rounds", 1, "repeat gloo, quic, shm this many times per rank count")
-	transports := flag.String("transports", "quic,shm", "ringtrain transports to measure (GORUN_TRANSPORT values)")
+	transports := flag.String("transports", "quic,shm", "ringtrain transports to measure: GORUN_TRANSPORT values, shm optionally\nwith link options, e.g. shm/wait=block/ring=1048576/spin=20us/publish=65536")
 	gloo := flag.String("gloo", defaultGloo(), "path of gloo_allreduce.py; empty to skip Gloo")
 	python := flag.String("python", "/usr/bin/python3", "Python with torch (Debian's python3-torch)")
 	baseline := flag.Bool("baseline", false, "also measure the raw ring exchange over each transport")
+	threads := flag.Int("threads-per-rank", 0, "GOMAXPROCS of every rank; 0 means cores / ranks (at least 1), as gorun does")
 	flag.Parse()
 
 	type key struct {
@@ -120,7 +122,11 @@ func main() {
 				add(r)
 			}
 			for _, tr := range strings.Split(*transports, ",") {
-				rs, err := runRanks(tr, n, *size, *iters, *warmup, *baseline)
+				procs := *threads
+				if procs <= 0 {
+					procs = max(1, runtime.NumCPU()/n)
+				}
+				rs, err := runRanks(tr, n, procs, *size, *iters, *warmup, *baseline)
 				if err != nil {
 					fatalf("%s, %d ranks: %v", tr, n, err)
 				}
@@ -184,12 +190,12 @@ func runGloo(python, script string, n, size, iters, warmup int) (result, error) 
 		return result{}, fmt.Errorf("gloo said %q: %v", out, err)
 	}
 	return result{Impl: "gloo", Op: "allreduce", Ranks: n, Bytes: size, Iters: iters, TimeMedian: g.TimeMedian,
-		TimeBest: g.TimeBest, BusMedian: g.BusMedian, BusBest: g.BusBest, Correct: g.Correct, Cores: runtime.NumCPU()}, nil
+		TimeBest: g.TimeBest, BusMedian: g.BusMedian, BusBest: g.BusBest, Correct: g.Correct, Cores: runtime.NumCPU(), Threads: 1}, nil
 }
 
 // runRanks runs one n-rank job over transport tr (separate processes, real rendezvous) and
 // returns its AllReduce (and ring-exchange) results.
-func runRanks(tr string, n, size, iters, warmup int, baseline bool) ([]result, error) {
+func runRanks(tr string, n, procs, size, iters, warmup int, baseline bool) ([]result, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -202,6 +208,7 @@ func runRanks(tr string, n, size, iters, warmup int, baseline bool) ([]result, e
 	pc.Close()
 	var tok [16]byte
 	rand.Read(tok[:])
+	mode, opts, _ := strings.Cut(tr, "/")
 	reports := make([]rankReport, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -209,7 +216,7 @@ func runRanks(tr string, n, size, iters, warmup int, baseline bool) ([]result, e
 		cmd := exec.Command(self)
 		cmd.Env = append(os.Environ(), envRole+"=rank", fmt.Sprintf("RANK=%d", r), fmt.Sprintf("WORLD_SIZE=%d", n),
 			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port), "GORUN_TOKEN="+hex.EncodeToString(tok[:]),
-			"GORUN_TRANSPORT="+tr, fmt.Sprintf("SHMBENCH_BYTES=%d", size), fmt.Sprintf("SHMBENCH_ITERS=%d", iters),
+			fmt.Sprintf("GOMAXPROCS=%d", procs), "GORUN_TRANSPORT="+mode, "SHMBENCH_OPTS="+opts, fmt.Sprintf("SHMBENCH_BYTES=%d", size), fmt.Sprintf("SHMBENCH_ITERS=%d", iters),
 			fmt.Sprintf("SHMBENCH_WARMUP=%d", warmup), fmt.Sprintf("SHMBENCH_BASELINE=%v", baseline))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
@@ -256,7 +263,7 @@ func runRanks(tr string, n, size, iters, warmup int, baseline bool) ([]result, e
 		return result{Impl: "ringtrain", Transport: tr, Op: op, Ranks: n, Bytes: size, Iters: len(s),
 			TimeMedian: med / 1e3, TimeBest: best / 1e3,
 			BusMedian: float64(size) / med * factor, BusBest: float64(size) / best * factor,
-			Edges: edges, Correct: ok, Cores: runtime.NumCPU()}
+			Edges: edges, Correct: ok, Cores: runtime.NumCPU(), Threads: procs}
 	}
 	out := []result{mk("allreduce", func(r rankReport) []int64 { return r.Times }, 2*float64(n-1)/float64(n))}
 	if baseline {
@@ -286,7 +293,12 @@ func rankMain() error {
 	if err != nil {
 		return err
 	}
-	tr, err := shmtransport.Wrap(base, shmtransport.Options{Mode: mode})
+	o, err := linkOptions(os.Getenv("SHMBENCH_OPTS"))
+	if err != nil {
+		return err
+	}
+	o.Mode = mode
+	tr, err := shmtransport.Wrap(base, o)
 	if err != nil {
 		return err
 	}
@@ -330,6 +342,43 @@ func rankMain() error {
 	b, _ := json.Marshal(rep)
 	fmt.Println(string(b))
 	return nil
+}
+
+// linkOptions parses the link options of a transport variant ("wait=block/ring=1048576").
+func linkOptions(s string) (shmtransport.Options, error) {
+	var o shmtransport.Options
+	for _, kv := range strings.Split(s, "/") {
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		var err error
+		switch k {
+		case "wait":
+			switch v {
+			case "spin-then-block":
+				o.Wait = shmtransport.WaitSpinThenBlock
+			case "block":
+				o.Wait = shmtransport.WaitBlock
+			case "spin":
+				o.Wait = shmtransport.WaitSpin
+			default:
+				err = fmt.Errorf("unknown wait %q", v)
+			}
+		case "ring":
+			o.RingBytes, err = strconv.Atoi(v)
+		case "publish":
+			o.PublishBytes, err = strconv.Atoi(v)
+		case "spin":
+			o.SpinTime, err = time.ParseDuration(v)
+		default:
+			err = fmt.Errorf("unknown option %q", k)
+		}
+		if err != nil {
+			return o, fmt.Errorf("transport option %q: %v", kv, err)
+		}
+	}
+	return o, nil
 }
 
 // exchange streams size bytes to the right neighbour while reading size bytes from the left,
