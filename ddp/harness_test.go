@@ -22,7 +22,10 @@ const testDeadline = 45 * time.Second
 
 // startJob starts an n-rank job over real QUIC endpoints on 127.0.0.1 and returns the
 // world group of every rank (index = rank).
-func startJob(t *testing.T, n int) []*collective.Group {
+func startJob(t *testing.T, n int) []*collective.Group { return startJobB(t, n) }
+
+// startJobB is startJob for tests and benchmarks.
+func startJobB(t testing.TB, n int) []*collective.Group {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

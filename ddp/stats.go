@@ -6,8 +6,10 @@ import "time"
 type StepStats struct {
 	// Compute is the wall time of Forward, the loss and Backward (including the launching
 	// of bucket reductions and, with error feedback, the rounding of buckets, which run on
-	// the training goroutine between layers). Communication overlapped with backward is
-	// not subtracted: on a machine with spare cores it costs backward nothing.
+	// the training goroutine between layers). The communication that overlaps backward is
+	// not subtracted: where the rank has a spare core it costs backward nothing, but with
+	// one thread per rank (GOMAXPROCS=1) the CPU the group's goroutines take while
+	// backward runs lengthens Compute.
 	Compute time.Duration
 	// Comm is the sum of the buckets' AllReduce op times. Ops run one at a time in launch
 	// order, so an op's time runs from when it could start (its launch, or the completion
