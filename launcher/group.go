@@ -218,10 +218,9 @@ func (g *localGroup) run(ctx context.Context, attempt int, stop <-chan stopReque
 				onFail(ex)
 			}
 			if live > 0 {
-				g.say("rank %d (local %d) %s; stopping the other ranks (SIGTERM, SIGKILL after %v)",
-					ex.rank, ex.local, ex.how(), g.cfg.Grace)
+				g.say("rank %d failed (%s); stopping the other ranks (SIGTERM, SIGKILL after %v)", ex.rank, ex.how(), g.cfg.Grace)
 			} else {
-				g.say("rank %d (local %d) %s", ex.rank, ex.local, ex.how())
+				g.say("rank %d failed (%s)", ex.rank, ex.how())
 			}
 			beginStop(syscall.SIGTERM)
 		case req := <-stop:
