@@ -13,10 +13,14 @@ type StepStats struct {
 	Compute time.Duration
 	// Comm is the sum of the buckets' AllReduce op times. Ops run one at a time in launch
 	// order, so an op's time runs from when it could start (its launch, or the completion
-	// of the previous bucket's op, whichever is later) to its completion.
+	// of the previous bucket's op, whichever is later) to its completion (as seen by a
+	// watcher goroutine, so it may trail by a scheduling delay). Like ExposedComm it
+	// includes waiting for the other ranks to launch the same op.
 	Comm time.Duration
 	// ExposedComm is the wall time Wait spent blocked after backward had finished: the
-	// communication that overlap with backward did not hide.
+	// communication that overlap with backward did not hide. It includes waiting for
+	// slower ranks (an AllReduce ends only when every rank has contributed), so load
+	// imbalance between ranks shows up here too.
 	ExposedComm time.Duration
 	// Optimizer is the wall time of the optimizer step (TrainStep only).
 	Optimizer time.Duration
