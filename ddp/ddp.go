@@ -343,12 +343,12 @@ func (d *DDP) Wait(ctx context.Context) error {
 	}
 	st.Total = time.Since(d.stepStart)
 	d.pending, d.inStep = false, false
-	d.steps++
 	d.last = st
 	if !d.inTrainStep {
 		d.acc.Add(st)
 	}
 	d.trace(EventWaitDone, -1, -1)
+	d.steps++
 	return nil
 }
 
