@@ -284,3 +284,32 @@ func TestMultiNodeMismatches(t *testing.T) {
 		}
 	})
 }
+
+// TestSlurmTwoNodes: two gorun processes configured only by Slurm's variables (and the token
+// and port from the environment), as srun starts them.
+func TestSlurmTwoNodes(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	port := strconv.Itoa(freeTestPort(t))
+	jobs := make([]*job, 2)
+	for i := 1; i >= 0; i-- {
+		env := cleanEnv("SLURM_JOB_ID=77", "SLURM_NNODES=2", "SLURM_NODEID="+strconv.Itoa(i),
+			"SLURM_JOB_NODELIST=localhost,nodeb", "MASTER_PORT="+port, "GORUN_TOKEN=slurm-test-token-0123456789")
+		jobs[i] = startGorun(t, marker, env, "--nproc", "1", "--join-timeout", "20s", rankBin, "env")
+	}
+	codes := waitAll(t, jobs, 60*time.Second)
+	if codes[0] != 0 || codes[1] != 0 {
+		t.Fatalf("exit codes %v\n%s", codes, dump(jobs))
+	}
+	for i, j := range jobs {
+		env := rankEnvs(t, j.stdout.String())[i]
+		want := map[string]string{"RANK": strconv.Itoa(i), "WORLD_SIZE": "2", "NODE_RANK": strconv.Itoa(i),
+			"MASTER_ADDR": "localhost", "MASTER_PORT": port, "GORUN_TOKEN": "slurm-test-token-0123456789"}
+		for k, v := range want {
+			if env[k] != v {
+				t.Errorf("node %d: %s=%q, want %q", i, k, env[k], v)
+			}
+		}
+	}
+	assertNoProcesses(t, marker)
+}
