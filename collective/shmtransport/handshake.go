@@ -2,8 +2,10 @@ package shmtransport
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -85,6 +87,26 @@ func (t *Transport) create(bl transport.Link, peer int, peerID identity, fallbac
 		return fallback(cerr)
 	}
 	offer.text = filepath.Base(seg.path)
+	ln, lerr := listenWake(offer.text)
+	if lerr != nil {
+		seg.unlink()
+		seg.unmap()
+		offer.failed, offer.text = true, lerr.Error()
+		if err := sendCtl(bl, &offer); err != nil {
+			return nil, "", err
+		}
+		return fallback(lerr)
+	}
+	defer ln.Close()
+	type accepted struct {
+		conns [2]*net.UnixConn
+		err   error
+	}
+	acc := make(chan accepted, 1)
+	go func() {
+		c, err := acceptWake(ln, offer.nonce, peerID, t.self)
+		acc <- accepted{c, err}
+	}()
 	ack, err := func() (ctlMsg, error) {
 		if err := sendCtl(bl, &offer); err != nil {
 			return ctlMsg{}, err
@@ -92,25 +114,35 @@ func (t *Transport) create(bl transport.Link, peer int, peerID identity, fallbac
 		return recvCtl(bl, kindAck, peer)
 	}()
 	uerr := seg.unlink() // mapped by both (or given up): nobody needs the name any more
-	if err == nil && uerr != nil {
-		done := ctlMsg{kind: kindDone, rank: uint32(t.Rank()), failed: true, text: uerr.Error()}
-		sendCtl(bl, &done)
-		err = uerr
-	}
-	if err != nil {
+	if err != nil || ack.failed {
+		ln.Close() // ends the accepting goroutine
+		if a := <-acc; a.err == nil {
+			closeWake(a.conns)
+		}
 		seg.unmap()
-		return nil, "", err
-	}
-	if ack.failed {
-		seg.unmap()
+		if err != nil {
+			return nil, "", err
+		}
 		return fallback(fmt.Errorf("rank %d could not map %s: %s", peer, offer.text, ack.text))
 	}
+	// The peer has mapped the file and connected its wake-up sockets.
+	a := <-acc
 	done := ctlMsg{kind: kindDone, rank: uint32(t.Rank())}
-	if err := sendCtl(bl, &done); err != nil {
-		seg.unmap()
-		return nil, "", err
+	ferr := errors.Join(uerr, a.err)
+	if ferr != nil {
+		done.failed, done.text = true, ferr.Error()
 	}
-	return newShmLink(seg, true, peer, offer.ringBytes, t.self, peerID, t.cfg, bl), "shm", nil
+	if err := sendCtl(bl, &done); err != nil || ferr != nil {
+		if a.err == nil {
+			closeWake(a.conns)
+		}
+		seg.unmap()
+		if err != nil {
+			return nil, "", err
+		}
+		return fallback(ferr)
+	}
+	return newShmLink(seg, true, peer, offer.ringBytes, t.self, peerID, t.cfg, bl, a.conns), "shm", nil
 }
 
 // open is the higher rank's side: map the announced file, check it, and acknowledge.
@@ -123,12 +155,19 @@ func (t *Transport) open(bl transport.Link, peer int, peerID identity, fallback 
 		return fallback(fmt.Errorf("rank %d could not create a shared-memory file: %s", peer, offer.text))
 	}
 	seg, oerr := openSegment(t.opts.Dir, offer.text, offer.ringBytes, offer.nonce, peer, t.Rank())
+	var conns [2]*net.UnixConn
+	if oerr == nil {
+		if conns, oerr = dialWake(offer.text, offer.nonce, peerID, t.self); oerr != nil {
+			seg.unmap()
+		}
+	}
 	ack := ctlMsg{kind: kindAck, rank: uint32(t.Rank())}
 	if oerr != nil {
 		ack.failed, ack.text = true, oerr.Error()
 	}
 	if err := sendCtl(bl, &ack); err != nil {
-		if seg != nil {
+		if oerr == nil {
+			closeWake(conns)
 			seg.unmap()
 		}
 		return nil, "", err
@@ -137,14 +176,17 @@ func (t *Transport) open(bl transport.Link, peer int, peerID identity, fallback 
 		return fallback(oerr)
 	}
 	done, err := recvCtl(bl, kindDone, peer)
-	if err == nil && done.failed {
-		err = fmt.Errorf("rank %d: %s", peer, done.text)
-	}
 	if err != nil {
+		closeWake(conns)
 		seg.unmap()
 		return nil, "", err
 	}
-	return newShmLink(seg, false, peer, offer.ringBytes, t.self, peerID, t.cfg, bl), "shm", nil
+	if done.failed {
+		closeWake(conns)
+		seg.unmap()
+		return fallback(fmt.Errorf("rank %d: %s", peer, done.text))
+	}
+	return newShmLink(seg, false, peer, offer.ringBytes, t.self, peerID, t.cfg, bl, conns), "shm", nil
 }
 
 func sendCtl(w io.Writer, m *ctlMsg) error {

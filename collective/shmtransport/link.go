@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -80,6 +81,7 @@ func viewDir(mem []byte, d int, ringBytes uint64) dirView {
 
 // linkConfig is the part of Options a link uses.
 type linkConfig struct {
+	futex   bool // sleep on futexes in the mapping rather than on the wake-up sockets
 	wait    Wait
 	spin    time.Duration
 	poll    time.Duration
@@ -113,6 +115,12 @@ type shmLink struct {
 	cfg      linkConfig
 	ctl      transport.Link // the base link the setup ran over; its loss means the peer is gone
 
+	// Wake-up sockets (wake_linux.go), by direction: the writer goroutine sleeps on and
+	// wakes through txConn, the reader goroutine rxConn. Nil when the link has none (then
+	// waiters sleep on futexes).
+	txConn, rxConn *net.UnixConn
+	txBuf, rxBuf   [64]byte // read buffers of the writer and of the reader
+
 	// Errors made once so that failing paths hot in a loop do not allocate.
 	errClosedByPeer, errExited error
 
@@ -133,7 +141,7 @@ type shmLink struct {
 }
 
 // newShmLink builds this side's link over seg. The creator produces into direction 0.
-func newShmLink(seg *segment, creator bool, peer int, ringBytes uint64, self, peerID identity, cfg linkConfig, ctl transport.Link) *shmLink {
+func newShmLink(seg *segment, creator bool, peer int, ringBytes uint64, self, peerID identity, cfg linkConfig, ctl transport.Link, wake [2]*net.UnixConn) *shmLink {
 	l := &shmLink{
 		peer:   peer,
 		seg:    seg,
@@ -145,8 +153,13 @@ func newShmLink(seg *segment, creator bool, peer int, ringBytes uint64, self, pe
 	a0, a1 := word32(seg.mem, abortOff), word32(seg.mem, abortOff+128)
 	if creator {
 		l.tx, l.rx, l.myAbort, l.peerAbort = d0, d1, a0, a1
+		l.txConn, l.rxConn = wake[0], wake[1]
 	} else {
 		l.tx, l.rx, l.myAbort, l.peerAbort = d1, d0, a1, a0
+		l.txConn, l.rxConn = wake[1], wake[0]
+	}
+	if l.txConn == nil || l.rxConn == nil {
+		l.cfg.futex = true
 	}
 	l.watchPID = peerID.canWatchPID(self)
 	l.errClosedByPeer = &transport.PeerError{Rank: peer, Err: ErrPeerClosed}
@@ -187,6 +200,9 @@ func (l *shmLink) SetDeadline(t time.Time) error {
 		l.deadline.Store(max(t.UnixNano(), 1))
 	}
 	if l.enter() {
+		if l.failure.Load() == nil { // a failed link keeps its sockets' deadline in the past
+			l.setSocketDeadline(t)
+		}
 		l.wakeLocal()
 		l.leave()
 	}
@@ -235,7 +251,7 @@ func (l *shmLink) Write(p []byte) (int, error) {
 		// Wake a sleeping reader only once it has what it asked for; the end of the
 		// Write (endWrite) wakes it in any case.
 		if atomic.LoadUint32(d.readerWaiting) != 0 && l.head-atomic.LoadUint64(d.tail) >= atomic.LoadUint64(d.readerWant) {
-			l.wake(d.dataSeq)
+			l.wakePeer(d.readerWaiting, d.dataSeq, l.txConn)
 		}
 	}
 	return written, nil
@@ -246,9 +262,32 @@ func (l *shmLink) Write(p []byte) (int, error) {
 func (l *shmLink) endWrite() {
 	atomic.StoreUint32(l.tx.writerBusy, 0)
 	if atomic.LoadUint32(l.tx.readerWaiting) != 0 {
-		l.wake(l.tx.dataSeq)
+		l.wakePeer(l.tx.readerWaiting, l.tx.dataSeq, l.txConn)
 	}
 }
+
+// Values of a waiting word: how the waiter sleeps, so that the other side wakes it the same
+// way (each side chooses on its own).
+const (
+	sleepsOnFutex  = 1
+	sleepsOnSocket = 2
+)
+
+// wakePeer wakes the other side's waiter whose waiting word is waiting, if it sleeps: a
+// futex waiter by bumping seq, a socket waiter by one byte on conn. The CAS hands the socket
+// waiter's word back to 0 so that one sleep gets one byte.
+func (l *shmLink) wakePeer(waiting, seq *uint32, conn *net.UnixConn) {
+	switch atomic.LoadUint32(waiting) {
+	case sleepsOnFutex:
+		l.wake(seq)
+	case sleepsOnSocket:
+		if atomic.CompareAndSwapUint32(waiting, sleepsOnSocket, 0) {
+			conn.Write(wakeByte) // an error means the peer is gone; its waiters no longer matter
+		}
+	}
+}
+
+var wakeByte = []byte{1}
 
 func (l *shmLink) wake(seq *uint32) {
 	atomic.AddUint32(seq, 1)
@@ -288,7 +327,7 @@ func (l *shmLink) Read(p []byte) (int, error) {
 				done += n
 				if atomic.LoadUint32(d.writerWaiting) != 0 &&
 					d.size-(atomic.LoadUint64(d.head)-l.tail) >= atomic.LoadUint64(d.writerWant) {
-					l.wake(d.spaceSeq)
+					l.wakePeer(d.writerWaiting, d.spaceSeq, l.rxConn)
 				}
 			}
 			return total, nil
@@ -411,9 +450,66 @@ func (l *shmLink) await(data bool, want, spinWant uint64) error {
 		}
 	}
 	atomic.StoreUint64(wantWord, want)
+	if l.cfg.futex {
+		return l.sleepFutex(data, want, seq, waiting, now, lastLive)
+	}
+	return l.sleepSocket(data, want, waiting)
+}
+
+// sleepSocket sleeps in a Read on the direction's wake-up socket (see wake_linux.go): the
+// goroutine parks and the rank's other goroutines keep the processor. Deadlines reach the
+// Read through the socket's read deadline (SetDeadline); a local failure sets it in the past.
+//
+// No lost wake-up: the waiter stores its waiting word, then checks the ring; the other side
+// publishes, then loads the word (and CASes it to 0 before writing a byte). As with the
+// futex, one of the two sees the other's store.
+func (l *shmLink) sleepSocket(data bool, want uint64, waiting *uint32) error {
+	conn, buf := l.txConn, l.txBuf[:]
+	if data {
+		conn, buf = l.rxConn, l.rxBuf[:]
+	}
+	for {
+		atomic.StoreUint32(waiting, sleepsOnSocket)
+		if l.ready(data, want) {
+			atomic.StoreUint32(waiting, 0) // a byte already on its way only costs a spurious wake
+			return nil
+		}
+		if err := l.stateErr(); err != nil {
+			atomic.StoreUint32(waiting, 0)
+			return err
+		}
+		if err := l.deadlineErr(time.Now().UnixNano()); err != nil {
+			atomic.StoreUint32(waiting, 0)
+			return err
+		}
+		_, err := conn.Read(buf)
+		if err == nil {
+			continue // woken (the waker reset the word)
+		}
+		atomic.StoreUint32(waiting, 0)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // the loop reports the deadline or the failure that set it
+		}
+		if l.ready(data, want) {
+			return nil
+		}
+		if err := l.stateErr(); err != nil {
+			return err
+		}
+		// The socket ended, and the peer neither closed the link in order nor aborted:
+		// its process is gone (the kernel closed its sockets).
+		if !l.peerClosed() {
+			l.fail(l.errExited)
+			return l.stateErr()
+		}
+	}
+}
+
+// sleepFutex sleeps on the direction's futex word in the mapping.
+func (l *shmLink) sleepFutex(data bool, want uint64, seq, waiting *uint32, now, lastLive int64) error {
 	for {
 		s := atomic.LoadUint32(seq)
-		atomic.StoreUint32(waiting, 1)
+		atomic.StoreUint32(waiting, sleepsOnFutex)
 		if l.ready(data, want) {
 			atomic.StoreUint32(waiting, 0)
 			return nil
@@ -490,7 +586,26 @@ func (l *shmLink) watchCtl() {
 // fail records err as the link's failure (the first one wins) and wakes local waiters.
 func (l *shmLink) fail(err error) {
 	if l.failure.CompareAndSwap(nil, &err) {
+		l.setSocketDeadline(time.Unix(1, 0))
 		l.wakeLocal()
+	}
+}
+
+// setSocketDeadline bounds (or, with a past time, ends) the local sleeps on the wake-up
+// sockets.
+func (l *shmLink) setSocketDeadline(t time.Time) {
+	if l.txConn != nil {
+		l.txConn.SetReadDeadline(t)
+		l.rxConn.SetReadDeadline(t)
+	}
+}
+
+// shutdownSockets ends the peer's sleeps on the wake-up sockets with EOF; it then finds out
+// why from the mapping (closed flags or abort word).
+func (l *shmLink) shutdownSockets() {
+	if l.txConn != nil {
+		l.txConn.CloseWrite()
+		l.rxConn.CloseWrite()
 	}
 }
 
@@ -510,6 +625,7 @@ func (l *shmLink) abort(cause error, self int) {
 	atomic.StoreUint32(l.myAbort, uint32(culprit)+1)
 	l.fail(cause)
 	l.wakeAll()
+	l.shutdownSockets()
 }
 
 // peerAborted records and returns the failure for an abort word v set by the peer.
@@ -553,6 +669,8 @@ func (l *shmLink) Close() error {
 		atomic.StoreUint32(l.rx.readerClosed, 1)
 		l.closed.Store(true)
 		l.wakeAll()
+		l.shutdownSockets()
+		l.setSocketDeadline(time.Unix(1, 0))
 		var errs []error
 		if l.ctl != nil {
 			l.ctl.SetDeadline(time.Unix(1, 0)) // wake our own watcher's Read
@@ -570,6 +688,9 @@ func (l *shmLink) Close() error {
 			case <-time.After(5 * time.Second):
 				errs = append(errs, fmt.Errorf("shmtransport: control link to rank %d did not unblock on close", l.peer))
 			}
+		}
+		if l.txConn != nil {
+			errs = append(errs, l.txConn.Close(), l.rxConn.Close())
 		}
 		errs = append(errs, l.seg.unlink(), l.seg.unmap())
 		l.closeErr = errors.Join(errs...)

@@ -67,15 +67,17 @@ func stream(t *testing.T, w, r transport.Link, data []byte, seed uint64) []byte 
 func TestStreamBothDirections(t *testing.T) {
 	for _, c := range []struct {
 		wait          Wait
+		futex         bool
 		ring, publish int
 	}{
-		{WaitSpinThenBlock, 1 << 16, 1 << 12}, {WaitBlock, 1 << 16, 1 << 12}, {WaitSpin, 1 << 16, 1 << 12},
-		{WaitBlock, 1 << 12, 1000}, {WaitSpinThenBlock, 1 << 12, 1 << 16},
+		{WaitSpinThenBlock, false, 1 << 16, 1 << 12}, {WaitBlock, false, 1 << 16, 1 << 12}, {WaitSpin, false, 1 << 16, 1 << 12},
+		{WaitBlock, false, 1 << 12, 1000}, {WaitSpinThenBlock, false, 1 << 12, 1 << 16},
+		{WaitBlock, true, 1 << 16, 1 << 12}, {WaitBlock, true, 1 << 12, 1000},
 	} {
 		wait := c.wait
-		t.Run(fmt.Sprintf("%s/ring=%d/publish=%d", wait, c.ring, c.publish), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/futex=%v/ring=%d/publish=%d", wait, c.futex, c.ring, c.publish), func(t *testing.T) {
 			ts, _ := wrapAll(t, 2, 0, func(int) Options {
-				return Options{Mode: ModeShm, RingBytes: c.ring, PublishBytes: c.publish, Wait: wait}
+				return Options{Mode: ModeShm, RingBytes: c.ring, PublishBytes: c.publish, Wait: wait, SleepOnFutex: c.futex}
 			})
 			a, b := linkPair(t, ts, 0, 1, "data")
 			if _, ok := a.(*shmLink); !ok {
@@ -177,10 +179,14 @@ func TestCreateSegmentMode(t *testing.T) {
 // os.ErrDeadlineExceeded; moving the deadline while blocked takes effect; clearing it makes
 // the link usable again.
 func TestDeadlines(t *testing.T) {
-	for _, wait := range []Wait{WaitSpinThenBlock, WaitBlock, WaitSpin} {
-		t.Run(wait.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		wait  Wait
+		futex bool
+	}{{WaitSpinThenBlock, false}, {WaitBlock, false}, {WaitSpin, false}, {WaitBlock, true}} {
+		wait := c.wait
+		t.Run(fmt.Sprintf("%s/futex=%v", wait, c.futex), func(t *testing.T) {
 			ts, _ := wrapAll(t, 2, 0, func(int) Options {
-				return Options{Mode: ModeShm, RingBytes: 1 << 12, Wait: wait}
+				return Options{Mode: ModeShm, RingBytes: 1 << 12, Wait: wait, SleepOnFutex: c.futex}
 			})
 			a, b := linkPair(t, ts, 0, 1, "x")
 			a.SetDeadline(time.Now().Add(50 * time.Millisecond))
@@ -327,11 +333,35 @@ func TestAbortWordBlamesCulprit(t *testing.T) {
 	}
 }
 
-// TestPeerProcessExit: on the same host a link notices its peer's process exiting, without
-// any help from the base transport: here the "peer" identity is a child process that exits.
+// TestPeerSocketsGone: a sleeping reader learns at once that its peer is gone when the
+// peer's wake-up sockets close without the link having been closed in order (what the kernel
+// does to a killed process's sockets); here the peer's sockets are closed by hand.
+func TestPeerSocketsGone(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12, LivenessInterval: time.Hour} })
+	a, b := linkPair(t, ts, 0, 1, "x")
+	errc := make(chan error, 1)
+	go func() { _, err := a.Read(make([]byte, 10)); errc <- err }()
+	time.Sleep(20 * time.Millisecond)
+	bl := b.(*shmLink)
+	bl.txConn.Close()
+	bl.rxConn.Close()
+	select {
+	case err := <-errc:
+		var pe *transport.PeerError
+		if !errors.As(err, &pe) || pe.Rank != 1 || !errors.Is(err, ErrPeerExited) {
+			t.Fatalf("Read: %v, want a PeerError naming rank 1 with ErrPeerExited", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the closed sockets went unnoticed")
+	}
+}
+
+// TestPeerProcessExit: a link sleeping on futexes notices its peer's process exiting by
+// polling it, without any help from the base transport or sockets: here the "peer" identity
+// is a child process that exits.
 func TestPeerProcessExit(t *testing.T) {
 	ts, _ := wrapAll(t, 2, 0, func(int) Options {
-		return Options{Mode: ModeShm, RingBytes: 1 << 12, LivenessInterval: 20 * time.Millisecond}
+		return Options{Mode: ModeShm, RingBytes: 1 << 12, LivenessInterval: 20 * time.Millisecond, SleepOnFutex: true}
 	})
 	a, _ := linkPair(t, ts, 0, 1, "x")
 	l := a.(*shmLink)
@@ -365,8 +395,47 @@ func TestPeerProcessExit(t *testing.T) {
 	cmd.Wait()
 }
 
-// TestZeroAllocs: a steady-state Write and Read of a chunk allocate nothing.
+// TestZeroAllocs: a steady-state Write and Read of a chunk allocate nothing, also when both
+// sides sleep and wake each other (every wait strategy and sleeper).
 func TestZeroAllocs(t *testing.T) {
+	for _, c := range []struct {
+		wait  Wait
+		futex bool
+	}{{WaitSpinThenBlock, false}, {WaitBlock, false}, {WaitBlock, true}} {
+		t.Run(fmt.Sprintf("%s/futex=%v", c.wait, c.futex), func(t *testing.T) {
+			ts, _ := wrapAll(t, 2, 0, func(int) Options {
+				return Options{Mode: ModeShm, RingBytes: 1 << 16, Wait: c.wait, SleepOnFutex: c.futex}
+			})
+			a, b := linkPair(t, ts, 0, 1, "x")
+			a.SetDeadline(time.Now().Add(time.Hour))
+			go func() { // echo: sleeps on each message, wakes the sender with the reply
+				buf := make([]byte, 100<<10)
+				for {
+					if _, err := io.ReadFull(b, buf); err != nil {
+						return
+					}
+					if _, err := b.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			msg, back := make([]byte, 100<<10), make([]byte, 100<<10)
+			allocs := testing.AllocsPerRun(50, func() {
+				if _, err := a.Write(msg); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(a, back); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Fatalf("%v allocations per round trip, want 0", allocs)
+			}
+		})
+	}
+}
+
+func TestZeroAllocsStream(t *testing.T) {
 	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 20} })
 	a, b := linkPair(t, ts, 0, 1, "x")
 	a.SetDeadline(time.Now().Add(time.Hour))
@@ -401,11 +470,15 @@ func TestCorruptPositions(t *testing.T) {
 // timed fallback (the liveness poll) is an hour away: a lost wake-up hangs the test, which
 // then fails on its deadline instead of passing slowly.
 func TestNoLostWakeups(t *testing.T) {
-	for _, wait := range []Wait{WaitBlock, WaitSpinThenBlock} {
-		t.Run(wait.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		wait  Wait
+		futex bool
+	}{{WaitBlock, false}, {WaitSpinThenBlock, false}, {WaitBlock, true}, {WaitSpinThenBlock, true}} {
+		wait := c.wait
+		t.Run(fmt.Sprintf("%s/futex=%v", wait, c.futex), func(t *testing.T) {
 			ts, _ := wrapAll(t, 2, 0, func(int) Options {
 				return Options{Mode: ModeShm, RingBytes: 1 << 12, PublishBytes: 1000, Wait: wait,
-					SpinTime: time.Microsecond, LivenessInterval: time.Hour}
+					SpinTime: time.Microsecond, LivenessInterval: time.Hour, SleepOnFutex: c.futex}
 			})
 			a, b := linkPair(t, ts, 0, 1, "x")
 			done := make(chan error, 1)

@@ -59,6 +59,13 @@ type Options struct {
 	RingBytes int
 	// Wait is how blocked calls wait; zero is WaitSpinThenBlock.
 	Wait Wait
+	// SleepOnFutex makes blocked calls sleep on a futex word in the mapping instead of in a
+	// Read on the link's wake-up socket (the default, false). A futex sleep costs fewer
+	// system calls but holds its OS thread and the Go runtime's P until the runtime takes the
+	// P back, which starves the rank's other goroutine when GOMAXPROCS is 1 (as gorun sets it
+	// when ranks fill the cores); it also learns of a dead peer only by polling (every
+	// LivenessInterval). For measurements.
+	SleepOnFutex bool
 	// SpinTime is how long WaitSpinThenBlock polls before sleeping; zero means
 	// DefaultSpinTime.
 	SpinTime time.Duration

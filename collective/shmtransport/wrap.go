@@ -74,6 +74,7 @@ func Wrap(base transport.Transport, opts Options) (*Transport, error) {
 		base: base,
 		opts: o,
 		cfg: linkConfig{
+			futex:   o.SleepOnFutex,
 			wait:    o.Wait,
 			spin:    o.SpinTime,
 			poll:    o.LivenessInterval,

@@ -82,7 +82,7 @@ func main() {
 	iters := flag.Int("iters", 10, "timed iterations per measurement")
 	warmup := flag.Int("warmup", 2, "untimed iterations first")
 	rounds := flag.Int("rounds", 1, "repeat gloo, quic, shm this many times per rank count")
-	transports := flag.String("transports", "quic,shm", "ringtrain transports to measure: GORUN_TRANSPORT values, shm optionally\nwith link options, e.g. shm/wait=block/ring=1048576/spin=20us/publish=65536")
+	transports := flag.String("transports", "quic,shm", "ringtrain transports to measure: GORUN_TRANSPORT values, shm optionally\nwith link options, e.g. shm/wait=block/sleep=futex/ring=1048576/spin=20us/publish=65536")
 	gloo := flag.String("gloo", defaultGloo(), "path of gloo_allreduce.py; empty to skip Gloo")
 	python := flag.String("python", "/usr/bin/python3", "Python with torch (Debian's python3-torch)")
 	baseline := flag.Bool("baseline", false, "also measure the raw ring exchange over each transport")
@@ -371,6 +371,14 @@ func linkOptions(s string) (shmtransport.Options, error) {
 			o.PublishBytes, err = strconv.Atoi(v)
 		case "spin":
 			o.SpinTime, err = time.ParseDuration(v)
+		case "sleep":
+			switch v {
+			case "futex":
+				o.SleepOnFutex = true
+			case "socket":
+			default:
+				err = fmt.Errorf("unknown sleep %q (futex or socket)", v)
+			}
 		default:
 			err = fmt.Errorf("unknown option %q", k)
 		}
@@ -427,4 +435,3 @@ func exchange(ctx context.Context, tr *shmtransport.Transport, g *collective.Gro
 	}
 	return times, nil
 }
-
