@@ -16,7 +16,7 @@ import (
 // With FP16 compression (g.AllReduce(ctx, buf, op, FP16)) values travel as binary16 with a
 // power-of-two scale per chunk and are accumulated in float32. Each value is quantized at
 // most n = Size() times: once per reduce-scatter hop (n-1) and once when its fully reduced
-// chunk starts the all-gather (forwarding re-encodes exactly). A quantization errs by at most
+// chunk starts the all-gather (the all-gather forwards those bytes unchanged). A quantization errs by at most
 // 2^-11·M, where M is the largest magnitude of the chunk being sent (see fp16.go), and the
 // float32 addition at each hop by 2^-24 of its result. With u = 2^-11 + 2^-24 and
 //
@@ -35,6 +35,8 @@ import (
 // small gradients next to large ones in another chunk keep their precision. NaN and ±Inf in
 // the input reach the result as they would in float32; finite inputs never become Inf or
 // NaN through the encoding (a finite float32 sum can still overflow, as without compression).
+// FP16 keeps, per group, a store of the all-gather's wire bytes (half the buffer's size),
+// grown to the largest buffer seen, so that chunks are forwarded without encoding them again.
 func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) error {
 	return g.AllReduceAsync(ctx, buf, op, opts...).wait()
 }

@@ -120,11 +120,20 @@ func TestEncodeFP16MatchesX448(t *testing.T) {
 	}
 }
 
-// TestFP16ReencodeExact: decoded chunks re-encode to the very same values, which is what lets
-// the all-gather forward fp16 data without rounding it again.
+// TestFP16ReencodeExact: decoded chunks re-encode to the very same values (the exponent may
+// drop by one, the values do not change), which is what keeps values quantized once in the
+// all-gather, and finite values never decode to Inf.
 func TestFP16ReencodeExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	wire := make([]byte, fp16WireBytes(1000)+4)
+	wire := f32Bytes(make([]float32, (fp16WireBytes(1000)+3)/4))
+	roundTrip := func(v []float32) []float32 {
+		encodeFP16(wire, v)
+		d := make([]float32, len(v))
+		if err := decodeFP16(Sum, true, d, wire); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
 	for trial := range 2000 {
 		v := make([]float32, 1+rng.IntN(1000))
 		scale := math.Pow(2, float64(rng.IntN(250)-125))
@@ -134,24 +143,12 @@ func TestFP16ReencodeExact(t *testing.T) {
 		if trial%7 == 0 {
 			v[0] = math.MaxFloat32 // the saturating case
 		}
-		q := clone(v)
-		quantizeFP16(q)
-		encodeFP16(wire, v)
-		d := make([]float32, len(v))
-		if err := decodeFP16(Sum, true, d, wire); err != nil {
-			t.Fatal(err)
-		}
+		q := roundTrip(v)
+		r := roundTrip(q)
 		for i := range q {
-			if math.Float32bits(q[i]) != math.Float32bits(d[i]) {
-				t.Fatalf("trial %d: quantizeFP16 and encode+decode differ at %d: %g vs %g", trial, i, q[i], d[i])
-			}
 			if math.IsInf(float64(q[i]), 0) {
 				t.Fatalf("trial %d: finite %g became %g", trial, v[i], q[i])
 			}
-		}
-		r := clone(q)
-		quantizeFP16(r)
-		for i := range q {
 			if math.Float32bits(q[i]) != math.Float32bits(r[i]) {
 				t.Fatalf("trial %d: re-encoding changed element %d: %g -> %g", trial, i, q[i], r[i])
 			}

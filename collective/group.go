@@ -151,6 +151,7 @@ type Group struct {
 
 	recvScratch []byte // receiving goroutine: one chunk off the wire
 	sendScratch []byte // sending goroutine: one fp16-encoded chunk
+	gather      []byte // fp16 all-gather store (ring.go, gatherSlot)
 
 	p2pMu    sync.Mutex
 	p2pLinks map[p2pKey]*p2pLink

@@ -78,6 +78,13 @@ func (x *ringRun) reset(w *Work) {
 	}
 	w.h.encode(&x.hdrOut)
 	x.hdrPending = true
+	if x.fp16 && x.agSteps > 0 {
+		// The all-gather's fp16 store (see gatherSlot), grown to the largest op seen and
+		// reused: steady-state ops allocate nothing.
+		if need := 2*x.count + 4*x.n*x.k; len(g.gather) < need {
+			g.gather = f32Bytes(make([]float32, (need+3)/4))
+		}
+	}
 }
 
 // flushHeader writes the op header if it has not gone out with data yet. The sending side
@@ -221,7 +228,7 @@ func (x *ringRun) sendRing() error {
 				}
 			}
 			if lo, hi := x.chunk(seg, c); hi > lo {
-				if err := x.sendValues(x.buf[lo:hi]); err != nil {
+				if err := x.sendValues(s, seg, c, x.buf[lo:hi]); err != nil {
 					return err
 				}
 			}
@@ -232,7 +239,21 @@ func (x *ringRun) sendRing() error {
 	return nil
 }
 
-func (x *ringRun) sendValues(v []float32) error {
+// gatherSlot is where the fp16 wire bytes of chunk c of segment seg live during an
+// all-gather: the owner encodes its segment there once, the other ranks receive into it, and
+// the sending side forwards from it, so no chunk is encoded twice. Slots are laid out in
+// (segment, chunk) order, 4+2·len bytes each: chunk (seg, c) starting at element lo sits at
+// byte 2·lo + 4·(seg·k + c).
+func (x *ringRun) gatherSlot(seg, c int) []byte {
+	lo, hi := x.chunk(seg, c)
+	off := 2*lo + 4*(seg*x.k+c)
+	return x.g.gather[off : off+fp16WireBytes(hi-lo)]
+}
+
+func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
+	if x.fp16 && s >= x.rsSteps {
+		return x.write(x.gatherSlot(seg, c))
+	}
 	if x.fp16 {
 		b := x.g.sendScratch[:fp16WireBytes(len(v))]
 		encodeFP16(b, v)
@@ -262,10 +283,16 @@ func (x *ringRun) recv() error {
 				dst := x.buf[lo:hi]
 				var err error
 				switch {
+				case x.fp16 && !rs:
+					// All-gather: keep the wire bytes, the sending side forwards them as they are.
+					b := x.gatherSlot(seg, c)
+					if err = readFull(g.left, b); err == nil {
+						err = decodeFP16(x.op, true, dst, b)
+					}
 				case x.fp16:
 					b := g.recvScratch[:fp16WireBytes(len(dst))]
 					if err = readFull(g.left, b); err == nil {
-						err = decodeFP16(x.op, !rs, dst, b)
+						err = decodeFP16(x.op, false, dst, b)
 					}
 				case rs:
 					b := g.recvScratch[:4*len(dst)]
@@ -283,9 +310,13 @@ func (x *ringRun) recv() error {
 						divideBy(dst, float32(x.n))
 					}
 					if x.fp16 && x.agSteps > 0 {
-						// The all-gather sends this chunk in fp16: round it here the same way,
-						// so that this rank keeps exactly what every other rank will decode.
-						quantizeFP16(dst)
+						// The all-gather sends this chunk in fp16: encode it once for the
+						// sending side, and keep exactly what every other rank will decode.
+						b := x.gatherSlot(seg, c)
+						encodeFP16(b, dst)
+						if err := decodeFP16(x.op, true, dst, b); err != nil {
+							return err
+						}
 					}
 				}
 			}
