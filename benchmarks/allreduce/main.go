@@ -8,7 +8,7 @@
 // transport (no network: the cost of the algorithm alone):
 //
 //	go run ./benchmarks/allreduce --local 4 --min 4KiB --max 64MiB --baseline
-//	go run ./cmd/gorun --nproc 4 ./benchmarks/allreduce -- --json --dtype fp16
+//	go run ./cmd/gorun --nproc 4 ./benchmarks/allreduce -- --json --dtype fp32,fp16
 //
 // Figures:
 //
@@ -19,6 +19,9 @@
 //	busbw_gbs  algbw × 2(N−1)/N: what each rank's link carries per second in a ring
 //	           (nccl-tests convention), comparable across N and with link_gbs
 //	max_rel_err  max |result − reference| / max |reference| over all elements and ranks
+//
+// Several dtypes (--dtype fp32,fp16) and the baseline are timed interleaved, one iteration of
+// each in turn, so that a busy machine slows them alike and their ratios stay meaningful.
 //
 // With --baseline each size is also measured as a raw ring exchange over the same transport:
 // every rank streams that many bytes to its right neighbour while receiving as many from its
@@ -53,7 +56,7 @@ import (
 type config struct {
 	min, max   int64
 	factor     int
-	dtype      string
+	dtypes     []string
 	op         collective.Op
 	iters      int
 	warmup     int
@@ -98,7 +101,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	minS := fs.String("min", "4KiB", "smallest buffer size (bytes; suffixes KiB, MiB, GiB, or K, M, G, all binary)")
 	maxS := fs.String("max", "64MiB", "largest buffer size")
 	fs.IntVar(&c.factor, "factor", 2, "size multiplier between steps of the sweep")
-	fs.StringVar(&c.dtype, "dtype", "fp32", "wire type: fp32, or fp16 (AllReduce with FP16 compression)")
+	dtypeS := fs.String("dtype", "fp32", "wire type: fp32, fp16 (AllReduce with FP16 compression), or a comma-separated list (timed interleaved)")
 	opS := fs.String("op", "sum", "reduction: sum, avg, max or min")
 	fs.IntVar(&c.iters, "iters", 20, "timed iterations per size")
 	fs.IntVar(&c.warmup, "warmup", 5, "untimed iterations per size before timing")
@@ -132,8 +135,14 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	if c.factor < 2 {
 		return c, fmt.Errorf("--factor %d: want at least 2", c.factor)
 	}
-	if c.dtype != "fp32" && c.dtype != "fp16" {
-		return c, fmt.Errorf("--dtype %q: want fp32 or fp16", c.dtype)
+	for _, dt := range strings.Split(*dtypeS, ",") {
+		if dt != "fp32" && dt != "fp16" {
+			return c, fmt.Errorf("--dtype %q: want fp32, fp16 or a list of them", *dtypeS)
+		}
+		if slices.Contains(c.dtypes, dt) {
+			return c, fmt.Errorf("--dtype %q: %s listed twice", *dtypeS, dt)
+		}
+		c.dtypes = append(c.dtypes, dt)
 	}
 	switch *opS {
 	case "sum":
@@ -309,16 +318,19 @@ type row struct {
 	Cores      int     `json:"cores"`
 }
 
+// variant is one thing timed at each size: an AllReduce of one dtype, or the ring exchange.
+type variant struct {
+	dtype string // "fp32", "fp16", or "raw" for the exchange
+	run   func() error
+	times []float64
+}
+
 func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io.Writer) error {
 	g := rc.g
 	n := g.Size()
 	chunk := cfg.chunk
 	if chunk == 0 {
 		chunk = collective.DefaultChunkBytes
-	}
-	var opts []collective.ReduceOption
-	if cfg.dtype == "fp16" {
-		opts = append(opts, collective.FP16)
 	}
 	var ex *exchanger
 	if cfg.baseline && n > 1 {
@@ -329,12 +341,12 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 		defer ex.close()
 	}
 	if !cfg.json {
-		fmt.Fprintf(out, "# ringtrain AllReduce: %d ranks over %s, op %v, dtype %s, chunk %s, %d iterations (%d warm-up), median time\n",
-			n, label, cfg.op, cfg.dtype, human(int64(chunk)), cfg.iters, cfg.warmup)
+		fmt.Fprintf(out, "# ringtrain AllReduce: %d ranks over %s, op %v, chunk %s, %d iterations (%d warm-up), median time; variants interleaved\n",
+			n, label, cfg.op, human(int64(chunk)), cfg.iters, cfg.warmup)
 		if cores := runtime.NumCPU(); cfg.local > 0 && n > cores {
 			fmt.Fprintf(out, "# note: %d ranks share %d CPU cores in this process: the figures are CPU-bound\n", n, cores)
 		}
-		fmt.Fprintf(out, "%10s %10s %10s %10s %11s %11s", "size", "time_us", "min_us", "max_us", "algbw_GB/s", "busbw_GB/s")
+		fmt.Fprintf(out, "%10s %5s %10s %10s %10s %11s %11s", "size", "dtype", "time_us", "min_us", "max_us", "algbw_GB/s", "busbw_GB/s")
 		if ex != nil {
 			fmt.Fprintf(out, " %10s %9s", "link_GB/s", "bus/link")
 		}
@@ -344,54 +356,78 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 	enc := json.NewEncoder(out)
 	for _, size := range cfg.sizes() {
 		b := buf[:size/4]
-		relErr, err := checkOnce(ctx, g, b, cfg.op, opts)
-		if err != nil {
-			return fmt.Errorf("%s: %w", human(size), err)
+		// Every variant is checked, warmed up, and then timed in turn, iteration by
+		// iteration, so that they share whatever else the machine is doing.
+		var vs []*variant
+		relErr := map[string]float64{}
+		for _, dt := range cfg.dtypes {
+			var opts []collective.ReduceOption
+			if dt == "fp16" {
+				opts = append(opts, collective.FP16)
+			}
+			e, err := checkOnce(ctx, g, b, cfg.op, opts)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", human(size), dt, err)
+			}
+			relErr[dt] = e
+			vs = append(vs, &variant{dtype: dt, run: func() error { return g.AllReduce(ctx, b, cfg.op, opts...) }})
 		}
-		times, err := timeIt(cfg, func() error { return g.AllReduce(ctx, b, cfg.op, opts...) })
-		if err != nil {
-			return fmt.Errorf("%s: %w", human(size), err)
-		}
-		med, lo, hi, err := acrossRanks(ctx, g, times)
-		if err != nil {
-			return err
-		}
-		r := row{
-			Op: "allreduce", Ranks: n, Bytes: size, Dtype: cfg.dtype, Reduce: cfg.op.String(),
-			TimeUS: med, MinUS: lo, MaxUS: hi, MaxRelErr: relErr, Iters: cfg.iters,
-			Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU(),
-		}
-		r.AlgBWGBs = float64(size) / med / 1e3
-		r.BusBWGBs = r.AlgBWGBs * 2 * float64(n-1) / float64(n)
-		var xr row
 		if ex != nil {
-			if err := g.Barrier(ctx); err != nil {
-				return err
-			}
-			times, err := timeIt(cfg, func() error { return ex.exchange(int(size)) })
-			if err != nil {
-				return fmt.Errorf("%s ring exchange: %w", human(size), err)
-			}
-			xm, xlo, xhi, err := acrossRanks(ctx, g, times)
-			if err != nil {
-				return err
-			}
-			link := float64(size) / xm / 1e3
-			xr = row{Op: "ring-exchange", Ranks: n, Bytes: size, Dtype: "raw", TimeUS: xm, MinUS: xlo, MaxUS: xhi,
-				AlgBWGBs: link, BusBWGBs: link, LinkGBs: link, Iters: cfg.iters, Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU()}
+			vs = append(vs, &variant{dtype: "raw", run: func() error { return ex.exchange(int(size)) }})
 		}
-		if cfg.json {
-			enc.Encode(r)
+		for _, v := range vs {
+			for range cfg.warmup {
+				if err := v.run(); err != nil {
+					return fmt.Errorf("%s %s: %w", human(size), v.dtype, err)
+				}
+			}
+		}
+		for range cfg.iters {
+			for _, v := range vs {
+				if v.dtype == "raw" {
+					// The exchange has no header to line the ranks up: start together.
+					if err := g.Barrier(ctx); err != nil {
+						return err
+					}
+				}
+				start := time.Now()
+				if err := v.run(); err != nil {
+					return fmt.Errorf("%s %s: %w", human(size), v.dtype, err)
+				}
+				v.times = append(v.times, float64(time.Since(start).Nanoseconds())/1e3)
+			}
+		}
+		rows := make([]row, len(vs))
+		var link float64
+		for i, v := range vs {
+			med, lo, hi, err := acrossRanks(ctx, g, v.times)
+			if err != nil {
+				return err
+			}
+			r := row{Op: "allreduce", Ranks: n, Bytes: size, Dtype: v.dtype, Reduce: cfg.op.String(),
+				TimeUS: med, MinUS: lo, MaxUS: hi, MaxRelErr: relErr[v.dtype], Iters: cfg.iters,
+				Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU()}
+			r.AlgBWGBs = float64(size) / med / 1e3
+			r.BusBWGBs = r.AlgBWGBs * 2 * float64(n-1) / float64(n)
+			if v.dtype == "raw" {
+				// Each rank moved size bytes over its link: the link rate is algbw, and it is
+				// also the bus bandwidth of this "collective".
+				link = r.AlgBWGBs
+				r.Op, r.Reduce, r.BusBWGBs, r.LinkGBs = "ring-exchange", "", link, link
+			}
+			rows[i] = r
+		}
+		for _, r := range rows {
+			if cfg.json {
+				enc.Encode(r)
+				continue
+			}
+			fmt.Fprintf(out, "%10s %5s %10.1f %10.1f %10.1f %11.3f %11.3f", human(size), r.Dtype, r.TimeUS, r.MinUS, r.MaxUS, r.AlgBWGBs, r.BusBWGBs)
 			if ex != nil {
-				enc.Encode(xr)
+				fmt.Fprintf(out, " %10.3f %9.2f", link, r.BusBWGBs/link)
 			}
-			continue
+			fmt.Fprintf(out, " %12.3g\n", r.MaxRelErr)
 		}
-		fmt.Fprintf(out, "%10s %10.1f %10.1f %10.1f %11.3f %11.3f", human(size), r.TimeUS, r.MinUS, r.MaxUS, r.AlgBWGBs, r.BusBWGBs)
-		if ex != nil {
-			fmt.Fprintf(out, " %10.3f %9.2f", xr.LinkGBs, r.BusBWGBs/xr.LinkGBs)
-		}
-		fmt.Fprintf(out, " %12.3g\n", r.MaxRelErr)
 	}
 	return nil
 }
@@ -446,24 +482,6 @@ func checkOnce(ctx context.Context, g *collective.Group, b []float32, op collect
 		return 0, err
 	}
 	return float64(e[0]), nil
-}
-
-// timeIt runs f cfg.warmup times, then cfg.iters times timing each call (µs).
-func timeIt(cfg config, f func() error) ([]float64, error) {
-	for range cfg.warmup {
-		if err := f(); err != nil {
-			return nil, err
-		}
-	}
-	times := make([]float64, cfg.iters)
-	for i := range times {
-		start := time.Now()
-		if err := f(); err != nil {
-			return nil, err
-		}
-		times[i] = float64(time.Since(start).Nanoseconds()) / 1e3
-	}
-	return times, nil
 }
 
 // acrossRanks returns the median, min and max of times, each the largest over the ranks

@@ -50,7 +50,7 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 func TestSweepJSON(t *testing.T) {
 	for _, args := range []string{
 		"--local 3 --mem --min 4KiB --max 64KiB --factor 4 --iters 3 --warmup 1 --json --baseline",
-		"--local 2 --min 4KiB --max 256KiB --factor 8 --iters 3 --warmup 1 --json --baseline --dtype fp16",
+		"--local 2 --min 4KiB --max 256KiB --factor 8 --iters 3 --warmup 1 --json --baseline --dtype fp32,fp16",
 	} {
 		cfg, err := parseFlags(strings.Fields(args), io.Discard)
 		if err != nil {
@@ -77,10 +77,10 @@ func TestSweepJSON(t *testing.T) {
 				if want := r.AlgBWGBs * 2 * (n - 1) / n; abs(r.BusBWGBs-want) > 1e-9*want {
 					t.Fatalf("busbw %g, want %g", r.BusBWGBs, want)
 				}
-				if cfg.dtype == "fp32" && r.MaxRelErr != 0 {
+				if r.Dtype == "fp32" && r.MaxRelErr != 0 {
 					t.Fatalf("fp32 sum of exact inputs has error %g", r.MaxRelErr)
 				}
-				if cfg.dtype == "fp16" && !(r.MaxRelErr > 0 && r.MaxRelErr < 1e-3) {
+				if r.Dtype == "fp16" && !(r.MaxRelErr > 0 && r.MaxRelErr < 1e-3) {
 					t.Fatalf("fp16 error %g outside (0, 1e-3)", r.MaxRelErr)
 				}
 			case "ring-exchange":
@@ -92,7 +92,7 @@ func TestSweepJSON(t *testing.T) {
 				t.Fatalf("unknown op %q", r.Op)
 			}
 		}
-		if ar == 0 || ar != ex {
+		if ar == 0 || ar != ex*len(cfg.dtypes) {
 			t.Fatalf("%s: %d allreduce and %d ring-exchange rows", args, ar, ex)
 		}
 	}
