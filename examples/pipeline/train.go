@@ -194,10 +194,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer closeJob()
 	rank := g.Rank()
 
-	ds, err := data.Open(o.dataDir)
-	if err != nil {
-		return fmt.Errorf("rank %d: loading the data: %w", rank, err)
-	}
 	full, err := models.Build(o.model, o.seed)
 	if err != nil {
 		return fmt.Errorf("--model: %w", err)
@@ -217,6 +213,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer e.Close()
 	lay := e.Layout()
+	ds, err := data.Open(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("rank %d: loading the data: %w", rank, err)
+	}
 
 	plan, err := planWithDevices(ctx, g, e)
 	if err != nil {

@@ -72,6 +72,9 @@ func withoutJobEnv(env []string) []string {
 // TestAloneJSON runs in this process without a job (one stage) and checks
 // the JSON lines.
 func TestAloneJSON(t *testing.T) {
+	if raceOn {
+		t.Skip("single goroutine: nothing for -race to find, ten times slower")
+	}
 	t.Setenv("WORLD_SIZE", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
