@@ -18,15 +18,21 @@
 // sizes, nonce, ranks). From then on nothing outside the two processes can open it. Each
 // direction is a single-producer/single-consumer byte ring with a monotonically increasing
 // head (written only by the producer) and tail (written only by the consumer), each on its own
-// cache lines. A waiter spins briefly and then sleeps on a futex word in the mapping, so a
-// blocked rank burns no core and an arriving chunk wakes it within microseconds.
+// cache lines. A waiter sleeps on one of the link's two wake-up sockets (connected Unix
+// sockets in the abstract namespace, one per direction), so that its goroutine parks and the
+// rank's other goroutine keeps the processor; it says in the mapping how much it waits for,
+// and the peer writes one byte to wake it only once that much has arrived (or room was made),
+// so a large transfer costs one wake-up per step rather than one per publish. Spinning first
+// (WaitSpinThenBlock) and sleeping on a futex in the mapping (Options.SleepOnFutex) are
+// options; on the 2-core machine this was built on, both were slower (see Wait).
 //
 // # Failure
 //
-// A peer that dies (even by kill -9) never leaves the other side hanging: the base link for
-// the channel, the base transport's Done channel and, on the same host, the peer's process
-// itself are watched, and every pending and later Read or Write fails with an error wrapping
-// *transport.PeerError that names the dead rank. Files left behind by processes that were
+// A peer that dies (even by kill -9) never leaves the other side hanging: the kernel closes
+// the dead process's wake-up sockets, which a sleeping waiter sees at once; the base link for
+// the channel and the base transport's Done channel are watched as well (and, for futex
+// sleepers, the peer's process is polled). Every pending and later Read or Write then fails
+// with an error wrapping *transport.PeerError that names the dead rank. Files left behind by processes that were
 // killed before they could remove them carry a recognizable prefix and their creator's pid,
 // and CleanStale (run by Wrap, and callable by a launcher) removes those whose creator is gone.
 //

@@ -336,6 +336,12 @@ func (l *shmLink) Read(p []byte) (int, error) {
 			// The producer stores head before writerClosed, so a second look at head
 			// after seeing the flag is final.
 			if atomic.LoadUint64(d.head) == l.tail {
+				// A peer that aborted (its abort word is stored before it closes) did not
+				// end the stream in order: report its abort, which names the rank to
+				// blame, rather than a plain EOF.
+				if v := atomic.LoadUint32(l.peerAbort); v != 0 {
+					return 0, l.peerAborted(v)
+				}
 				raceAcquire(d.race)
 				return 0, io.EOF
 			}
