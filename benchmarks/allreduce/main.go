@@ -316,6 +316,10 @@ type row struct {
 	Transport  string  `json:"transport"`
 	ChunkBytes int     `json:"chunk_bytes"`
 	Cores      int     `json:"cores"`
+	// ProcessCPUUS is the median CPU time (user+system, all threads) the process used per
+	// iteration, with --local only: all ranks' work for one op. Unlike time_us it hardly
+	// depends on what else the machine runs.
+	ProcessCPUUS float64 `json:"process_cpu_us,omitempty"`
 }
 
 // variant is one thing timed at each size: an AllReduce of one dtype, or the ring exchange.
@@ -323,6 +327,7 @@ type variant struct {
 	dtype string // "fp32", "fp16", or "raw" for the exchange
 	run   func() error
 	times []float64
+	cpu   []float64 // process CPU time per iteration (µs)
 }
 
 func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io.Writer) error {
@@ -350,7 +355,11 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 		if ex != nil {
 			fmt.Fprintf(out, " %10s %9s", "link_GB/s", "bus/link")
 		}
-		fmt.Fprintf(out, " %12s\n", "max_rel_err")
+		fmt.Fprintf(out, " %12s", "max_rel_err")
+		if cfg.local > 0 {
+			fmt.Fprintf(out, " %10s", "cpu_ms/op")
+		}
+		fmt.Fprintln(out)
 	}
 	buf := make([]float32, cfg.max/4)
 	enc := json.NewEncoder(out)
@@ -390,11 +399,12 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 						return err
 					}
 				}
-				start := time.Now()
+				start, cpu0 := time.Now(), processCPU()
 				if err := v.run(); err != nil {
 					return fmt.Errorf("%s %s: %w", human(size), v.dtype, err)
 				}
 				v.times = append(v.times, float64(time.Since(start).Nanoseconds())/1e3)
+				v.cpu = append(v.cpu, float64((processCPU()-cpu0).Nanoseconds())/1e3)
 			}
 		}
 		rows := make([]row, len(vs))
@@ -407,6 +417,12 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 			r := row{Op: "allreduce", Ranks: n, Bytes: size, Dtype: v.dtype, Reduce: cfg.op.String(),
 				TimeUS: med, MinUS: lo, MaxUS: hi, MaxRelErr: relErr[v.dtype], Iters: cfg.iters,
 				Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU()}
+			if cfg.local > 0 {
+				// With every rank in this process, its CPU time per op is the whole job's:
+				// what a machine too busy to give the job its cores would charge.
+				slices.Sort(v.cpu)
+				r.ProcessCPUUS = v.cpu[len(v.cpu)/2]
+			}
 			r.AlgBWGBs = float64(size) / med / 1e3
 			r.BusBWGBs = r.AlgBWGBs * 2 * float64(n-1) / float64(n)
 			if v.dtype == "raw" {
@@ -426,7 +442,11 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 			if ex != nil {
 				fmt.Fprintf(out, " %10.3f %9.2f", link, r.BusBWGBs/link)
 			}
-			fmt.Fprintf(out, " %12.3g\n", r.MaxRelErr)
+			fmt.Fprintf(out, " %12.3g", r.MaxRelErr)
+			if cfg.local > 0 {
+				fmt.Fprintf(out, " %10.1f", r.ProcessCPUUS/1e3)
+			}
+			fmt.Fprintln(out)
 		}
 	}
 	return nil
