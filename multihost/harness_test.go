@@ -23,9 +23,9 @@ import (
 
 // bins are gorun and the test programs, built once by TestMain.
 var bins struct {
-	dir                            string
+	dir                           string
 	gorun, train, relay, stranger string
-	err                            error
+	err                           error
 }
 
 func TestMain(m *testing.M) {
@@ -81,8 +81,9 @@ type line struct {
 // proc is a process on a cluster host whose output is collected line by line as it comes,
 // so that tests can wait for a marker and react while the job runs.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
+	name    string
+	cmd     *exec.Cmd
+	started time.Time
 
 	mu      sync.Mutex
 	lines   []line
@@ -133,6 +134,7 @@ func start(t *testing.T, ctx context.Context, c *netcluster.Cluster, host int, l
 	p.cmd.Stdout = procWriter{p, false}
 	p.cmd.Stderr = procWriter{p, true}
 	p.cmd.WaitDelay = 5 * time.Second
+	p.started = time.Now()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s on host %d: %v", label, host, err)
 	}
@@ -174,18 +176,18 @@ func cleanEnv() []string {
 	return env
 }
 
-// output is everything the process wrote so far, stderr lines marked.
+// output is everything the process wrote so far, each line with its arrival time since the
+// start and O or E for stdout or stderr.
 func (p *proc) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var b strings.Builder
 	for _, l := range p.lines {
+		stream := 'O'
 		if l.stderr {
-			b.WriteString("E ")
-		} else {
-			b.WriteString("O ")
+			stream = 'E'
 		}
-		b.WriteString(l.text)
+		fmt.Fprintf(&b, "%7.3fs %c %s", l.at.Sub(p.started).Seconds(), stream, l.text)
 		b.WriteByte('\n')
 	}
 	return b.String()

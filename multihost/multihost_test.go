@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -45,4 +46,65 @@ func TestThreeHostsTrainLikeOneProcess(t *testing.T) {
 	checkParams(t, out, 6, trainSteps, reference(t, 6*rankBatch, refArgs()...))
 	checkCheckpoint(t, ckpt, trainHidden, trainEvery)
 	noProcessesLeft(t, c, 3)
+}
+
+// TestKillRankInAllReduce kills (SIGKILL) rank 3 on host 1 while a 6.4 MB gradient bucket is
+// in flight over 20 Mbit/s links. Every other rank must fail with an error naming rank 3,
+// every gorun must exit non-zero within 30 s, no process of the job may be left on any host,
+// and the last checkpoint must load.
+func TestKillRankInAllReduce(t *testing.T) {
+	c := cluster(t, 3, "20mbit")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const victim, hidden = 3, 2048 // fc1 has 784×2048 weights: a 6.4 MB bucket, ~1 s on these links
+	tmp := t.TempDir()
+	ckpt := filepath.Join(tmp, "ckpt")
+	nodes := startJob(t, ctx, c, jobSpec{
+		nodes: 3, nproc: 2,
+		gorunArgs: []string{"--grace", "10s"},
+		env:       []string{"GORUN_PEER_TIMEOUT=3s"},
+		args: []string{"--steps", "50", "--every", "1", "--hidden", fmt.Sprint(hidden), "--batch", "8",
+			"--dir", ckpt, "--mark-bytes", "1000000"},
+	})
+	vnode := nodes[nodeOf(victim, 2)]
+	pidLine := vnode.waitLine(t, rankLine(victim, `pid \d+ `), 60*time.Second)
+	var pid int
+	if _, err := fmt.Sscanf(pidLine.text, fmt.Sprintf("[%d] mhtrain: rank %d pid %%d", victim, victim), &pid); err != nil {
+		t.Fatalf("no pid in %q: %v", pidLine.text, err)
+	}
+	// The second step's big bucket: a checkpoint (step 1) exists by then.
+	enter := vnode.waitLine(t, rankLine(victim, `allreduce-enter step=[1-9]\d* bucket=\d+ bytes=\d{7,}`), 60*time.Second)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d (rank %d): %v", pid, victim, err)
+	}
+	killed := time.Now()
+	var step, bucket int
+	fmt.Sscanf(enter.text, fmt.Sprintf("[%d] mhtrain: rank %d allreduce-enter step=%%d bucket=%%d", victim, victim), &step, &bucket)
+	t.Logf("killed rank %d (pid %d) %v after it entered the AllReduce of step %d, bucket %d", victim, pid, killed.Sub(enter.at), step, bucket)
+
+	for i, n := range nodes {
+		code := n.wait(t, time.Until(killed.Add(30*time.Second)))
+		if code == 0 {
+			t.Errorf("gorun on node %d exited 0 after rank %d was killed", i, victim)
+		}
+		t.Logf("gorun on node %d exited %d, %v after the kill", i, code, n.ended.Sub(killed).Round(time.Millisecond))
+	}
+	for r := 0; r < 6; r++ {
+		if r == victim {
+			continue
+		}
+		n := nodes[nodeOf(r, 2)]
+		if _, ok := n.find(rankLine(r, fmt.Sprintf(`failed \(dead peer rank %d\)`, victim))); !ok {
+			l, _ := n.find(rankLine(r, "failed"))
+			t.Errorf("rank %d did not fail with an error naming rank %d (its failure: %q)", r, victim, l.text)
+		}
+	}
+	// The kill really landed inside the step's reduction: no rank completed that step.
+	for r := 0; r < 6; r++ {
+		if l, ok := nodes[nodeOf(r, 2)].find(rankLine(r, fmt.Sprintf(`step %d loss`, step+1))); ok {
+			t.Errorf("rank %d completed step %d, whose AllReduce rank %d was killed in: %q", r, step+1, victim, l.text)
+		}
+	}
+	noProcessesLeft(t, c, 3)
+	checkCheckpoint(t, ckpt, hidden, 1)
 }

@@ -51,7 +51,10 @@ import (
 	"github.com/ringtrain/ringtrain/models/data"
 )
 
-var rank int
+var (
+	rank int
+	shm  *shmtransport.Transport // the job's transport; nil when training alone
+)
 
 func main() {
 	err := run()
@@ -134,6 +137,7 @@ func join(ctx context.Context) (*collective.Group, func(), error) {
 		base.Close()
 		return nil, nil, err
 	}
+	shm = tr
 	g, err := collective.New(ctx, tr, collective.Options{})
 	if err != nil {
 		tr.Close()
@@ -205,7 +209,7 @@ func run() error {
 			case ddp.EventBucketLaunched:
 				what = "allreduce-enter"
 			case ddp.EventBucketDone:
-				what = "allreduce-done"
+				what = "allreduce-end" // done or failed
 			default:
 				return
 			}
@@ -223,6 +227,9 @@ func run() error {
 		bs = append(bs, b.Bytes())
 	}
 	sizes.Store(&bs)
+	if shm != nil {
+		fmt.Printf("mhtrain: rank %d links %v\n", rank, shm.Kinds())
+	}
 	opt, err := models.NewSGD(model.Params(), models.SGDConfig{LR: float32(f.lr), Momentum: 0.9})
 	if err != nil {
 		return err
