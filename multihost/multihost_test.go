@@ -108,3 +108,37 @@ func TestKillRankInAllReduce(t *testing.T) {
 	noProcessesLeft(t, c, 3)
 	checkCheckpoint(t, ckpt, hidden, 1)
 }
+
+// TestRestartFromCheckpoint: rank 3 (host 1) SIGKILLs itself after step 12 on the first
+// attempt; with --max-restarts 1 gorun restarts the job on all three hosts, every rank
+// resumes from the step-10 checkpoint, and the job ends with the parameters of an
+// uninterrupted run.
+func TestRestartFromCheckpoint(t *testing.T) {
+	c := cluster(t, 3, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	tmp := t.TempDir()
+	ckpt, out := filepath.Join(tmp, "ckpt"), tmp
+	nodes := startJob(t, ctx, c, jobSpec{
+		nodes: 3, nproc: 2,
+		gorunArgs: []string{"--max-restarts", "1", "--grace", "10s"},
+		env:       []string{"GORUN_PEER_TIMEOUT=3s"},
+		args:      trainArgs(ckpt, out, "--crash-at-step", "12", "--crash-rank", "3"),
+	})
+	for i, n := range nodes {
+		if code := n.wait(t, 110*time.Second); code != 0 {
+			t.Fatalf("gorun on node %d exited %d", i, code)
+		}
+	}
+	if _, ok := nodes[1].find(rankLine(3, "killing itself after step 12")); !ok {
+		t.Fatal("rank 3 never crashed")
+	}
+	for r := 0; r < 6; r++ {
+		if _, ok := nodes[nodeOf(r, 2)].find(rankLine(r, `resumed from ckpt-000000000010\.rtck at step 10$`)); !ok {
+			t.Errorf("rank %d (host %d) did not resume from the step-10 checkpoint", r, nodeOf(r, 2))
+		}
+	}
+	checkParams(t, out, 6, trainSteps, reference(t, 6*rankBatch, refArgs()...))
+	checkCheckpoint(t, ckpt, trainHidden, trainEvery)
+	noProcessesLeft(t, c, 3)
+}
