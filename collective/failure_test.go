@@ -267,3 +267,28 @@ func TestCloseIsCollective(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentClose: Close from several goroutines at once, with a subgroup, returns in all
+// of them and leaves nothing running.
+func TestConcurrentClose(t *testing.T) {
+	noLeaks(t)
+	j := startJob(t, memFabric, 2, Options{Timeout: time.Second})
+	subs := make([]*Group, 2)
+	j.mustEach(func(r int, g *Group) error {
+		var err error
+		subs[r], err = g.Subgroup(ctxT(t), []int{0, 1})
+		return err
+	})
+	j.mustEach(func(r int, g *Group) error {
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() { g.Close() })
+			wg.Go(func() { subs[r].Close() })
+		}
+		wg.Wait()
+		if !errors.Is(subs[r].Err(), ErrClosed) || !errors.Is(g.Err(), ErrClosed) {
+			return fmt.Errorf("after Close: Err() = %v, %v", g.Err(), subs[r].Err())
+		}
+		return nil
+	})
+}

@@ -135,6 +135,7 @@ type Group struct {
 	closed   bool
 	err      error
 	busy     bool // the worker is running an op
+	closing  bool // Close has begun (closed is set once the subgroups are closed)
 	subs     []*Group
 	subCount map[string]int
 
@@ -142,6 +143,7 @@ type Group struct {
 	failed     chan struct{} // closed when err is set
 	quit       chan struct{} // closed by Close
 	workerDone chan struct{}
+	closeDone  chan struct{} // closed when Close has finished
 	senderDone chan struct{}
 	sendGo     chan struct{}
 	sendRes    chan error
@@ -200,6 +202,7 @@ func newGroup(ctx context.Context, t transport.Transport, opts Options, name str
 		failed:     make(chan struct{}),
 		quit:       make(chan struct{}),
 		workerDone: make(chan struct{}),
+		closeDone:  make(chan struct{}),
 		senderDone: make(chan struct{}),
 		sendGo:     make(chan struct{}),
 		sendRes:    make(chan error),
@@ -285,24 +288,26 @@ func (g *Group) Err() error {
 //
 // When the group is healthy and idle, Close is collective: it tells its left neighbour that
 // it has consumed everything and waits, at most MaxCloseWait (10 s) or Options.Timeout if
-// shorter, until its right neighbour says the same (or closes, or fails). Only then can the data of the last op still be in
-// flight to that neighbour safely be torn down: a transport may drop unsent data when it
-// closes, as QUIC does. So every member should call Close. Data of a Send is covered only
-// once the receiver has taken part in a later collective (a Barrier, say) before closing.
+// shorter, until its right neighbour says the same (or closes, or fails). Only then can the
+// data of the last op still in flight to that neighbour safely be torn down: a transport may
+// drop unsent data when it closes, as QUIC does. So every member should call Close, at about
+// the same time. Data of a Send is covered only once the receiver has taken part in a later
+// collective (a Barrier, say) before closing.
 //
 // Closing a group with ops queued or in flight fails them (wrapping ErrClosed) without
 // waiting, and makes the op in flight fail on the peers too.
 func (g *Group) Close() error {
 	g.mu.Lock()
-	if g.closed {
+	if g.closing {
 		g.mu.Unlock()
-		<-g.workerDone
-		<-g.senderDone
+		<-g.closeDone
 		return nil
 	}
+	g.closing = true
 	subs := g.subs
 	g.subs = nil
 	g.mu.Unlock()
+	defer close(g.closeDone)
 
 	for _, s := range subs {
 		s.Close()
@@ -614,7 +619,7 @@ func (g *Group) Subgroup(ctx context.Context, ranks []int) (*Group, error) {
 		return nil, err
 	}
 	g.mu.Lock()
-	if g.closed {
+	if g.closing {
 		g.mu.Unlock()
 		sg.Close()
 		return nil, ErrClosed
