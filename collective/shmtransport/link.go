@@ -494,7 +494,13 @@ func (l *shmLink) sleepSocket(data bool, want uint64, waiting *uint32) error {
 		}
 		atomic.StoreUint32(waiting, 0)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue // the loop reports the deadline or the failure that set it
+			if err := l.stateErr(); err != nil {
+				return err // a failure sets the deadline in the past to wake us
+			}
+			if l.deadline.Load() != 0 {
+				return os.ErrDeadlineExceeded // trust the netpoller's (monotonic) clock
+			}
+			continue // the deadline was lifted meanwhile
 		}
 		if l.ready(data, want) {
 			return nil
