@@ -142,3 +142,52 @@ func TestRestartFromCheckpoint(t *testing.T) {
 	checkCheckpoint(t, ckpt, trainHidden, trainEvery)
 	noProcessesLeft(t, c, 3)
 }
+
+// TestLinkCut cuts host 2's link in the middle of a job run with GORUN_PEER_TIMEOUT=3s.
+// Ranks must notice within the configured timeout (well before the 15 s default, which would
+// show that the setting is ignored), nothing may hang: every gorun exits non-zero within 30 s,
+// and the last checkpoint loads.
+func TestLinkCut(t *testing.T) {
+	c := cluster(t, 3, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const peerTimeout = 3 * time.Second
+	tmp := t.TempDir()
+	ckpt := filepath.Join(tmp, "ckpt")
+	nodes := startJob(t, ctx, c, jobSpec{
+		nodes: 3, nproc: 2,
+		gorunArgs: []string{"--grace", "5s"},
+		env:       []string{"GORUN_PEER_TIMEOUT=" + peerTimeout.String()},
+		args: []string{"--steps", "100000", "--every", "5", "--hidden", fmt.Sprint(trainHidden), "--batch", "8",
+			"--dir", ckpt, "--step-sleep", "20ms"},
+	})
+	nodes[0].waitLine(t, rankLine(0, `checkpoint step 10$`), 60*time.Second)
+	if err := c.SetLink(2, false); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	t.Logf("cut host 2's link")
+	for i, n := range nodes {
+		code := n.wait(t, time.Until(cut.Add(30*time.Second)))
+		if code == 0 {
+			t.Errorf("gorun on node %d exited 0 after its link was cut", i)
+		}
+		t.Logf("gorun on node %d exited %d, %v after the cut", i, code, n.ended.Sub(cut).Round(time.Millisecond))
+	}
+	// Every rank reports the failure itself, by the configured timeout plus the time to pass
+	// the news on (an abort notice through the store or the ring) and scheduling slack.
+	limit := peerTimeout + 4*time.Second
+	for r := 0; r < 6; r++ {
+		l, ok := nodes[nodeOf(r, 2)].find(rankLine(r, `failed`))
+		switch {
+		case !ok:
+			t.Errorf("rank %d printed no failure", r)
+		case l.at.Sub(cut) > limit:
+			t.Errorf("rank %d failed %v after the cut, want within %v (GORUN_PEER_TIMEOUT=%v): %q", r, l.at.Sub(cut), limit, peerTimeout, l.text)
+		default:
+			t.Logf("rank %d failed %v after the cut: %s", r, l.at.Sub(cut).Round(time.Millisecond), l.text)
+		}
+	}
+	noProcessesLeft(t, c, 3)
+	checkCheckpoint(t, ckpt, trainHidden, 5)
+}
