@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -66,6 +67,9 @@ type Config struct {
 	// executor by at most SendWait per message. Zero means DefaultSendWait;
 	// negative means never wait.
 	SendWait time.Duration
+	// Trace makes Step record when each action waited, computed and handed
+	// its output over (StepStats.Trace), for timelines. False by default.
+	Trace bool
 	// TagBase is the first tag of the point-to-point messages: micro-batch m's
 	// activation travels with tag TagBase+2m and its gradient with
 	// TagBase+2m+1, so that messages of different micro-batches or
@@ -499,8 +503,12 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 		return fmt.Sprintf("pipeline: rank %d (stage %d, replica %d) at %v", e.g.Rank(), e.stage, e.rep, a)
 	}
 
+	if e.cfg.Trace {
+		st.Trace = make([]ActionTrace, 0, len(e.acts))
+	}
 	for _, a := range e.acts {
 		mb, lo := e.sizes[a.Micro], e.offs[a.Micro]
+		tr := ActionTrace{Action: a, Begin: time.Now()}
 		switch a.Kind {
 		case Forward:
 			var in models.Tensor
@@ -515,6 +523,7 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				st.RecvWait += time.Since(t)
 			}
 			t := time.Now()
+			tr.Compute = t
 			y, sv, err := e.model.Forward(in, true)
 			if err != nil {
 				return 0, 0, fmt.Errorf("%s: %w", where(a), err)
@@ -532,7 +541,8 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				correct += c
 				dlogits[a.Micro] = dl
 			}
-			d := time.Since(t)
+			tr.End = time.Now()
+			d := tr.End.Sub(t)
 			st.Busy += d
 			st.ForwardBusy += d
 			saved[a.Micro], savedBytes[a.Micro] = sv, sv.Bytes()
@@ -560,6 +570,7 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				st.RecvWait += time.Since(t)
 			}
 			t := time.Now()
+			tr.Compute = t
 			var dx models.Tensor
 			var err error
 			if e.prev < 0 {
@@ -570,7 +581,8 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 			if err != nil {
 				return 0, 0, fmt.Errorf("%s: %w", where(a), err)
 			}
-			d := time.Since(t)
+			tr.End = time.Now()
+			d := tr.End.Sub(t)
 			st.Busy += d
 			st.BackwardBusy += d
 			saved[a.Micro] = nil
@@ -581,6 +593,10 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 					return 0, 0, fmt.Errorf("%s: sending the gradient to rank %d: %w", where(a), e.prev, err)
 				}
 			}
+		}
+		if st.Trace != nil {
+			tr.Posted = time.Now()
+			st.Trace = append(st.Trace, tr)
 		}
 	}
 	return lossSum, correct, nil
@@ -676,6 +692,10 @@ func (s *sender) post(ctx context.Context, buf []float32, tag int) error {
 	defer s.timer.Stop()
 	select {
 	case <-msg.sent:
+		// The transport has the bytes, but its own goroutines (quic-go's
+		// packer and send queue) may still have to run to put them on the
+		// wire: yield once so that they do before the next computation.
+		runtime.Gosched()
 	case <-s.done: // the sender failed; the next post or finish reports it
 	case <-s.timer.C:
 	case <-ctx.Done():

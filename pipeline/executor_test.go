@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -407,8 +408,9 @@ func TestSummary(t *testing.T) {
 	var mu sync.Mutex
 	var sums []pipeline.Summary
 	var locals []pipeline.StepStats
+	traces := make([][]pipeline.ActionTrace, 2)
 	errs := onRanks(t, 2, func(ctx context.Context, g *collective.Group) error {
-		e, err := pipeline.New(ctx, testModel(t, 1, 4), g, pipeline.Config{Batch: 16, MicroBatches: 4, InputShape: testInput})
+		e, err := pipeline.New(ctx, testModel(t, 1, 4), g, pipeline.Config{Batch: 16, MicroBatches: 4, InputShape: testInput, Trace: true})
 		if err != nil {
 			return err
 		}
@@ -423,13 +425,14 @@ func TestSummary(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			traces[g.Rank()] = st.Trace
 			total.Add(st)
 		}
 		all, err := e.Gather(ctx, total)
 		if err != nil {
 			return err
 		}
-		if all[g.Rank()] != total {
+		if !reflect.DeepEqual(all[g.Rank()], total) {
 			return fmt.Errorf("gathered stats of rank %d differ from its own: %+v vs %+v", g.Rank(), all[g.Rank()], total)
 		}
 		s, err := pipeline.Summarize(all, e.Layout(), e.Schedule())
@@ -445,6 +448,32 @@ func TestSummary(t *testing.T) {
 	for r, err := range errs {
 		if err != nil {
 			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	// The last step's timelines: every action in schedule order, its phases
+	// in order, and no stage computing a micro-batch before its neighbour
+	// produced the input.
+	sched, _ := pipeline.OneFOneB(2, 4)
+	end := map[[3]int]time.Time{} // (stage, kind, micro) → End
+	for st, tr := range traces {
+		if len(tr) != len(sched[st]) {
+			t.Fatalf("stage %d traced %d actions, want %d", st, len(tr), len(sched[st]))
+		}
+		for i, a := range tr {
+			if a.Action != sched[st][i] || a.Compute.Before(a.Begin) || a.End.Before(a.Compute) || a.Posted.Before(a.End) {
+				t.Errorf("stage %d action %d: %+v (want %v, phases in order)", st, i, a, sched[st][i])
+			}
+			end[[3]int{st, int(a.Action.Kind), a.Action.Micro}] = a.End
+		}
+	}
+	for _, a := range traces[1] {
+		if a.Action.Kind == pipeline.Forward && a.Compute.Before(end[[3]int{0, int(pipeline.Forward), a.Action.Micro}]) {
+			t.Errorf("stage 1 computed %v before stage 0 finished it", a.Action)
+		}
+	}
+	for _, a := range traces[0] {
+		if a.Action.Kind == pipeline.Backward && a.Compute.Before(end[[3]int{1, int(pipeline.Backward), a.Action.Micro}]) {
+			t.Errorf("stage 0 computed %v before stage 1 finished it", a.Action)
 		}
 	}
 	if len(sums) != 2 || sums[0].Bubble != sums[1].Bubble {

@@ -56,9 +56,24 @@ type StepStats struct {
 	// (all replicas); with Add, the sum over steps (divide by Steps). 0 on
 	// the other stages.
 	Loss float64
+	// Trace is the timeline of the step's actions when Config.Trace is set
+	// (nil otherwise, and after Add; Gather does not carry it).
+	Trace []ActionTrace
+
 	// Correct is, on the last stage, the number of correct predictions over
 	// the global mini-batch, out of Samples (summed by Add). 0 elsewhere.
 	Correct, Samples int
+}
+
+// ActionTrace is when one action of a step ran on its rank (wall-clock
+// times, comparable between the processes of one host).
+type ActionTrace struct {
+	Action Action
+	// Begin is when the action started, waiting for its input from a
+	// neighbour if it has one; Compute and End bound its computation;
+	// Posted is when its output was handed over (after Config.SendWait at
+	// most), or End when it sends nothing.
+	Begin, Compute, End, Posted time.Time
 }
 
 // Bubble is the rank's measured idle share of the schedule phase,
@@ -77,6 +92,7 @@ func (s *StepStats) Add(o StepStats) {
 	if s.Steps == 0 {
 		s.Step, s.Rank, s.Stage, s.Replica = o.Step, o.Rank, o.Stage, o.Replica
 	}
+	s.Trace = nil
 	s.Steps += o.Steps
 	s.Wall += o.Wall
 	s.Busy += o.Busy

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/binary"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -52,7 +53,7 @@ func FuzzStatsWire(f *testing.F) {
 			}
 			got.Loss, want.Loss = 0, 0
 		}
-		if got != want {
+		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("round trip: got %+v, want %+v", got, want)
 		}
 	})

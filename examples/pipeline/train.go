@@ -67,6 +67,7 @@ type options struct {
 	logEvery int
 	json     bool
 	sendWait time.Duration
+	trace    int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -88,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the model's initialisation and of the data order (the same on every rank)")
 	fs.StringVar(&o.dataDir, "data", "", "directory of the Fashion-MNIST IDX files (default: "+data.DefaultDir+", else embedded)")
 	fs.DurationVar(&o.sendWait, "send-wait", 0, "how long a stage waits for the transport to take each message it sends before computing on (0: pipeline.DefaultSendWait; negative: never wait)")
+	fs.IntVar(&o.trace, "trace-step", -1, "print every rank's timeline of this step (0-based) as JSON lines (event \"trace\"); -1: none")
 	fs.IntVar(&o.logEvery, "log-every", 10, "print progress every N steps")
 	fs.BoolVar(&o.json, "json", false, "print JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
@@ -206,7 +208,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	e, err := pipeline.New(ctx, full, g, pipeline.Config{
 		Stages: o.stages, Replicas: o.dp, MicroBatches: o.micro, Batch: o.batch,
-		Schedule: sched, Splits: splits, LayerCosts: costs, SendWait: o.sendWait,
+		Schedule: sched, Splits: splits, LayerCosts: costs, SendWait: o.sendWait, Trace: o.trace >= 0,
 	})
 	if err != nil {
 		return fmt.Errorf("rank %d: %w", rank, err)
@@ -255,6 +257,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("step %d: %w", step, err)
 		}
+		if step == o.trace {
+			printTrace(stdout, st)
+		}
 		if step >= o.warmup {
 			total.Add(st)
 		}
@@ -302,6 +307,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			sum, sum.Loss, sum.Accuracy, sum.Steps, samples/wall.Seconds()))
 	}
 	return nil
+}
+
+// printTrace writes the rank's timeline of one step as a JSON line, times
+// in Unix nanoseconds (comparable between the ranks of one host).
+func printTrace(w io.Writer, st pipeline.StepStats) {
+	type action struct {
+		Action                      string
+		Begin, Compute, End, Posted int64
+	}
+	acts := make([]action, len(st.Trace))
+	for i, a := range st.Trace {
+		acts[i] = action{a.Action.String(), a.Begin.UnixNano(), a.Compute.UnixNano(), a.End.UnixNano(), a.Posted.UnixNano()}
+	}
+	b, err := json.Marshal(map[string]any{"event": "trace", "step": st.Step, "rank": st.Rank, "stage": st.Stage, "replica": st.Replica, "actions": acts})
+	if err != nil {
+		return
+	}
+	fmt.Fprintln(w, string(b))
 }
 
 // maxWall is the longest schedule phase (with AllReduce and optimizer step)
