@@ -251,7 +251,19 @@ func (x *ringRun) gatherSlot(seg, c int) []byte {
 }
 
 func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
-	if x.fp16 && s >= x.rsSteps {
+	if x.fp16 && s == x.rsSteps && x.rsSteps > 0 {
+		// This rank's fully reduced chunk starts the all-gather: encode it once into its
+		// slot (the other ranks receive into theirs and forward from there), send it, and
+		// keep exactly what every other rank will decode. (Done here rather than on the
+		// receiving side, which has the reduction to do, to balance the two goroutines.)
+		b := x.gatherSlot(seg, c)
+		encodeFP16(b, v)
+		if err := x.write(b); err != nil {
+			return err
+		}
+		return decodeFP16(x.op, true, v, b)
+	}
+	if x.fp16 && s > x.rsSteps {
 		return x.write(x.gatherSlot(seg, c))
 	}
 	if x.fp16 {
@@ -308,15 +320,6 @@ func (x *ringRun) recv() error {
 				if final {
 					if x.op == Avg {
 						divideBy(dst, float32(x.n))
-					}
-					if x.fp16 && x.agSteps > 0 {
-						// The all-gather sends this chunk in fp16: encode it once for the
-						// sending side, and keep exactly what every other rank will decode.
-						b := x.gatherSlot(seg, c)
-						encodeFP16(b, dst)
-						if err := decodeFP16(x.op, true, dst, b); err != nil {
-							return err
-						}
 					}
 				}
 			}
