@@ -138,9 +138,12 @@ func (t *Transport) start() error {
 	}
 	base := &tls.Config{
 		Certificates: []tls.Certificate{t.cert},
-		ClientAuth:   tls.RequireAnyClientCert,
-		NextProtos:   []string{alpn},
-		MinVersion:   tls.VersionTLS13,
+		// RequestClientCert rather than RequireAnyClientCert: a client without a
+		// certificate then reaches VerifyPeerCertificate below (with none), which refuses
+		// it just the same but also logs the refusal.
+		ClientAuth: tls.RequestClientCert,
+		NextProtos: []string{alpn},
+		MinVersion: tls.VersionTLS13,
 	}
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS13,
