@@ -236,6 +236,18 @@ func (p *proc) find(re *regexp.Regexp) (line, bool) {
 	return line{}, false
 }
 
+// count is the number of lines matching re so far.
+func (p *proc) count(re *regexp.Regexp) int {
+	lines, _, _ := p.snapshot()
+	n := 0
+	for _, l := range lines {
+		if re.MatchString(l.text) {
+			n++
+		}
+	}
+	return n
+}
+
 // wait waits for the process to end and returns its exit code (-1 after a signal).
 func (p *proc) wait(t *testing.T, timeout time.Duration) int {
 	t.Helper()

@@ -3,7 +3,11 @@ package multihost
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -190,4 +194,69 @@ func TestLinkCut(t *testing.T) {
 	}
 	noProcessesLeft(t, c, 3)
 	checkCheckpoint(t, ckpt, trainHidden, 5)
+}
+
+// TestStrangerRefused: while a 2-host job is paused before step 5, a third host without the
+// token sprays random datagrams at the master port and at two ranks' data ports, sends
+// garbage to node 0's agent (TCP) and to the rendezvous store (QUIC), tries the store with a
+// wrong token and the ranks' data ports with a certificate nobody published. Every attempt
+// must be refused and logged by the side that refused it, and the job must then finish with
+// the right parameters.
+func TestStrangerRefused(t *testing.T) {
+	c := cluster(t, 3, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	tmp := t.TempDir()
+	ckpt, out, pause := filepath.Join(tmp, "ckpt"), tmp, filepath.Join(tmp, "go-on")
+	nodes := startJob(t, ctx, c, jobSpec{nodes: 2, nproc: 2, args: trainArgs(ckpt, out, "--pause-at-step", "5", "--pause-file", pause)})
+	var data []string
+	for r := 0; r < 4; r++ {
+		n := nodes[nodeOf(r, 2)]
+		l := n.waitLine(t, rankLine(r, `pid \d+ data \S+:\d+ `), 60*time.Second)
+		port := regexp.MustCompile(`data \S+:(\d+) `).FindStringSubmatch(l.text)[1]
+		if r%2 == 0 {
+			data = append(data, net.JoinHostPort(c.IP(nodeOf(r, 2)), port))
+		}
+	}
+	for r := 0; r < 4; r++ {
+		nodes[nodeOf(r, 2)].waitLine(t, rankLine(r, `paused before step 5$`), 60*time.Second)
+	}
+	master := net.JoinHostPort(c.IP(0), fmt.Sprint(masterPort))
+	s := start(t, ctx, c, 2, "stranger (host 2)", nil, bins.stranger, "--store", master, "--agent", master, "--data", strings.Join(data, ","))
+	if code := s.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("the stranger exited %d: something accepted it", code)
+	}
+	for _, want := range []string{"agent " + master + " garbage", "store " + master + " garbage", "store " + master + " wrong token",
+		"data " + data[0] + " handshake", "data " + data[1] + " handshake"} {
+		if _, ok := s.find(regexp.MustCompile("^stranger: " + regexp.QuoteMeta(want) + ": refused: ")); !ok {
+			t.Errorf("no refusal of %q in the stranger's output", want)
+		}
+	}
+	if err := os.WriteFile(pause, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		if code := n.wait(t, 60*time.Second); code != 0 {
+			t.Fatalf("gorun on node %d exited %d after the stranger's visit", i, code)
+		}
+	}
+	// Each refusal was logged where it happened, naming the stranger's address.
+	stranger := regexp.QuoteMeta(c.IP(2))
+	for _, w := range []struct {
+		node  int
+		what  string
+		re    string
+		count int
+	}{
+		{0, "node 0's agent", `^gorun: refused agent connection from ` + stranger + `:`, 1},
+		{0, "rank 0's store", `^\[0\] .*rendezvous: refused connection .*remote=` + stranger + `:`, 2},
+		{0, "rank 0's data endpoint", `^\[0\] .*quictransport: refused connection .*remote=` + stranger + `:`, 1},
+		{1, "rank 2's data endpoint", `^\[2\] .*quictransport: refused connection .*remote=` + stranger + `:`, 1},
+	} {
+		if n := nodes[w.node].count(regexp.MustCompile(w.re)); n < w.count {
+			t.Errorf("%s logged %d refusals of the stranger, want at least %d (pattern %q)", w.what, n, w.count, w.re)
+		}
+	}
+	checkParams(t, out, 4, trainSteps, reference(t, 4*rankBatch, refArgs()...))
+	checkCheckpoint(t, ckpt, trainHidden, trainEvery)
 }

@@ -6,7 +6,8 @@
 //   - the rendezvous store (UDP master port): a QUIC connection with the store's ALPN that
 //     sends random bytes as its authentication, and rendezvous.Dial with a wrong token;
 //   - each rank's data port: a QUIC handshake with the ring's ALPN and a certificate no rank
-//     published, then random bytes on a stream if the handshake were ever accepted.
+//     published, and one without a certificate, then random bytes on a stream if a
+//     handshake were ever accepted.
 //
 // It prints one line per attempt, "stranger: WHAT: refused: ERR" or "stranger: WHAT: ACCEPTED
 // ...", and exits 1 if anything accepted it.
@@ -71,6 +72,8 @@ func main() {
 		for _, d := range strings.Split(*data, ",") {
 			ok, detail := garbageQUIC(d, "ringtrain-link/1", &cert)
 			report("data "+d+" handshake", ok, detail)
+			ok, detail = garbageQUIC(d, "ringtrain-link/1", nil)
+			report("data "+d+" handshake without certificate", ok, detail)
 		}
 	}
 	if accepted {
