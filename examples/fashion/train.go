@@ -60,7 +60,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.optimizer, "optimizer", "sgd", "optimizer: sgd (with momentum) or adam")
 	fs.StringVar(&c.compress, "compress", "none", "gradient compression on the wire: none or fp16")
 	fs.BoolVar(&c.errorFeedback, "error-feedback", false, "with --compress fp16: carry each rank's rounding error into its next step")
-	fs.Float64Var(&c.bucketMB, "bucket-mb", 0, fmt.Sprintf("gradient bucket size in MiB (0: %d)", ddp.DefaultBucketCapMB))
+	fs.Float64Var(&c.bucketMB, "bucket-mb", 0, fmt.Sprintf("gradient bucket size in MiB (0: %d; the first bucket holds %d MiB, or less if this is smaller)", ddp.DefaultBucketCapMB, ddp.DefaultFirstBucketCapMB))
 	fs.StringVar(&c.checkpoint, "checkpoint", "", "checkpoint directory: resume from its newest checkpoint, save into it")
 	fs.IntVar(&c.checkpointEvery, "checkpoint-every", 500, "with --checkpoint: also save every this many steps (0: only at epoch ends)")
 	fs.StringVar(&c.dataDir, "data", "", "directory with the four Fashion-MNIST IDX files (default: "+data.DefaultDir+" if present, else the embedded subset)")
