@@ -199,7 +199,7 @@ func TestLinkCut(t *testing.T) {
 // TestStrangerRefused: while a 2-host job is paused before step 5, a third host without the
 // token sprays random datagrams at the master port and at two ranks' data ports, sends
 // garbage to node 0's agent (TCP) and to the rendezvous store (QUIC), tries the store with a
-// wrong token and the ranks' data ports with a certificate nobody published. Every attempt
+// wrong token and the ranks' data ports with a certificate nobody published and with none. Every attempt
 // must be refused and logged by the side that refused it, and the job must then finish with
 // the right parameters.
 func TestStrangerRefused(t *testing.T) {
@@ -227,7 +227,8 @@ func TestStrangerRefused(t *testing.T) {
 		t.Fatalf("the stranger exited %d: something accepted it", code)
 	}
 	for _, want := range []string{"agent " + master + " garbage", "store " + master + " garbage", "store " + master + " wrong token",
-		"data " + data[0] + " handshake", "data " + data[1] + " handshake"} {
+		"data " + data[0] + " handshake", "data " + data[1] + " handshake",
+		"data " + data[0] + " handshake without certificate", "data " + data[1] + " handshake without certificate"} {
 		if _, ok := s.find(regexp.MustCompile("^stranger: " + regexp.QuoteMeta(want) + ": refused: ")); !ok {
 			t.Errorf("no refusal of %q in the stranger's output", want)
 		}
@@ -250,8 +251,8 @@ func TestStrangerRefused(t *testing.T) {
 	}{
 		{0, "node 0's agent", `^gorun: refused agent connection from ` + stranger + `:`, 1},
 		{0, "rank 0's store", `^\[0\] .*rendezvous: refused connection .*remote=` + stranger + `:`, 2},
-		{0, "rank 0's data endpoint", `^\[0\] .*quictransport: refused connection .*remote=` + stranger + `:`, 1},
-		{1, "rank 2's data endpoint", `^\[2\] .*quictransport: refused connection .*remote=` + stranger + `:`, 1},
+		{0, "rank 0's data endpoint", `^\[0\] .*quictransport: refused connection .*remote=` + stranger + `:`, 2},
+		{1, "rank 2's data endpoint", `^\[2\] .*quictransport: refused connection .*remote=` + stranger + `:`, 2},
 	} {
 		if n := nodes[w.node].count(regexp.MustCompile(w.re)); n < w.count {
 			t.Errorf("%s logged %d refusals of the stranger, want at least %d (pattern %q)", w.what, n, w.count, w.re)
@@ -259,4 +260,60 @@ func TestStrangerRefused(t *testing.T) {
 	}
 	checkParams(t, out, 4, trainSteps, reference(t, 4*rankBatch, refArgs()...))
 	checkCheckpoint(t, ckpt, trainHidden, trainEvery)
+}
+
+// TestLossyDelayedRing routes every ring link of a 3-host × 2-rank job (QUIC everywhere,
+// GORUN_TRANSPORT=quic) through UDP relays that drop 5% of the datagrams and delay each by
+// 2 ms, in both directions: each rank advertises its relay's address instead of its own.
+// Training must still finish with the parameters of the single-process run, and the relays
+// must have carried (and dropped) the ring's traffic.
+func TestLossyDelayedRing(t *testing.T) {
+	c := cluster(t, 3, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	const nproc, dataPort, relayPort = 2, 30000, 31000
+	relays := map[int]*proc{} // by global rank
+	for h := 0; h < 3; h++ {
+		for l := 0; l < nproc; l++ {
+			r := h*nproc + l
+			relays[r] = start(t, ctx, c, h, fmt.Sprintf("relay of rank %d (host %d)", r, h), nil, bins.relay,
+				"--listen", net.JoinHostPort(c.IP(h), fmt.Sprint(relayPort+l)), "--to", fmt.Sprintf("127.0.0.1:%d", dataPort+l),
+				"--loss", "0.05", "--delay", "2ms")
+			relays[r].waitLine(t, regexp.MustCompile(`^relay: ready `), 30*time.Second)
+		}
+	}
+	tmp := t.TempDir()
+	ckpt, out := filepath.Join(tmp, "ckpt"), tmp
+	nodes := startJob(t, ctx, c, jobSpec{
+		nodes: 3, nproc: nproc,
+		gorunArgs: []string{"--transport", "quic"},
+		nodeEnv: func(h int) []string {
+			return []string{fmt.Sprintf("MULTIHOST_LISTEN=0.0.0.0:%d", dataPort),
+				"MULTIHOST_ADVERTISE=" + net.JoinHostPort(c.IP(h), fmt.Sprint(relayPort))}
+		},
+		args: trainArgs(ckpt, out),
+	})
+	for i, n := range nodes {
+		if code := n.wait(t, 140*time.Second); code != 0 {
+			t.Fatalf("gorun on node %d exited %d", i, code)
+		}
+	}
+	checkParams(t, out, 3*nproc, trainSteps, reference(t, 3*nproc*rankBatch, refArgs()...))
+	checkCheckpoint(t, ckpt, trainHidden, trainEvery)
+	// The lower rank of a pair dials the higher one, so every ring link but none ends at
+	// ranks 1..5's relays; rank 0's relay carries nothing.
+	statsRe := regexp.MustCompile(`^relay: stats forwarded=(\d+) dropped=(\d+)$`)
+	for r := 0; r < 3*nproc; r++ {
+		p := relays[r]
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		l := p.waitLine(t, statsRe, 10*time.Second)
+		var fwd, drop int
+		m := statsRe.FindStringSubmatch(l.text)
+		fmt.Sscan(m[1], &fwd)
+		fmt.Sscan(m[2], &drop)
+		t.Logf("relay of rank %d: %d datagrams forwarded, %d dropped (%.1f%%)", r, fwd, drop, 100*float64(drop)/float64(max(1, fwd+drop)))
+		if r > 0 && (fwd < 100 || drop == 0) {
+			t.Errorf("relay of rank %d forwarded %d and dropped %d datagrams: the ring did not go through it", r, fwd, drop)
+		}
+	}
 }
