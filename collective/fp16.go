@@ -90,7 +90,13 @@ func f16ToF32(h uint16) float32 {
 // main loop keeps four branch-free running maxima and ignores that Inf and NaN exist, and
 // only a chunk that holds one (rare) is scanned again, skipping them.
 func maxAbsFiniteBits(s []float32) uint32 {
+	all := s
 	var m0, m1, m2, m3 uint32
+	if haveF16C && len(s) >= 16 {
+		n := len(s) &^ 15
+		m0 = maxAbsBitsX16(&s[0], n)
+		s = s[n:]
+	}
 	i := 0
 	for ; i+4 <= len(s); i += 4 {
 		v := s[i : i+4 : i+4]
@@ -105,6 +111,11 @@ func maxAbsFiniteBits(s []float32) uint32 {
 	if m := max(m0, m1, m2, m3); m < 0x7f800000 {
 		return m
 	}
+	return maxAbsFiniteSlow(all)
+}
+
+// maxAbsFiniteSlow is maxAbsFiniteBits for a chunk that holds Inf or NaN.
+func maxAbsFiniteSlow(s []float32) uint32 {
 	var m uint32
 	for _, x := range s {
 		if a := math.Float32bits(x) & 0x7fffffff; a > m && a < 0x7f800000 {
@@ -134,6 +145,12 @@ func encodeFP16(dst []byte, src []float32) {
 	out := u16View(dst[4:fp16WireBytes(len(src))])
 	inv := pow2(-e)
 	out = out[:len(src)]
+	whole := out
+	if haveF16C && len(src) >= 8 {
+		n := len(src) &^ 7
+		f32ToF16x8(&out[0], &src[0], n, inv)
+		out, src = out[n:], src[n:]
+	}
 	for i, x := range src {
 		// f32ToF16's common cases written out here, as the compiler does not inline it:
 		// binary16 normals (the scaled chunk lives mostly in the top binades) and zeros.
@@ -151,7 +168,7 @@ func encodeFP16(dst []byte, src []float32) {
 		}
 	}
 	if e > 112 {
-		saturate(out)
+		saturate(whole)
 	}
 }
 
@@ -192,9 +209,18 @@ func decodeFP16(op Op, copyOnly bool, dst []float32, src []byte) error {
 	if err != nil {
 		return err
 	}
-	tab := f16Values()
 	in := u16View(src[4:fp16WireBytes(len(dst))])
 	in = in[:len(dst)]
+	if haveF16C && len(dst) >= 8 && (copyOnly || op == Sum || op == Avg) {
+		n := len(dst) &^ 7
+		if copyOnly {
+			f16CopyX8(&dst[0], &in[0], n, scale)
+		} else {
+			f16AddX8(&dst[0], &in[0], n, scale)
+		}
+		dst, in = dst[n:], in[n:]
+	}
+	tab := f16Values()
 	// value·2^e is exact (a power-of-two scale), ±Inf and NaN stay what they are.
 	switch {
 	case copyOnly:
