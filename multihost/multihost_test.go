@@ -93,6 +93,13 @@ func TestKillRankInAllReduce(t *testing.T) {
 		}
 		t.Logf("gorun on node %d exited %d, %v after the kill", i, code, n.ended.Sub(killed).Round(time.Millisecond))
 	}
+	// gorun on every node names the dead rank too, for programs that die at SIGTERM.
+	gorunSays := regexp.MustCompile(fmt.Sprintf(`^gorun: .*rank %d \(local rank 1, pid %d\) killed by SIGKILL`, victim, pid))
+	for i, n := range nodes {
+		if _, ok := n.find(gorunSays); !ok {
+			t.Errorf("gorun on node %d did not name rank %d as killed by SIGKILL", i, victim)
+		}
+	}
 	for r := 0; r < 6; r++ {
 		if r == victim {
 			continue
