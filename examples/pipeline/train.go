@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/collective/quictransport"
+	"github.com/ringtrain/ringtrain/collective/shmtransport"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
@@ -137,14 +139,36 @@ func main() {
 }
 
 // joinJob returns the world group: the gorun job's when WORLD_SIZE is set,
-// else a group of this process alone.
+// else a group of this process alone. Ranks meet over QUIC
+// (collective.InitFromEnv's transport); links between ranks on the same host
+// then move their bytes through shared memory unless GORUN_TRANSPORT (gorun
+// --transport) says quic. The hand-offs between stages are small, frequent
+// and on the critical path, where shared memory's latency pays most.
 func joinJob(ctx context.Context) (*collective.Group, func(), error) {
 	if os.Getenv("WORLD_SIZE") != "" {
-		g, err := collective.InitFromEnv(ctx)
+		cfg, err := quictransport.ConfigFromEnv()
 		if err != nil {
 			return nil, nil, fmt.Errorf("joining the job: %w", err)
 		}
-		return g, func() { g.Close() }, nil
+		mode, err := shmtransport.ModeFromEnv()
+		if err != nil {
+			return nil, nil, err
+		}
+		base, err := quictransport.Establish(ctx, cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("joining the job: %w", err)
+		}
+		tr, err := shmtransport.Wrap(base, shmtransport.Options{Mode: mode})
+		if err != nil {
+			base.Close()
+			return nil, nil, fmt.Errorf("rank %d: %w", cfg.Rank, err)
+		}
+		g, err := collective.New(ctx, tr, collective.Options{})
+		if err != nil {
+			tr.Close() // closes base too
+			return nil, nil, fmt.Errorf("rank %d: %w", cfg.Rank, err)
+		}
+		return g, func() { g.Close(); tr.Close() }, nil
 	}
 	ts := memtransport.New(1)
 	g, err := collective.New(ctx, ts[0], collective.Options{})
