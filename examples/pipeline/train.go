@@ -37,6 +37,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -269,6 +270,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var total, window pipeline.StepStats
+	var measured []pipeline.StepStats
 	start := time.Now()
 	for step := range o.steps {
 		epoch, k := step/sampler.NumBatches(), step%sampler.NumBatches()
@@ -286,6 +288,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if step >= o.warmup {
 			total.Add(st)
+			st.Trace = nil
+			measured = append(measured, st)
 		}
 		window.Add(st)
 		if e.IsLast() && e.Replica() == 0 && ((step+1)%o.logEvery == 0 || step+1 == o.steps) {
@@ -310,6 +314,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	spread, err := stepSpread(ctx, e, measured)
+	if err != nil {
+		return err
+	}
 	if rank == 0 {
 		stages := make([]map[string]any, len(sum.PerStage))
 		for i, s := range sum.PerStage {
@@ -327,10 +335,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			"efficiency_measured": sum.Efficiency(), "efficiency_theory": sum.TheoreticalEfficiency(),
 			"per_stage": stages, "loss": finite(sum.Loss), "accuracy": finite(sum.Accuracy),
 			"samples_per_s": samples / wall.Seconds(), "elapsed_s": elapsed.Seconds(),
-		}, fmt.Sprintf("%strain loss %.4f, accuracy %.3f over the %d measured steps; %.0f samples/s\n",
-			sum, sum.Loss, sum.Accuracy, sum.Steps, samples/wall.Seconds()))
+			"step_efficiency_median": spread[1], "step_efficiency_best": spread[2], "step_efficiency_worst": spread[0],
+		}, fmt.Sprintf("%sper-step efficiency: median %.3f, best %.3f, worst %.3f over %d steps\ntrain loss %.4f, accuracy %.3f over the %d measured steps; %.0f samples/s\n",
+			sum, spread[1], spread[2], spread[0], len(measured), sum.Loss, sum.Accuracy, sum.Steps, samples/wall.Seconds()))
 	}
 	return nil
+}
+
+// stepSpread summarises each measured step on its own (every rank's stats of
+// that step) and returns the worst, median and best pipeline efficiency: on
+// a shared machine the best steps show what the pipeline does when nothing
+// else takes its cores. Collective: one Gather per step.
+func stepSpread(ctx context.Context, e *pipeline.Executor, steps []pipeline.StepStats) ([3]float64, error) {
+	var effs []float64
+	for _, st := range steps {
+		all, err := e.Gather(ctx, st)
+		if err != nil {
+			return [3]float64{}, err
+		}
+		s, err := pipeline.Summarize(all, e.Layout(), e.Schedule())
+		if err != nil {
+			return [3]float64{}, err
+		}
+		effs = append(effs, s.Efficiency())
+	}
+	if len(effs) == 0 {
+		return [3]float64{}, nil
+	}
+	slices.Sort(effs)
+	return [3]float64{effs[0], effs[len(effs)/2], effs[len(effs)-1]}, nil
 }
 
 // printTrace writes the rank's timeline of one step as a JSON line, times
