@@ -72,14 +72,33 @@ func tryLinkPair(ts []*Transport, a, b int, ch string) (transport.Link, transpor
 	rb := make(chan res, 1)
 	go func() {
 		l, err := ts[b].Link(ctx, a, ch)
+		if err == nil {
+			l, err = settled(l)
+		}
 		rb <- res{l, err}
 	}()
 	la, errA := ts[a].Link(ctx, b, ch)
+	if errA == nil {
+		la, errA = settled(la)
+	}
 	r := <-rb
 	if errA != nil {
 		return la, r.l, errA
 	}
 	return la, r.l, r.err
+}
+
+// settled waits (at most 20 s) for the setup of a link returned by Link and returns the
+// link it settled on: a *shmLink or the base link.
+func settled(l transport.Link) (transport.Link, error) {
+	z, ok := l.(*lazyLink)
+	if !ok {
+		return l, nil
+	}
+	z.SetDeadline(time.Now().Add(20 * time.Second))
+	r, err := z.wait()
+	z.SetDeadline(time.Time{})
+	return r, err
 }
 
 // dirEntries lists the names in dir.

@@ -67,7 +67,7 @@ func rankChild() error {
 	defer g.Close()
 	buf := make([]float32, 1<<20)
 	n := g.Size()
-	kind := fmt.Sprintf("left=%s right=%s", tr.Kind((g.Rank()+n-1)%n), tr.Kind((g.Rank()+1)%n))
+	kind := ""
 	last := time.Now()
 	for i := 0; ; i++ {
 		for j := range buf {
@@ -86,7 +86,8 @@ func rankChild() error {
 		if buf[0] != float32(n) || buf[len(buf)-1] != float32(n) {
 			return fmt.Errorf("iteration %d: wrong sum %v", i, buf[0])
 		}
-		if i == 2 {
+		if i == 2 { // the links are set up by now
+			kind = fmt.Sprintf("left=%s right=%s", tr.Kind((g.Rank()+n-1)%n), tr.Kind((g.Rank()+1)%n))
 			fmt.Println("running " + kind)
 		}
 		last = time.Now()

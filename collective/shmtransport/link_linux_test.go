@@ -435,9 +435,22 @@ func TestZeroAllocs(t *testing.T) {
 	}
 }
 
+// TestZeroAllocsStream: the same through the links exactly as Link hands them out (the lazy
+// wrapper around the set-up link), with a deadline set.
 func TestZeroAllocsStream(t *testing.T) {
 	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 20} })
-	a, b := linkPair(t, ts, 0, 1, "x")
+	linkPair(t, ts, 0, 1, "x") // settle the setup
+	a, err := ts[0].Link(t.Context(), 1, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ts[1].Link(t.Context(), 0, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.(*lazyLink); !ok {
+		t.Fatalf("Link returned %T", a)
+	}
 	a.SetDeadline(time.Now().Add(time.Hour))
 	buf := make([]byte, 256<<10)
 	out := make([]byte, 256<<10)

@@ -1,7 +1,6 @@
 package shmtransport
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -162,22 +161,73 @@ func TestNetnsIsAnotherHost(t *testing.T) {
 
 var _ transport.Link = (*shmLink)(nil)
 
-// TestLinkCancelledThenRetried: a Link whose ctx ends before the peer shows up returns ctx's
-// error; the exchange goes on in the background, and a later call gets the link.
-func TestLinkCancelledThenRetried(t *testing.T) {
+// TestLinkDoesNotWaitForPeer: Link returns at once even when the peer has not asked yet; the
+// first Read waits for the setup within its deadline, and works once the peer shows up.
+func TestLinkDoesNotWaitForPeer(t *testing.T) {
 	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
-	defer cancel()
-	if _, err := ts[0].Link(ctx, 1, "late"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Link with the peer absent: %v, want the context's deadline", err)
+	a, err := ts[0].Link(t.Context(), 1, "late")
+	if err != nil {
+		t.Fatal(err)
 	}
-	a, b := linkPair(t, ts, 0, 1, "late")
-	if _, ok := a.(*shmLink); !ok {
-		t.Fatalf("link %T", a)
+	a.SetDeadline(time.Now().Add(30 * time.Millisecond))
+	if _, err := a.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read before the peer came: %v, want the deadline", err)
 	}
-	go a.Write([]byte("hi"))
+	a.SetDeadline(time.Time{})
+	b, err := ts[1].Link(t.Context(), 0, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Write([]byte("hi"))
 	buf := make([]byte, 2)
-	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "hi" {
+	if _, err := io.ReadFull(a, buf); err != nil || string(buf) != "hi" {
 		t.Fatalf("%q %v", buf, err)
+	}
+	if ts[0].Kind(1) != "shm" {
+		t.Fatalf("Kind %q", ts[0].Kind(1))
+	}
+}
+
+// TestSequentialRingOpen: every rank opens its right link, then its left one, one after the
+// other, before any I/O; this must not deadlock (it does not over QUIC either).
+func TestSequentialRingOpen(t *testing.T) {
+	const n = 4
+	ts, _ := wrapAll(t, n, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
+	errc := make(chan error, n)
+	for r := range n {
+		go func() {
+			ctx := t.Context()
+			right, err := ts[r].Link(ctx, (r+1)%n, "ring")
+			if err != nil {
+				errc <- err
+				return
+			}
+			left, err := ts[r].Link(ctx, (r+n-1)%n, "ring")
+			if err != nil {
+				errc <- err
+				return
+			}
+			go right.Write([]byte{byte(r)})
+			var b [1]byte
+			if _, err := io.ReadFull(left, b[:]); err != nil {
+				errc <- err
+				return
+			}
+			if int(b[0]) != (r+n-1)%n {
+				errc <- fmt.Errorf("rank %d got %d from its left", r, b[0])
+				return
+			}
+			errc <- nil
+		}()
+	}
+	for range n {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("ranks that open their links one by one deadlocked")
+		}
 	}
 }

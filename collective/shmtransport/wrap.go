@@ -46,6 +46,7 @@ type linkKey struct {
 
 type linkEntry struct {
 	ready chan struct{} // closed when link/kind/err are set
+	lazy  *lazyLink     // what Link hands out
 	link  transport.Link
 	kind  string
 	err   error
@@ -130,14 +131,19 @@ func (t *Transport) modeFor(peer int) Mode {
 // Link returns this rank's end of channel to peer: a shared-memory link when both ranks
 // share a host and their modes allow it, otherwise the base transport's link. The choice is
 // made once per (peer, channel) by a short exchange over the base link, so both ends always
-// agree; asking again returns the same link (or the same error).
+// agree; asking again returns the same link.
 //
-// The exchange runs on its own, bound to the transport's life rather than to ctx: a caller
-// whose ctx ends gets ctx's error, and a later call for the same link picks up the same
-// exchange, so a cancelled attempt never leaves the two ends out of step.
+// Link does not wait for the peer: the exchange runs on its own, bound to the transport's
+// life, and the link's first Read or Write waits for it (within the link's deadline). So a
+// cancelled caller never leaves the two ends out of step, and code that opens links one after
+// another cannot deadlock on the exchange. Link returns the exchange's error if it is already
+// known; otherwise it surfaces on the link.
 func (t *Transport) Link(ctx context.Context, peer int, channel string) (transport.Link, error) {
 	if peer == t.Rank() {
 		return t.base.Link(ctx, peer, channel) // let the base transport say what it thinks
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("shmtransport: link to rank %d channel %q: %w", peer, channel, err)
 	}
 	key := linkKey{peer, channel}
 	t.mu.Lock()
@@ -148,6 +154,7 @@ func (t *Transport) Link(ctx context.Context, peer int, channel string) (transpo
 	e, ok := t.links[key]
 	if !ok {
 		e = &linkEntry{ready: make(chan struct{})}
+		e.lazy = newLazyLink(peer, e)
 		t.links[key] = e
 		t.setups.Add(1)
 		go t.establish(e, peer, channel)
@@ -155,10 +162,12 @@ func (t *Transport) Link(ctx context.Context, peer int, channel string) (transpo
 	t.mu.Unlock()
 	select {
 	case <-e.ready:
-		return e.link, e.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("shmtransport: link to rank %d channel %q: %w", peer, channel, ctx.Err())
+		if e.err != nil {
+			return nil, e.err
+		}
+	default:
 	}
+	return e.lazy, nil
 }
 
 // establish runs the setup of one link and publishes its outcome in e.
@@ -174,6 +183,7 @@ func (t *Transport) establish(e *linkEntry, peer int, channel string) {
 		t.shm = append(t.shm, sl)
 	}
 	e.link, e.kind, e.err = link, kind, err
+	e.lazy.settle()
 	close(e.ready)
 	t.mu.Unlock()
 }
