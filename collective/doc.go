@@ -26,9 +26,9 @@
 // AllReduce is a reduce-scatter followed by an all-gather around the ring, each rank sending
 // 2(N-1)/N of the buffer, the bandwidth optimum. The N segments of the buffer are cut into
 // chunks (Options.ChunkBytes) that flow through a pipeline: a rank sends chunk c of one step
-// while it receives and reduces chunk c+1 of the step before. Data moves as the buffers'
-// own memory (no encoding pass, no allocation per chunk); see ring.go for the index
-// arithmetic.
+// while it receives and reduces chunk c+1 of the step before. float32 data moves as the
+// buffers' own memory (no encoding pass), fp16 through preallocated scratch with AVX2/F16C
+// kernels on amd64, and no chunk allocates; see ring.go for the index arithmetic.
 //
 // Every op starts with a 32-byte header (op kind, sequence number, count, dtype, reduction,
 // root or tag) sent ahead of the data to the right neighbour, which checks it against its own
