@@ -26,7 +26,7 @@ done
 
 # Report defaults; any flag given on the command line overrides them (the flag package
 # keeps the last value). --quick changes scaling's own defaults (repetitions, steps...).
-defaults=(--nproc 1,2,4 --model mlp,mlp-wide,cnn --out "$repo/benchmarks/results")
+defaults=(--nproc 1,2,4 --out "$repo/benchmarks/results")
 
 bin="$(mktemp -d "${TMPDIR:-/tmp}/ringtrain-bench.XXXXXX")"
 trap 'rm -rf "$bin"' EXIT

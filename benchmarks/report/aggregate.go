@@ -132,7 +132,11 @@ func summarisePoint(sel []Run, model, mode, comp string, n int, tput1 float64) (
 // attaches the ring-exchange ceiling: the link bandwidth at the largest size exchanged
 // (median over rank counts and repeated sweeps), where start-up costs matter least. A dtype whose rows cannot be fitted is
 // skipped with a note.
-func FitSweep(rows []SweepRow) ([]Fit, []string) {
+//
+// Only rank counts up to maxRanks (the ranks that had a core each; 0: no limit) are fitted
+// when the sweep has at least two such timings per dtype: on an oversubscribed machine
+// the other rank counts time the scheduler, not the ring.
+func FitSweep(rows []SweepRow, maxRanks int) ([]Fit, []string) {
 	var fits []Fit
 	var notes []string
 	var dtypes []string
@@ -162,18 +166,32 @@ func FitSweep(rows []SweepRow) ([]Fit, []string) {
 		ceiling = cs.Median
 	}
 	for _, dt := range dtypes {
-		var ts []Timing
-		for _, r := range rows {
-			if r.Op != OpRingExchange && r.Dtype == dt && r.Ranks > 1 {
-				ts = append(ts, Timing{Ranks: r.Ranks, Bytes: float64(r.Bytes), Seconds: r.TimeUS * 1e-6})
+		pick := func(limit int) ([]Timing, []int) {
+			var ts []Timing
+			seen := map[int]bool{}
+			var ranks []int
+			for _, r := range rows {
+				if r.Op != OpRingExchange && r.Dtype == dt && r.Ranks > 1 && (limit == 0 || r.Ranks <= limit) {
+					ts = append(ts, Timing{Ranks: r.Ranks, Bytes: float64(r.Bytes), Seconds: r.TimeUS * 1e-6})
+					if !seen[r.Ranks] {
+						seen[r.Ranks] = true
+						ranks = append(ranks, r.Ranks)
+					}
+				}
 			}
+			sort.Ints(ranks)
+			return ts, ranks
+		}
+		ts, ranks := pick(maxRanks)
+		if len(ts) < 2 {
+			ts, ranks = pick(0)
 		}
 		ab, err := FitAlphaBeta(ts)
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("α-β fit of the %s sweep failed: %v", dt, err))
 			continue
 		}
-		fits = append(fits, Fit{Dtype: dt, AlphaBeta: ab, CeilingGBs: ceiling})
+		fits = append(fits, Fit{Dtype: dt, AlphaBeta: ab, Ranks: ranks, CeilingGBs: ceiling})
 	}
 	return fits, notes
 }

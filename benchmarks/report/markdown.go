@@ -56,9 +56,20 @@ func writeMachine(b *bufio.Writer, r *Results) {
 	row("GOMAXPROCS per rank", fmt.Sprintf("%d (gorun --threads-per-rank)", m.GOMAXPROCSPerRank))
 	tr := s.Transport
 	if tr == "" {
-		tr = "gorun default"
+		tr = "gorun's default (GORUN_TRANSPORT unset: auto, shared memory between ranks of one host)"
 	}
-	row("transport", tr)
+	row("transport, training", tr)
+	sweepTr := map[string]bool{}
+	var trs []string
+	for _, x := range r.AllReduce {
+		if x.Transport != "" && !sweepTr[x.Transport] {
+			sweepTr[x.Transport] = true
+			trs = append(trs, x.Transport)
+		}
+	}
+	if len(trs) > 0 {
+		row("transport, AllReduce sweep", strings.Join(trs, ", ")+" (as the benchmark reports it)")
+	}
 	row("commit", "`"+m.Commit+"`")
 	row("date", m.Date)
 	row("ranks", fmt.Sprintf("%v%s", s.NProc, map[bool]string{true: " (**quick mode**)"}[s.Quick]))
@@ -296,8 +307,8 @@ func writeFits(b *bufio.Writer, r *Results) {
 		return
 	}
 	fmt.Fprintf(b, "## α-β fit of the ring\n\n")
-	fmt.Fprintf(b, "T(n bytes, N ranks) = 2(N−1)·α + 2(N−1)/N · n · β, fitted by least squares on relative residuals over every AllReduce of the sweep on N ≥ 2 ranks (α, β ≥ 0). R² is on the raw times.\n\n")
-	fmt.Fprintf(b, "| dtype | α per ring step | β | 1/β | ceiling (ring exchange) | points | R² | rel. RMS error | max rel. error |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "T(n bytes, N ranks) = 2(N−1)·α + 2(N−1)/N · n · β, fitted by least squares on relative residuals (α, β ≥ 0) over the sweep's AllReduce timings on the rank counts listed: those with a core per rank when there are any, since oversubscribed runs time the scheduler. R² is on the raw times; the ceiling is the ring exchange at the largest size.\n\n")
+	fmt.Fprintf(b, "| dtype | ranks fitted | α per ring step | β | 1/β | ceiling (ring exchange) | points | R² | rel. RMS error | max rel. error |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, f := range r.Fits {
 		ceil := "–"
 		if f.CeilingGBs > 0 {
@@ -307,8 +318,8 @@ func writeFits(b *bufio.Writer, r *Results) {
 		if f.Clamped != "" {
 			note = fmt.Sprintf(" (%s pinned at 0)", f.Clamped)
 		}
-		fmt.Fprintf(b, "| %s | %s%s | %.3g ns/B | %.3g GB/s | %s | %d | %.4f | %.1f%% | %.1f%% |\n",
-			f.Dtype, HumanSeconds(f.Alpha), note, f.Beta*1e9, f.BandwidthGBs(), ceil, f.Points, f.R2, 100*f.RelRMS, 100*f.MaxRel)
+		fmt.Fprintf(b, "| %s | %s | %s%s | %.3g ns/B | %.3g GB/s | %s | %d | %.4f | %.1f%% | %.1f%% |\n",
+			f.Dtype, intsString(f.Ranks), HumanSeconds(f.Alpha), note, f.Beta*1e9, f.BandwidthGBs(), ceil, f.Points, f.R2, 100*f.RelRMS, 100*f.MaxRel)
 	}
 	fmt.Fprintf(b, "\n")
 }
@@ -324,18 +335,14 @@ func writeProjection(b *bufio.Writer, r *Results) {
 		ProjectionRanks[0], ProjectionRanks[len(ProjectionRanks)-1], joinFloats(ProjectionLinks, ", "))
 	fmt.Fprintf(b, "**Assumptions** (each one optimistic or pessimistic as marked):\n\n")
 	fmt.Fprintf(b, "- Per-rank work is this machine's measured single-rank step (below); weak scaling, so it does not change with N.\n")
-	fmt.Fprintf(b, "- Gradients are reduced in buckets of at most 25 MiB, each a ring AllReduce: comm(N) = buckets·2(N−1)·α + 2(N−1)/N·bytes·β.\n")
+	fmt.Fprintf(b, "- Gradients are reduced in the buckets the trainer reported (ddp: a 1 MiB first bucket, then up to 25 MiB), each a ring AllReduce: comm(N) = buckets·2(N−1)·α + 2(N−1)/N·bytes·β.\n")
 	fmt.Fprintf(b, "- β = 8 / line rate: the full link rate reached by every rank at once (optimistic: protocol overhead, congestion and stragglers are ignored).\n")
 	fmt.Fprintf(b, "- α = **%s** per ring step (%s). A ring pays 2(N−1) latencies per AllReduce, so at large N the latency term dominates; this is why NCCL and Horovod switch to trees or hierarchical rings at scale (a flat ring is pessimistic there).\n", HumanSeconds(pr.AlphaS), pr.AlphaSource)
 	fmt.Fprintf(b, "- fp16 halves the bytes and leaves the number of steps unchanged; its conversion cost is ignored.\n")
 	fmt.Fprintf(b, "- With overlap, communication hides behind the backward pass, taken as %.0f%% of forward+backward compute: exposed = max(0, comm − backward); without overlap, all of comm is exposed. efficiency = step / (step + exposed).\n\n", 100*DefaultBackwardShare)
 	fmt.Fprintf(b, "| workload | single-rank step | compute (fwd+bwd) | gradient bytes (fp32) | buckets |\n|---|---:|---:|---:|---:|\n")
 	for _, w := range pr.Workloads {
-		bk := w.BucketBytes
-		if bk == 0 {
-			bk = DefaultBucketBytes
-		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %d |\n", w.Name, HumanSeconds(w.StepSeconds), HumanSeconds(w.ComputeSeconds), HumanBytes(int64(w.GradBytes)), int(math.Ceil(w.GradBytes/bk)))
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %d |\n", w.Name, HumanSeconds(w.StepSeconds), HumanSeconds(w.ComputeSeconds), HumanBytes(int64(w.GradBytes)), w.NumBuckets())
 	}
 	fmt.Fprintf(b, "\n")
 	fmt.Fprintf(b, "| workload | link | gradients |")
@@ -387,4 +394,12 @@ func writePlotsList(b *bufio.Writer, plots []string) {
 		seen[name] = true
 		fmt.Fprintf(b, "![%s](%s.png)\n\n[%s.svg](%s.svg)\n\n", name, name, name, name)
 	}
+}
+
+func intsString(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
 }

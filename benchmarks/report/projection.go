@@ -30,8 +30,23 @@ type Workload struct {
 	// GradBytes is the size of all gradients as float32 (4 × parameters). Must be > 0.
 	GradBytes float64 `json:"grad_bytes"`
 	// BucketBytes caps one AllReduce (gradients travel in buckets, each paying the ring's
-	// latency); zero means DefaultBucketBytes.
+	// latency); zero means DefaultBucketBytes. Ignored when Buckets is set.
 	BucketBytes float64 `json:"bucket_bytes"`
+	// Buckets is the number of AllReduce ops per step, as measured; zero means
+	// ⌈GradBytes / BucketBytes⌉.
+	Buckets int `json:"buckets,omitempty"`
+}
+
+// NumBuckets is the number of AllReduce ops per step the projection charges.
+func (w Workload) NumBuckets() int {
+	if w.Buckets > 0 {
+		return w.Buckets
+	}
+	bucket := w.BucketBytes
+	if bucket == 0 {
+		bucket = DefaultBucketBytes
+	}
+	return int(math.Ceil(w.GradBytes / bucket))
 }
 
 // Link describes the network the projection assumes between ranks.
@@ -82,7 +97,7 @@ func (w Workload) Validate() error {
 		return fmt.Errorf("workload %q: compute %v s outside [0, step time %v s]", w.Name, w.ComputeSeconds, w.StepSeconds)
 	case w.BackwardShare < 0 || w.BackwardShare > 1:
 		return fmt.Errorf("workload %q: backward share %v outside [0, 1]", w.Name, w.BackwardShare)
-	case w.BucketBytes < 0:
+	case w.BucketBytes < 0 || w.Buckets < 0:
 		return fmt.Errorf("workload %q: bucket bytes %v < 0", w.Name, w.BucketBytes)
 	}
 	return nil
@@ -103,7 +118,7 @@ type Estimate struct {
 // Project returns the modelled cost of one weak-scaling step (fixed per-rank batch, so the
 // per-rank compute does not change with N) on n ranks over link:
 //
-//	buckets  k = ⌈GradBytes / BucketBytes⌉
+//	buckets  k = Buckets, else ⌈GradBytes / BucketBytes⌉
 //	comm     C(N) = k·2(N−1)·α + 2(N−1)/N · bytes · β      bytes halved with fp16
 //	exposed  E(N) = max(0, C(N) − BackwardShare·Compute)    with overlap, else C(N)
 //	eff(N)   = Step / (Step + E(N))
@@ -121,10 +136,6 @@ func Project(w Workload, link Link, v Variant, n int) (Estimate, error) {
 	if !(link.Alpha >= 0) || math.IsInf(link.Alpha, 0) || !(link.Gbps > 0) {
 		return Estimate{}, fmt.Errorf("project %q: link α %v s, %v Gbit/s: want α ≥ 0 and a positive rate", w.Name, link.Alpha, link.Gbps)
 	}
-	bucket := w.BucketBytes
-	if bucket == 0 {
-		bucket = DefaultBucketBytes
-	}
 	compute := w.ComputeSeconds
 	if compute == 0 {
 		compute = w.StepSeconds
@@ -133,7 +144,7 @@ func Project(w Workload, link Link, v Variant, n int) (Estimate, error) {
 	if share == 0 {
 		share = DefaultBackwardShare
 	}
-	e := Estimate{Ranks: n, Buckets: int(math.Ceil(w.GradBytes / bucket)), WireBytes: w.GradBytes}
+	e := Estimate{Ranks: n, Buckets: w.NumBuckets(), WireBytes: w.GradBytes}
 	if v.FP16 {
 		e.WireBytes /= 2
 	}

@@ -63,7 +63,7 @@ func fixture(t *testing.T) *Results {
 		r.AllReduce = append(r.AllReduce, SweepRow{Op: OpRingExchange, Ranks: n, Bytes: 1 << 22, Dtype: "raw", LinkGBs: 0.35})
 	}
 	var fnotes []string
-	r.Fits, fnotes = FitSweep(r.AllReduce)
+	r.Fits, fnotes = FitSweep(r.AllReduce, 0)
 	r.Notes = append(r.Notes, fnotes...)
 	ws := []Workload{{Name: "mlp", StepSeconds: 0.032, ComputeSeconds: 0.0256, GradBytes: 4 * 669706}, {Name: "cnn", StepSeconds: 0.16, ComputeSeconds: 0.128, GradBytes: 4 * 61706}}
 	r.Projection, err = BuildProjection(ws, r.Fits[0].Alpha, "fitted")
@@ -115,6 +115,26 @@ func TestAggregate(t *testing.T) {
 
 func TestFitSweepRecoversFixture(t *testing.T) {
 	r := fixture(t)
+	// Oversubscribed rank counts are left out when others can be fitted: triple the
+	// 4-rank times and the fit limited to 2 ranks still recovers the truth.
+	var skewed []SweepRow
+	for _, s := range r.AllReduce {
+		if s.Ranks == 4 {
+			s.TimeUS *= 3
+		}
+		skewed = append(skewed, s)
+	}
+	fits, notes := FitSweep(skewed, 2)
+	if len(fits) != 2 || len(notes) != 0 || len(fits[0].Ranks) != 1 || fits[0].Ranks[0] != 2 || math.Abs(fits[0].Alpha-80e-6)/80e-6 > 1e-6 {
+		t.Fatalf("limited fit %+v, notes %q", fits, notes)
+	}
+	if fits, _ := FitSweep(skewed, 0); len(fits[0].Ranks) != 2 || math.Abs(fits[0].Alpha-80e-6)/80e-6 < 0.01 {
+		t.Fatalf("unlimited fit should use both rank counts (and be off): %+v", fits[0])
+	}
+	// No rank count within the limit: fit what there is.
+	if fits, _ := FitSweep(skewed, 1); len(fits) != 2 || len(fits[0].Ranks) != 2 {
+		t.Fatalf("fallback fit %+v", fits)
+	}
 	if len(r.Fits) != 2 {
 		t.Fatalf("fits %+v", r.Fits)
 	}

@@ -54,6 +54,7 @@ type Settings struct {
 	Quick            bool           `json:"quick"`
 	SweepMinBytes    int64          `json:"sweep_min_bytes"`
 	SweepMaxBytes    int64          `json:"sweep_max_bytes"`
+	SweepFactor      int            `json:"sweep_factor"`
 	SweepIters       int            `json:"sweep_iters"`
 	Command          string         `json:"command"`
 }
@@ -106,6 +107,9 @@ type Run struct {
 	ComputeMS     float64 `json:"compute_ms"`
 	CommMS        float64 `json:"comm_ms"`
 	ExposedCommMS float64 `json:"exposed_comm_ms"`
+	// Buckets is the number of gradient AllReduce ops per step the trainer reported
+	// (0 when it did not say).
+	Buckets int `json:"buckets,omitempty"`
 	// WallS is the whole job's wall time, start-up included.
 	WallS float64 `json:"wall_s"`
 }
@@ -142,12 +146,16 @@ type SweepRow struct {
 	BusBWGBs  float64 `json:"busbw_gbs"`
 	LinkGBs   float64 `json:"link_gbs,omitempty"`
 	MaxRelErr float64 `json:"max_rel_err"`
+	Transport string  `json:"transport,omitempty"`
 }
 
 // Fit is the α-β fit of the AllReduce rows of one dtype.
 type Fit struct {
 	Dtype string `json:"dtype"`
 	AlphaBeta
+	// Ranks are the rank counts whose timings were fitted: those with a core per rank
+	// when the sweep has any (oversubscribed runs measure time-slicing), else all.
+	Ranks []int `json:"ranks"`
 	// CeilingGBs is the ring-exchange link bandwidth at the sweep's largest size (median
 	// over rank counts; 0 when the sweep had none): a perfect ring would reach
 	// β = 1/CeilingGBs.

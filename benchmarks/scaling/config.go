@@ -30,6 +30,7 @@ type config struct {
 	sweepMin       int64
 	sweepMax       int64
 	sweepIters     int
+	sweepFactor    int
 	alphaUS        float64 // > 0: the projection's α instead of the fit's
 	out            string
 	repo           string
@@ -60,7 +61,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	}
 	var (
 		nproc      = fs.String("nproc", "1,2,4", "comma-separated rank counts (1 is the baseline and is always measured)")
-		models     = fs.String("model", "mlp,mlp-wide,cnn", "comma-separated models (examples/fashion --model)")
+		models     = fs.String("model", "mlp,mlp-wide,cnn", "comma-separated models (examples/fashion --model); --quick: mlp,cnn")
 		modes      = fs.String("modes", "weak,strong", "scaling modes: weak (fixed per-rank batch), strong (fixed global batch)")
 		compress   = fs.String("compress", "none,fp16", "gradient exchanges: none (fp32), fp16")
 		reps       = perModel{def: 3, by: map[string]int{"mlp-wide": 2}}
@@ -73,6 +74,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		sweepMin   = fs.String("sweep-min", "4K", "smallest AllReduce message, bytes (K, M suffixes: powers of 1024)")
 		sweepMax   = fs.String("sweep-max", "16M", "largest AllReduce message, bytes")
 		sweepIters = fs.Int("sweep-iters", 20, "timed AllReduce iterations per message size")
+		sweepFact  = fs.Int("sweep-factor", 4, "size multiplier between the sweep's message sizes")
 		alphaUS    = fs.Float64("alpha-us", 0, "latency per ring step for the projection, µs (0: the α fitted to the sweep)")
 		out        = fs.String("out", "", "output directory (default: benchmarks/results in the repository)")
 		repo       = fs.String("repo", "", "repository root (default: found from the working directory)")
@@ -106,11 +108,13 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		def("batch", func() { batch = perModel{def: 32, by: map[string]int{"mlp-wide": 8}} })
 		def("sweep-max", func() { *sweepMax = "1M" })
 		def("sweep-iters", func() { *sweepIters = 5 })
+		// mlp-wide's 20 M parameters cost more than the whole quick budget on 2 cores.
+		def("model", func() { *models = "mlp,cnn" })
 		def("run-timeout", func() { *timeout = 2 * time.Minute })
 	}
 
 	c := &config{reps: reps, batch: batch, globalBatch: gbatch, steps: steps,
-		threadsPerRank: *threads, transport: *transport, sweep: !*noSweep, sweepIters: *sweepIters,
+		threadsPerRank: *threads, transport: *transport, sweep: !*noSweep, sweepIters: *sweepIters, sweepFactor: *sweepFact,
 		alphaUS: *alphaUS, out: *out, repo: *repo, gorun: *gorun, trainer: *trainer, allreduce: *allreduce,
 		runTimeout: *timeout, quick: *quick, args: args}
 	var err error
@@ -183,6 +187,8 @@ func (c *config) validate() error {
 	switch {
 	case c.threadsPerRank < 1:
 		return fmt.Errorf("--threads-per-rank %d: want at least 1", c.threadsPerRank)
+	case c.sweepFactor < 2:
+		return fmt.Errorf("--sweep-factor %d: want at least 2", c.sweepFactor)
 	case c.sweepIters < 1:
 		return fmt.Errorf("--sweep-iters %d: want at least 1", c.sweepIters)
 	case c.sweepMin < 4 || c.sweepMax < c.sweepMin:

@@ -119,7 +119,7 @@ func session(ctx context.Context, c *config, stdout, stderr io.Writer) error {
 		Reps: c.reps.of(c.models[0]), Batch: c.batch.of(c.models[0]), GlobalBatch: c.globalBatch.of(c.models[0]), Steps: c.steps.of(c.models[0]),
 		ModelReps: all(c.reps), ModelBatch: all(c.batch), ModelGlobalBatch: all(c.globalBatch), ModelSteps: all(c.steps),
 		ThreadsPerRank: c.threadsPerRank, Transport: c.transport,
-		Quick: c.quick, SweepMinBytes: c.sweepMin, SweepMaxBytes: c.sweepMax, SweepIters: c.sweepIters,
+		Quick: c.quick, SweepMinBytes: c.sweepMin, SweepMaxBytes: c.sweepMax, SweepFactor: c.sweepFactor, SweepIters: c.sweepIters,
 		Command: "scaling " + strings.Join(c.args, " "),
 	}}
 	res.Runs = []report.Run{}
@@ -230,7 +230,7 @@ func gorunArgs(c *config, b binaries, j job) []string {
 	switch j.kind {
 	case jobSweep:
 		a = append(a, b.allreduce, "--min", strconv.FormatInt(c.sweepMin, 10), "--max", strconv.FormatInt(c.sweepMax, 10),
-			"--dtype", j.dtype, "--iters", strconv.Itoa(c.sweepIters), "--json", "--baseline")
+			"--factor", strconv.Itoa(c.sweepFactor), "--dtype", j.dtype, "--iters", strconv.Itoa(c.sweepIters), "--json", "--baseline")
 	case jobTrain:
 		// Two epochs of exactly --steps steps each: the first is the warm-up (gorgonia
 		// compiles each layer's graphs on first use, connections open, memory is first
@@ -254,7 +254,7 @@ func finish(ctx context.Context, c *config, res *report.Results, grads map[strin
 	res.Scaling = pts
 	res.Notes = append(res.Notes, notes...)
 	var fnotes []string
-	res.Fits, fnotes = report.FitSweep(res.AllReduce)
+	res.Fits, fnotes = report.FitSweep(res.AllReduce, res.Machine.Cores/max(1, c.threadsPerRank))
 	res.Notes = append(res.Notes, fnotes...)
 
 	alpha, source := 0.0, ""
@@ -274,10 +274,16 @@ func finish(ctx context.Context, c *config, res *report.Results, grads map[strin
 	}
 	var ws []report.Workload
 	for _, model := range c.models {
+		buckets := 0
+		for _, r := range res.Runs {
+			if r.Model == model && r.Buckets > 0 {
+				buckets = r.Buckets // the same on every rank count: ddp plans from the model
+			}
+		}
 		for _, p := range res.Scaling {
 			if p.Model == model && p.Ranks == 1 && p.Mode == c.modes[0] && p.Compress == c.compress[0] {
 				ws = append(ws, report.Workload{Name: model, StepSeconds: p.StepMS.Median / 1e3,
-					ComputeSeconds: min(p.ComputeMS.Median, p.StepMS.Median) / 1e3, GradBytes: grads[model]})
+					ComputeSeconds: min(p.ComputeMS.Median, p.StepMS.Median) / 1e3, GradBytes: grads[model], Buckets: buckets})
 			}
 		}
 	}

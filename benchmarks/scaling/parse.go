@@ -17,6 +17,7 @@ type epochLine struct {
 	CommMS        *float64 `json:"comm_ms"`
 	ExposedCommMS *float64 `json:"exposed_comm_ms"`
 	WorldSize     *int     `json:"world_size"`
+	Buckets       int      `json:"buckets"`
 }
 
 // trainRun turns the JSON lines of one training job into a Run, from the objects of
@@ -68,6 +69,7 @@ func trainRun(j job, lines []ranklines.Line, epoch int) (report.Run, error) {
 		}
 		return m
 	}
+	r.Buckets = first.Buckets
 	r.StepMS = maxOf(func(e epochLine) *float64 { return e.StepMS })
 	r.ComputeMS = maxOf(func(e epochLine) *float64 { return e.ComputeMS })
 	r.CommMS = maxOf(func(e epochLine) *float64 { return e.CommMS })
@@ -101,6 +103,7 @@ type sweepLine struct {
 	BusBW     float64  `json:"busbw_gbs"`
 	LinkGBs   float64  `json:"link_gbs"`
 	MaxRelErr float64  `json:"max_rel_err"`
+	Transport string   `json:"transport"`
 }
 
 // sweepRows picks the sweep's rows out of a job's JSON lines. Every rank may print the
@@ -124,7 +127,7 @@ func sweepRows(j job, lines []ranklines.Line) ([]report.SweepRow, error) {
 			continue
 		}
 		row := report.SweepRow{Op: s.Op, Ranks: s.Ranks, Bytes: s.Bytes, Dtype: s.Dtype, AlgBWGBs: s.AlgBW,
-			BusBWGBs: s.BusBW, LinkGBs: s.LinkGBs, MaxRelErr: s.MaxRelErr}
+			BusBWGBs: s.BusBW, LinkGBs: s.LinkGBs, MaxRelErr: s.MaxRelErr, Transport: s.Transport}
 		if row.Ranks == 0 {
 			row.Ranks = j.ranks
 		}

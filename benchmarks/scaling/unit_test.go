@@ -117,7 +117,7 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	args = strings.Join(gorunArgs(c, binaries{gorun: "/g", trainer: "/t", allreduce: "/a"}, jobs[0]), " ")
-	if !strings.Contains(args, " /a --min 4096 --max 16777216 --dtype fp32") || !strings.Contains(args, "--baseline") {
+	if !strings.Contains(args, " /a --min 4096 --max 16777216 --factor 4 --dtype fp32") || !strings.Contains(args, "--baseline") {
 		t.Errorf("sweep args %q", args)
 	}
 }
