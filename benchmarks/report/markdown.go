@@ -18,10 +18,10 @@ func WriteMarkdown(w io.Writer, r *Results, plots []string) error {
 
 	p("# ringtrain scaling report\n\n")
 	if n := r.Oversubscribed(); n > 0 {
-		p("> **⚠ Ranks outnumber cores.** This machine has **%d cores** and every rank runs with GOMAXPROCS=%d: runs with more than **%d rank(s)** share cores, so their efficiency measures time-slicing on this machine, not the collective or the network. Only the runs with at most %d rank(s) have a core per rank.\n\n",
-			r.Machine.Cores, max(1, r.Settings.ThreadsPerRank), n, n)
+		p("> **⚠ Ranks outnumber cores.** This machine has **%d cores** and every rank runs with GOMAXPROCS=%d: runs with more than **%d rank(s)** share cores, so their efficiency measures time-slicing on this machine, not the collective or the network; N such ranks can reach at most %d/N efficiency even with free communication (%.0f%% at %d ranks). Only the runs with at most %d rank(s) have a core per rank.\n\n",
+			r.Machine.Cores, max(1, r.Settings.ThreadsPerRank), n, n, 100*float64(n)/float64(maxRanks(r)), maxRanks(r), n)
 	}
-	p("> All ranks run on **one machine over loopback**: the communication figures below measure the software stack (QUIC, copies, reduction) on shared CPU cores, not a network. The projection section extrapolates with a stated model; it is not a measurement.\n\n")
+	p("> All ranks run on **one machine** (training over gorun's default transport, the AllReduce sweep over the transport it names, both through loopback or shared memory): the communication figures below measure the software stack (QUIC or shared-memory rings, copies, reduction) on shared CPU cores, not a network. The projection section extrapolates with a stated model; it is not a measurement.\n\n")
 
 	writeMachine(b, r)
 	writeHeadline(b, r)

@@ -177,6 +177,28 @@ func coresLine(r *Results, ymin, ymax float64) (*plotter.Line, bool) {
 	return l, true
 }
 
+// coreBoundLine is the best efficiency the machine's cores allow at each rank count.
+func coreBoundLine(r *Results) (*plotter.Line, bool) {
+	fit := r.Machine.Cores / max(1, r.Settings.ThreadsPerRank)
+	if fit < 1 {
+		return nil, false
+	}
+	ranks := append([]int(nil), r.Settings.NProc...)
+	sort.Ints(ranks)
+	var xy plotter.XYs
+	for _, n := range ranks {
+		xy = append(xy, plotter.XY{X: float64(n), Y: float64(min(n, fit)) / float64(n)})
+	}
+	l, err := plotter.NewLine(xy)
+	if err != nil {
+		return nil, false
+	}
+	l.Color = color.Gray{Y: 90}
+	l.Dashes = []vg.Length{vg.Points(5), vg.Points(2), vg.Points(1), vg.Points(2)}
+	l.Width = vg.Points(1.5)
+	return l, true
+}
+
 func efficiencyFigure(r *Results) (figure, bool, error) {
 	var row []*plot.Plot
 	for _, mode := range modes(r) {
@@ -210,6 +232,12 @@ func efficiencyFigure(r *Results) (figure, bool, error) {
 		if l, ok := coresLine(r, 0, ymax); ok {
 			p.Add(l)
 			p.Legend.Add(fmt.Sprintf("%d cores: right of this, ranks share cores", r.Machine.Cores), l)
+			// With fewer cores than ranks, N ranks can do at most the work of the cores
+			// they share: efficiency ≤ min(N, cores/threads)/N even with free communication.
+			if cl, ok := coreBoundLine(r); ok {
+				p.Add(cl)
+				p.Legend.Add("core-bound ceiling min(N, cores)/N", cl)
+			}
 		}
 		p.Y.Min, p.Y.Max = 0, ymax
 		p.Add(plotter.NewGrid())
