@@ -20,6 +20,9 @@ type figure struct {
 	cells [][]*plot.Plot // rows of plots; a nil cell is left empty
 	cellW vg.Length
 	cellH vg.Length
+	// plainTiles lays the plots out in equal tiles instead of aligning their axes with
+	// plot.Align, which leaves a blank band above plots with a logarithmic y axis.
+	plainTiles bool
 }
 
 // titleLine is the height of one line of a figure's title.
@@ -67,11 +70,22 @@ func (f figure) save(dir, base string) ([]string, error) {
 		area := draw.Crop(dc, 0, 0, 0, -titleHeight)
 		tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4,
 			PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 3}
-		canvases := plot.Align(grid, tiles, area)
+		var canvases [][]draw.Canvas
+		if f.plainTiles {
+			canvases = make([][]draw.Canvas, rows)
+			for i := range grid {
+				canvases[i] = make([]draw.Canvas, cols)
+				for j := range grid[i] {
+					canvases[i][j] = tiles.At(area, j, i)
+				}
+			}
+		} else {
+			canvases = plot.Align(grid, tiles, area)
+		}
 		for i := range grid {
 			for j, p := range grid[i] {
 				if p != nil {
-					p.Draw(canvases[i][j])
+					drawAtOrigin(p, canvases[i][j])
 				}
 			}
 		}
@@ -90,4 +104,15 @@ func (f figure) save(dir, base string) ([]string, error) {
 		paths = append(paths, path)
 	}
 	return paths, nil
+}
+
+// drawAtOrigin draws p into the area of c, translated so that the plot sees a canvas whose
+// corner is (0, 0): gonum's padding of log-scaled axes misplaces the data area inside a
+// canvas that does not start at the origin (a blank band appears above the data).
+func drawAtOrigin(p *plot.Plot, c draw.Canvas) {
+	c.Push()
+	defer c.Pop()
+	c.Translate(c.Min)
+	size := vg.Point{X: c.Max.X - c.Min.X, Y: c.Max.Y - c.Min.Y}
+	p.Draw(draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{Max: size}})
 }

@@ -366,6 +366,32 @@ func writeProjection(b *bufio.Writer, r *Results) {
 			}
 		}
 	}
+	// How much the answer depends on α: the fit on this machine's loopback stack is one
+	// choice; a datacenter RDMA/NCCL-class stack has a few µs per step.
+	alphas := []float64{pr.AlphaS, 25e-6, 5e-6}
+	fmt.Fprintf(b, "\n**Sensitivity to α** (25 Gbit/s, fp32 + overlap; the same model with other per-step latencies: 25 µs is a typical TCP/QUIC software stack on a datacenter network, 5 µs an RDMA-class one):\n\n")
+	fmt.Fprintf(b, "| workload | α | N=8 | N=128 | N=1024 |\n|---|---:|---:|---:|---:|\n")
+	for _, w := range pr.Workloads {
+		for i, a := range alphas {
+			if i > 0 && math.Abs(a-pr.AlphaS) < 1e-9 {
+				continue
+			}
+			lab := HumanSeconds(a)
+			if i == 0 {
+				lab += " (used above)"
+			}
+			fmt.Fprintf(b, "| %s | %s |", w.Name, lab)
+			for _, n := range []int{8, 128, 1024} {
+				e, err := Project(w, Link{Gbps: 25, Alpha: a}, Variant{Overlap: true}, n)
+				if err != nil {
+					fmt.Fprintf(b, " – |")
+					continue
+				}
+				fmt.Fprintf(b, " %.0f%% |", 100*e.Efficiency)
+			}
+			fmt.Fprintf(b, "\n")
+		}
+	}
 	ref := pr.Reference
 	fmt.Fprintf(b, "\nReference point, **not produced by this model**: %s — about %.0f%% at %d GPUs (%s). It is drawn on the projection plot as a black square for scale; its workloads (large CNNs on GPUs, tens of MB of gradients per step of ~0.1–0.3 s) differ from these.\n\n",
 		ref.Label, 100*ref.Efficiency, ref.Ranks, ref.Source)

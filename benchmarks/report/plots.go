@@ -260,10 +260,10 @@ func throughputFigure(r *Results) (figure, bool, error) {
 		p := plot.New()
 		p.Title.Text = modeTitle(mode, r)
 		p.X.Label.Text = "ranks"
-		p.Y.Label.Text = "samples/s (all ranks, log scale)"
+		p.Y.Label.Text = "samples/s, all ranks"
 		p.X.Tick.Marker = rankTicks(r)
 		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Y.Tick.Marker = decadeTicks{}
 		p.Legend.Top = true
 		p.Legend.Left = true
 		ymin, ymax := math.Inf(1), 0.0
@@ -609,10 +609,10 @@ func alphaBetaFigure(r *Results) (figure, bool, error) {
 		p := plot.New()
 		p.Title.Text = fmt.Sprintf("%s: α = %s, 1/β = %.3g GB/s, R² = %.4f", fit.Dtype, HumanSeconds(fit.Alpha), fit.BandwidthGBs(), fit.R2)
 		p.X.Label.Text = "message size (bytes)"
-		p.Y.Label.Text = "AllReduce time (µs, log scale)"
+		p.Y.Label.Text = "time per AllReduce (µs)"
 		p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-		p.Legend.Top, p.Legend.Left = false, false // bottom right: the curves rise to the right
+		p.Y.Tick.Marker = decadeTicks{}
+		p.Legend.Top, p.Legend.Left = true, true // top left: small messages take the least time
 		byRanks := map[int]plotter.XYs{}
 		var ranks []int
 		xmin, xmax := math.Inf(1), 0.0
@@ -649,7 +649,16 @@ func alphaBetaFigure(r *Results) (figure, bool, error) {
 			l.Color = c
 			p.Add(sc, l)
 			p.Legend.Add(fmt.Sprintf("measured, %d ranks", n), sc)
-			p.Legend.Add(fmt.Sprintf("fit 2(N−1)α + 2(N−1)/N·n·β, %d ranks", n), l)
+			fitted := false
+			for _, f := range fit.Ranks {
+				fitted = fitted || f == n
+			}
+			if fitted || len(fit.Ranks) == 0 {
+				p.Legend.Add(fmt.Sprintf("fit 2(N−1)α + 2(N−1)/N·n·β, %d ranks", n), l)
+			} else {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+				p.Legend.Add(fmt.Sprintf("same fit at %d ranks (not fitted: oversubscribed)", n), l)
+			}
 		}
 		p.X.Tick.Marker = bytesTicks(xmin, xmax)
 		p.Add(plotter.NewGrid())
@@ -761,4 +770,32 @@ func HumanSeconds(s float64) string {
 		return fmt.Sprintf("%.3g µs", s*1e6)
 	}
 	return fmt.Sprintf("%.3g ns", s*1e9)
+}
+
+// decadeTicks labels the powers of ten inside a log axis's range, with unlabelled minor
+// ticks at 2…9 times them. (plot.LogTicks reserves room for a tick beyond the data, which
+// leaves a blank band above the axis.)
+type decadeTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (decadeTicks) Ticks(min, max float64) []plot.Tick {
+	if !(min > 0) || !(max >= min) {
+		return nil
+	}
+	var t []plot.Tick
+	for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
+		d := math.Pow(10, e)
+		for k := 1.0; k < 10; k++ {
+			v := k * d
+			if v < min*(1-1e-9) || v > max*(1+1e-9) {
+				continue
+			}
+			label := ""
+			if k == 1 {
+				label = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+			t = append(t, plot.Tick{Value: v, Label: label})
+		}
+	}
+	return t
 }

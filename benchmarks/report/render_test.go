@@ -174,7 +174,7 @@ func TestRender(t *testing.T) {
 	text := md.String()
 	for _, s := range []string{
 		"Ranks outnumber cores", "**2 cores**", "Test CPU", "| mlp | weak | fp32 |", "| cnn | strong | fp16 |",
-		"N=4 ⚠", "α per ring step", "80 µs", "not a measurement", "Horovod", "![efficiency](efficiency.png)",
+		"N=4 ⚠", "α per ring step", "Sensitivity to α", "at most 2/N efficiency", "(50% at 4 ranks)", "80 µs", "not a measurement", "Horovod", "![efficiency](efficiency.png)",
 	} {
 		if !strings.Contains(text, s) {
 			t.Errorf("report.md lacks %q", s)

@@ -39,6 +39,7 @@ type config struct {
 	allreduce      string
 	runTimeout     time.Duration
 	quick          bool
+	rerender       bool
 	args           []string // the command line, for the report
 }
 
@@ -82,6 +83,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		trainer    = fs.String("trainer", "", "prebuilt training executable (default: built from examples/fashion)")
 		allreduce  = fs.String("allreduce", "", "prebuilt AllReduce benchmark executable (default: built from benchmarks/allreduce)")
 		timeout    = fs.Duration("run-timeout", 5*time.Minute, "limit on one run (one gorun job)")
+		rerender   = fs.Bool("rerender", false, "run nothing: render report.md and the plots again from --out's results.json")
 		quick      = fs.Bool("quick", false, "small settings for a fast smoke report: 1 repetition, few steps, small batches and sweep")
 	)
 	fs.Var(&reps, "reps", "repetitions of every configuration, as N or N,MODEL=N,... (medians and min/max are reported)")
@@ -116,7 +118,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	c := &config{reps: reps, batch: batch, globalBatch: gbatch, steps: steps,
 		threadsPerRank: *threads, transport: *transport, sweep: !*noSweep, sweepIters: *sweepIters, sweepFactor: *sweepFact,
 		alphaUS: *alphaUS, out: *out, repo: *repo, gorun: *gorun, trainer: *trainer, allreduce: *allreduce,
-		runTimeout: *timeout, quick: *quick, args: args}
+		runTimeout: *timeout, quick: *quick, rerender: *rerender, args: args}
 	var err error
 	if c.nproc, err = parseInts("--nproc", *nproc); err != nil {
 		return nil, err

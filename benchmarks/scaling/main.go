@@ -56,6 +56,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "scaling: %v\n", err)
 		return 2
 	}
+	if c.rerender {
+		if err := rerender(c); err != nil {
+			fmt.Fprintf(stderr, "scaling: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if err := session(ctx, c, stdout, stderr); err != nil {
 		// Failed runs (*failedRunsError) still leave a report; both are exit status 1.
 		fmt.Fprintf(stderr, "scaling: %v\n", err)
@@ -299,6 +306,28 @@ func finish(ctx context.Context, c *config, res *report.Results, grads map[strin
 	}
 	res.Projection = pr
 	return nil
+}
+
+// rerender renders report.md and the plots again from an existing results.json (after a
+// change to the report's layout, without measuring again).
+func rerender(c *config) error {
+	if c.out == "" {
+		repo := c.repo
+		if repo == "" {
+			wd, _ := os.Getwd()
+			var err error
+			if repo, err = findRepo(wd); err != nil {
+				return err
+			}
+		}
+		c.out = filepath.Join(repo, "benchmarks", "results")
+	}
+	res, err := report.ReadJSON(filepath.Join(c.out, "results.json"))
+	if err != nil {
+		return fmt.Errorf("--rerender: %w", err)
+	}
+	_, err = write(c.out, res)
+	return err
 }
 
 // write renders results.json, the plots and report.md into dir.
