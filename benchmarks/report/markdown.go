@@ -25,6 +25,13 @@ func WriteMarkdown(w io.Writer, r *Results, plots []string) error {
 
 	writeMachine(b, r)
 	writeHeadline(b, r)
+	if fs := Findings(r); len(fs) > 0 {
+		p("## What the numbers say\n\n")
+		for _, f := range fs {
+			p("- %s\n", f)
+		}
+		p("\n")
+	}
 	writeScalingDetail(b, r)
 	writeSweep(b, r)
 	writeFits(b, r)

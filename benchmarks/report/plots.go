@@ -733,8 +733,9 @@ func projectionFigure(r *Results) (figure, bool, error) {
 		rows = append(rows, row)
 	}
 	return figure{
-		title: fmt.Sprintf("PROJECTION from the α-β model of the ring, NOT a measurement: weak scaling, α = %s per step (%s), β = 8 / line rate\n"+
-			"rows: fp32/fp16 × with/without overlap; columns: measured single-rank workloads; ■ = Horovod's published ~90%% at 128 GPUs (ResNet-101, Inception V3), for reference",
+		title: fmt.Sprintf("PROJECTION from the α-β model of the ring: NOT a measurement (weak scaling)\n"+
+			"α = %s per ring step (%s), β = 8 / line rate\n"+
+			"rows: fp32/fp16 × with/without overlap; columns: measured single-rank workloads; ■ = Horovod's published ~90%% at 128 GPUs, for reference",
 			HumanSeconds(pr.AlphaS), pr.AlphaSource),
 		cells: rows, cellW: 4.3 * vg.Inch, cellH: 3.3 * vg.Inch}, true, nil
 }

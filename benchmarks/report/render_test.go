@@ -240,3 +240,20 @@ func CheckSVG(t *testing.T, path string) {
 		t.Fatalf("%s: root element %q", path, root)
 	}
 }
+
+func TestFindings(t *testing.T) {
+	r := fixture(t)
+	fs := Findings(r)
+	// Two models, each on 2 ranks (the largest count with a core per rank on 2 cores).
+	if len(fs) != 2 {
+		t.Fatalf("findings %q", fs)
+	}
+	// mlp in the fixture: 1010 samples/s on 1 rank (step 32 ms, compute 25.6 ms); on 2
+	// ranks 90% efficiency, step 64·… = 35.2 ms with compute 60% and exposed 30% of it.
+	mlp := fs[0]
+	for _, want := range []string{"**mlp**, weak scaling on 2 ranks (fp32): 90% efficiency", "fp16 gradients: 94% efficiency"} {
+		if !strings.Contains(mlp, want) {
+			t.Errorf("finding %q lacks %q", mlp, want)
+		}
+	}
+}
