@@ -45,7 +45,7 @@ func WriteMarkdown(w io.Writer, r *Results, plots []string) error {
 		p("\n")
 	}
 	p("## Definitions\n\n")
-	p("- **samples/s**: training samples processed per second by all ranks together, over the measured steps (warm-up excluded by the trainer).\n")
+	p("- **samples/s**: training samples processed per second by all ranks together, over the measured steps: each run trains two epochs of the same number of steps and only the second is measured (the first warms up: graph compilation, connections, first-touch memory).\n")
 	p("- **scaling efficiency** = samples/s on N ranks ÷ (N × samples/s on 1 rank). Weak scaling keeps the per-rank batch, strong scaling the global batch (per-rank batch = global ÷ N). The spread is each repetition's efficiency against the median single-rank throughput.\n")
 	p("- **compute**: forward + backward per step; **comm**: total time of the gradient AllReduce ops (overlapped or not); **exposed comm**: the part of comm the step waited for after backward (what overlap did not hide). Figures are medians over repetitions, [min–max] in brackets.\n")
 	p("- **busbw** = algbw × 2(N−1)/N with algbw = bytes ÷ time (nccl-tests convention); the **ceiling** is a raw ring exchange (every rank streams to its right neighbour while receiving from its left) over the same transport, measured in the same run.\n")

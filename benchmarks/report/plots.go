@@ -599,7 +599,7 @@ func busbwFigure(r *Results) (figure, bool, error) {
 	p.X.Tick.Marker = bytesTicks(xmin, xmax)
 	p.Y.Min = 0
 	p.Add(plotter.NewGrid())
-	return figure{title: "AllReduce sweep, measured on loopback" + oversubTag(r),
+	return figure{title: "AllReduce sweep through gorun, measured on one host" + oversubTag(r),
 		cells: [][]*plot.Plot{{p}}, cellW: 9 * vg.Inch, cellH: 5.5 * vg.Inch}, true, nil
 }
 
