@@ -113,6 +113,13 @@ type Executor struct {
 	inShape, outShape []int // per sample, at this stage's input and output
 	sizes, offs       []int // per micro-batch sample counts and offsets in the replica's batch
 	flat              []float32
+	// actBuf[m] and gradBuf[m] receive micro-batch m's activation and
+	// gradient, reused from step to step: an activation buffer is held by
+	// the stage's Saved only until the backward of m, which comes before the
+	// next step's forward of m. Fresh buffers would cost page faults on every
+	// step once the heap is recycled (on a VM, a first touch of a page can
+	// cost 10 µs), for nothing.
+	actBuf, gradBuf [][]float32
 	steps             int
 }
 
@@ -206,6 +213,8 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 		}
 	}
 
+	e.actBuf = make([][]float32, cfg.MicroBatches)
+	e.gradBuf = make([][]float32, cfg.MicroBatches)
 	if err := e.checkAgreement(ctx, full); err != nil {
 		return nil, err
 	}
@@ -515,7 +524,7 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 			if e.stage == 0 {
 				in = models.Tensor{Shape: append([]int{mb}, e.inShape...), Data: x.Data[lo*inElems : (lo+mb)*inElems]}
 			} else {
-				in = models.Tensor{Shape: append([]int{mb}, e.inShape...), Data: make([]float32, mb*inElems)}
+				in = models.Tensor{Shape: append([]int{mb}, e.inShape...), Data: reuse(&e.actBuf[a.Micro], mb*inElems)}
 				t := time.Now()
 				if err := e.g.Recv(ctx, in.Data, e.prev, e.tag(a.Micro, Forward)); err != nil {
 					return 0, 0, fmt.Errorf("%s: receiving the activation from rank %d: %w", where(a), e.prev, err)
@@ -562,7 +571,7 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				dy = dlogits[a.Micro]
 				dlogits[a.Micro] = models.Tensor{}
 			} else {
-				dy = models.Tensor{Shape: append([]int{mb}, e.outShape...), Data: make([]float32, mb*outElems)}
+				dy = models.Tensor{Shape: append([]int{mb}, e.outShape...), Data: reuse(&e.gradBuf[a.Micro], mb*outElems)}
 				t := time.Now()
 				if err := e.g.Recv(ctx, dy.Data, e.next, e.tag(a.Micro, Backward)); err != nil {
 					return 0, 0, fmt.Errorf("%s: receiving the gradient from rank %d: %w", where(a), e.next, err)
@@ -600,6 +609,14 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 		}
 	}
 	return lossSum, correct, nil
+}
+
+// reuse returns *buf with n elements, allocating it on first use.
+func reuse(buf *[]float32, n int) []float32 {
+	if len(*buf) != n {
+		*buf = make([]float32, n)
+	}
+	return *buf
 }
 
 func elems(shape []int) int {

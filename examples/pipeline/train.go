@@ -86,7 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.lr, "lr", 0.05, "SGD learning rate")
 	fs.Float64Var(&o.momentum, "momentum", 0.9, "SGD momentum")
 	fs.IntVar(&o.steps, "steps", 100, "optimizer steps (mini-batches) to train")
-	fs.IntVar(&o.warmup, "warmup", -1, "first steps left out of the bubble measurement (they build the gorgonia graphs); -1: 1 when steps > 1")
+	fs.IntVar(&o.warmup, "warmup", -1, "first steps left out of the bubble measurement (they build the gorgonia graphs and grow the heap, whose first touch of fresh pages is slow on VMs); -1: a fifth of the steps, at least 1 when steps > 1")
 	fs.StringVar(&o.split, "split", "", "explicit split points, e.g. \"3,7\" for stages [0,3) [3,7) [7,n) (default: balanced)")
 	fs.StringVar(&o.balance, "balance", "flops", "what --split-less balancing equalises: flops (estimated) or time (measured on rank 0)")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the model's initialisation and of the data order (the same on every rank)")
@@ -120,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--balance %q: want flops or time", o.balance)
 	}
 	if o.warmup < 0 {
-		o.warmup = min(1, o.steps-1)
+		o.warmup = min(max(1, o.steps/5), o.steps-1)
 	}
 	if o.warmup >= o.steps {
 		return o, fmt.Errorf("--warmup %d: must be below --steps %d so that some steps are measured", o.warmup, o.steps)
