@@ -120,7 +120,7 @@ type Executor struct {
 	// step once the heap is recycled (on a VM, a first touch of a page can
 	// cost 10 µs), for nothing.
 	actBuf, gradBuf [][]float32
-	steps             int
+	steps           int
 }
 
 // New builds the executor of this rank for the full model, which every rank
