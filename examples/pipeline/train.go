@@ -43,8 +43,6 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
-	"github.com/ringtrain/ringtrain/collective/quictransport"
-	"github.com/ringtrain/ringtrain/collective/shmtransport"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
@@ -147,29 +145,11 @@ func main() {
 // and on the critical path, where shared memory's latency pays most.
 func joinJob(ctx context.Context) (*collective.Group, func(), error) {
 	if os.Getenv("WORLD_SIZE") != "" {
-		cfg, err := quictransport.ConfigFromEnv()
+		g, err := collective.InitFromEnv(ctx) // honours GORUN_TRANSPORT; g owns its transport
 		if err != nil {
 			return nil, nil, fmt.Errorf("joining the job: %w", err)
 		}
-		mode, err := shmtransport.ModeFromEnv()
-		if err != nil {
-			return nil, nil, err
-		}
-		base, err := quictransport.Establish(ctx, cfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("joining the job: %w", err)
-		}
-		tr, err := shmtransport.Wrap(base, shmtransport.Options{Mode: mode})
-		if err != nil {
-			base.Close()
-			return nil, nil, fmt.Errorf("rank %d: %w", cfg.Rank, err)
-		}
-		g, err := collective.New(ctx, tr, collective.Options{})
-		if err != nil {
-			tr.Close() // closes base too
-			return nil, nil, fmt.Errorf("rank %d: %w", cfg.Rank, err)
-		}
-		return g, func() { g.Close(); tr.Close() }, nil
+		return g, func() { g.Close() }, nil
 	}
 	ts := memtransport.New(1)
 	g, err := collective.New(ctx, ts[0], collective.Options{})
