@@ -33,7 +33,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			if c.n > 1 {
 				gs = startJobB(b, c.n)
 			}
-			src, err := data.NewSynthetic(4096, models.InputShape, models.NumClasses, 1)
+			src, err := data.NewSynthetic(4096, models.ImageShape(), models.NumClasses, 1)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -34,7 +34,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	src, _ := data.NewSynthetic(256, models.InputShape, models.NumClasses, 1)
+	src, _ := data.NewSynthetic(256, models.ImageShape(), models.NumClasses, 1)
 	sampler, _ := data.NewDistributedSampler(data.SamplerConfig{N: src.Len(), Rank: rank, World: world, Batch: 32, Seed: 1})
 	for k := range sampler.NumBatches() {
 		x, labels, err := sampler.Batch(src, k)

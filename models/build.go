@@ -7,9 +7,11 @@ import (
 	"strings"
 )
 
-// InputShape is the per-sample input shape of every ready model: one grey
-// 28×28 image, as package data produces.
-var InputShape = []int{1, 28, 28}
+// ImageShape returns the per-sample input shape of every ready model (see
+// Build): one grey 28×28 image, [1 28 28], as package data produces. Each call
+// returns a fresh slice. Generic code (ddp, pipeline) takes the input shape
+// from its caller instead.
+func ImageShape() []int { return []int{1, 28, 28} }
 
 // NumClasses is the number of output classes of every ready model.
 const NumClasses = 10
@@ -35,7 +37,8 @@ func ModelNames() []string {
 }
 
 // Build returns a ready model, initialised from seed (same seed, bit-identical
-// parameters). Every model takes [1 28 28] images and returns 10 logits:
+// parameters). Every model takes ImageShape() inputs ([1 28 28] images) and
+// returns NumClasses (10) logits:
 //
 //	mlp       flatten → 784-512 → relu → 512-512 → relu → 512-10          (669,706 params)
 //	mlp-wide  flatten → 784-4096 → relu → 4096-4096 → relu → 4096-10   (20,037,642 params)

@@ -33,11 +33,11 @@ func TestModelParamCounts(t *testing.T) {
 		if got := m.NumParams(); got != n {
 			t.Errorf("%s: %d params, want %d", name, got, n)
 		}
-		out, err := m.OutShape(InputShape)
+		out, err := m.OutShape(ImageShape())
 		if err != nil || !slices.Equal(out, []int{NumClasses}) {
 			t.Errorf("%s: out shape %v (%v), want [10]", name, out, err)
 		}
-		costs, err := m.Costs(InputShape)
+		costs, err := m.Costs(ImageShape())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -58,6 +58,15 @@ func (c *Conv2D) Name() string { return c.name }
 // Params implements Layer: weight then bias.
 func (c *Conv2D) Params() []*Param { return []*Param{c.weight, c.bias} }
 
+// ConvGeometry is a Conv2D's channels, square kernel size, stride and zero
+// padding (equal on both spatial axes).
+type ConvGeometry struct{ In, Out, Kernel, Stride, Pad int }
+
+// Geometry returns the convolution's channels, kernel, stride and padding.
+func (c *Conv2D) Geometry() ConvGeometry {
+	return ConvGeometry{In: c.in, Out: c.out, Kernel: c.k, Stride: c.stride, Pad: c.pad}
+}
+
 // OutShape implements Layer.
 func (c *Conv2D) OutShape(in []int) ([]int, error) {
 	if len(in) != 3 || in[0] != c.in {
@@ -148,6 +157,9 @@ func (m *MaxPool2D) Name() string { return m.name }
 
 // Params implements Layer (none).
 func (m *MaxPool2D) Params() []*Param { return nil }
+
+// Window returns the pooling window's size and its stride (square, no padding).
+func (m *MaxPool2D) Window() (kernel, stride int) { return m.k, m.stride }
 
 // OutShape implements Layer.
 func (m *MaxPool2D) OutShape(in []int) ([]int, error) {

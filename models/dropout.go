@@ -93,6 +93,29 @@ type dropoutSaved struct {
 
 func (s *dropoutSaved) Bytes() int64 { return int64(len(s.x.Data)+len(s.mask)) * 4 }
 
+// NextMask draws the next training mask of n elements from the layer's seeded
+// stream, as Forward does in training: it advances the call counter (State),
+// and element i is 1/(1−P) (kept) or 0 (dropped). It returns nil, and draws
+// nothing, when P is 0. A device backend applies the mask itself; the masks
+// are the same as the CPU path's for the same seed and call.
+func (d *Dropout) NextMask(n int) []float32 {
+	if d.p == 0 {
+		return nil
+	}
+	d.mu.Lock()
+	rng := rand.New(rand.NewPCG(d.seed, d.calls))
+	d.calls++
+	d.mu.Unlock()
+	mask := make([]float32, n)
+	keep := float32(1 / (1 - d.p))
+	for i := range mask {
+		if rng.Float64() >= d.p {
+			mask[i] = keep
+		}
+	}
+	return mask
+}
+
 // Forward implements Layer. With train false (or P = 0) it returns x itself.
 func (d *Dropout) Forward(x Tensor, train bool) (Tensor, Saved, error) {
 	if err := checkInput(d, x); err != nil {
@@ -101,17 +124,7 @@ func (d *Dropout) Forward(x Tensor, train bool) (Tensor, Saved, error) {
 	if !train || d.p == 0 {
 		return x, &dropoutSaved{owner: d, x: x}, nil
 	}
-	d.mu.Lock()
-	rng := rand.New(rand.NewPCG(d.seed, d.calls))
-	d.calls++
-	d.mu.Unlock()
-	mask := make([]float32, len(x.Data))
-	keep := float32(1 / (1 - d.p))
-	for i := range mask {
-		if rng.Float64() >= d.p {
-			mask[i] = keep
-		}
-	}
+	mask := d.NextMask(len(x.Data))
 	y, err := d.graphs.forward(x, [][]float32{mask})
 	if err != nil {
 		return Tensor{}, nil, err

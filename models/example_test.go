@@ -36,7 +36,7 @@ func Example() {
 func ExampleBuild() {
 	for _, name := range models.ModelNames() {
 		m, _ := models.Build(name, 42)
-		costs, _ := m.Costs(models.InputShape)
+		costs, _ := m.Costs(models.ImageShape())
 		var flops int64
 		for _, c := range costs {
 			flops += c.FLOPs

@@ -121,8 +121,15 @@ func Accuracy(logits Tensor, labels []int) (float64, error) {
 }
 
 // Evaluate runs the model in inference mode over x [N, …] in batches of
-// batch samples and returns the mean loss and the accuracy against labels.
-func Evaluate(m *Sequential, x Tensor, labels []int, batch int) (meanLoss, accuracy float64, err error) {
+// batch samples and returns the mean loss and the accuracy (argmax of the
+// outputs) against labels. A nil loss means SoftmaxCrossEntropy.
+func Evaluate(m Model, loss Loss, x Tensor, labels []int, batch int) (meanLoss, accuracy float64, err error) {
+	if m == nil {
+		return 0, 0, fmt.Errorf("evaluate: nil model")
+	}
+	if loss == nil {
+		loss = SoftmaxCrossEntropy
+	}
 	if err := x.Validate(); err != nil {
 		return 0, 0, fmt.Errorf("evaluate: %w", err)
 	}
@@ -143,7 +150,7 @@ func Evaluate(m *Sequential, x Tensor, labels []int, batch int) (meanLoss, accur
 		if err != nil {
 			return 0, 0, fmt.Errorf("evaluate: %w", err)
 		}
-		l, _, err := SoftmaxCrossEntropy(logits, labels[lo:hi], 1)
+		l, _, err := loss(logits, labels[lo:hi], 1)
 		if err != nil {
 			return 0, 0, fmt.Errorf("evaluate: %w", err)
 		}

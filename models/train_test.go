@@ -59,7 +59,7 @@ func TestMLPLearnsEmbeddedFashionMNIST(t *testing.T) {
 		}
 	}
 	x, labels := ds.Test.All()
-	loss, acc, err := models.Evaluate(m, x, labels, 500)
+	loss, acc, err := models.Evaluate(m, nil, x, labels, 500)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,8 +45,9 @@ type Config struct {
 	// on neighbouring stages (New checks), and be deadlock-free under
 	// SimulateCosts's rules (New checks).
 	Schedule Func
-	// InputShape is the per-sample shape of the model's input. Nil means
-	// models.InputShape ([1 28 28]).
+	// InputShape is the per-sample shape of the model's input (no batch
+	// dimension), e.g. models.ImageShape() for the ready models. Required:
+	// New fails with ErrConfig when it is nil.
 	InputShape []int
 	// Splits are explicit split points (see Balance). Nil means balance the
 	// layers with Balance on LayerCosts.
@@ -155,11 +156,10 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 	if cfg.SendWait == 0 {
 		cfg.SendWait = DefaultSendWait
 	}
-	if cfg.InputShape == nil {
-		cfg.InputShape = models.InputShape
-	}
 	cfg.InputShape = slices.Clone(cfg.InputShape)
 	switch {
+	case cfg.InputShape == nil:
+		return nil, fmt.Errorf("%w: InputShape (the per-sample input shape, e.g. models.ImageShape()) is required", ErrConfig)
 	case cfg.Batch <= 0:
 		return nil, fmt.Errorf("%w: Batch (global mini-batch) is %d: must be positive", ErrConfig, cfg.Batch)
 	case cfg.Batch%cfg.Replicas != 0:

@@ -19,7 +19,7 @@ import (
 func ExampleNew() {
 	ctx := context.Background()
 	ts := memtransport.New(2)
-	src, _ := data.NewSynthetic(1000, models.InputShape, 10, 7)
+	src, _ := data.NewSynthetic(1000, models.ImageShape(), 10, 7)
 	idx := make([]int, 32)
 	for i := range idx {
 		idx[i] = i
@@ -37,7 +37,7 @@ func ExampleNew() {
 			}
 			defer g.Close()
 			model, _ := models.Build("mlp", 1) // same seed on every rank
-			e, err := pipeline.New(ctx, model, g, pipeline.Config{Batch: 32, MicroBatches: 4})
+			e, err := pipeline.New(ctx, model, g, pipeline.Config{Batch: 32, MicroBatches: 4, InputShape: models.ImageShape()})
 			if err != nil {
 				panic(err)
 			}

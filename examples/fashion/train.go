@@ -332,7 +332,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 func loadData(cfg config) (train, test data.Source, source string, err error) {
 	if cfg.synthetic {
 		const testN = 2000
-		all, err := data.NewSynthetic(cfg.syntheticN+testN, models.InputShape, models.NumClasses, cfg.seed)
+		all, err := data.NewSynthetic(cfg.syntheticN+testN, models.ImageShape(), models.NumClasses, cfg.seed)
 		if err != nil {
 			return nil, nil, "", err
 		}

@@ -212,7 +212,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	e, err := pipeline.New(ctx, full, g, pipeline.Config{
-		Stages: o.stages, Replicas: o.dp, MicroBatches: o.micro, Batch: o.batch,
+		Stages: o.stages, Replicas: o.dp, MicroBatches: o.micro, Batch: o.batch, InputShape: models.ImageShape(),
 		Schedule: sched, Splits: splits, LayerCosts: costs, SendWait: o.sendWait, Trace: o.trace >= 0,
 	})
 	if err != nil {
@@ -387,7 +387,7 @@ func sharedLayerCosts(ctx context.Context, g *collective.Group, full *models.Seq
 	buf := make([]float32, full.Len())
 	if g.Rank() == 0 {
 		micro := max(1, o.batch/o.dp/o.micro)
-		costs, err := pipeline.MeasureLayerCosts(full, models.InputShape, micro, 3)
+		costs, err := pipeline.MeasureLayerCosts(full, models.ImageShape(), micro, 3)
 		if err != nil {
 			return nil, fmt.Errorf("--balance time: %w", err)
 		}

@@ -70,7 +70,7 @@ func run() error {
 		return err
 	}
 	const batch = 8
-	src, err := data.NewSynthetic(200, models.InputShape, 10, 5)
+	src, err := data.NewSynthetic(200, models.ImageShape(), 10, 5)
 	if err != nil {
 		return err
 	}

@@ -234,7 +234,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	src, err := data.NewSynthetic(480, models.InputShape, 10, 5)
+	src, err := data.NewSynthetic(480, models.ImageShape(), 10, 5)
 	if err != nil {
 		return err
 	}
