@@ -22,8 +22,9 @@ var ErrUsage = errors.New("ddp: call out of order")
 // DDP is a model replica trained data-parallel with the other ranks of its group. Make
 // it with Wrap; use it from one goroutine.
 type DDP struct {
-	model  *models.Sequential
-	g      *collective.Group // nil when training alone
+	model  models.Model
+	dev    models.DeviceResident // model, when its parameters live on a device; else nil
+	g      *collective.Group     // nil when training alone
 	opts   resolved
 	dist   bool // more than one rank: communicate
 	params []*models.Param
@@ -60,8 +61,12 @@ type DDP struct {
 //
 // Wrap re-points every parameter's Grad into its bucket's flat buffer (keeping its
 // values): code that kept an old Grad slice must fetch it again. Wrap a model only once.
-func Wrap(ctx context.Context, model *models.Sequential, g *collective.Group, opts Options) (*DDP, error) {
-	if model == nil {
+//
+// model is a *models.Sequential or a model compiled onto a device. When it is a
+// models.DeviceResident, Param.Value on the host is taken as the truth at Wrap time:
+// Wrap ends with PushParams (after the broadcast, and also when training alone).
+func Wrap(ctx context.Context, model models.Model, g *collective.Group, opts Options) (*DDP, error) {
+	if model == nil || isNilSequential(model) {
 		return nil, errors.New("ddp: Wrap: nil model")
 	}
 	ro, err := opts.resolve()
@@ -81,6 +86,7 @@ func Wrap(ctx context.Context, model *models.Sequential, g *collective.Group, op
 		return nil, errors.New("ddp: Wrap: the model has no parameters to train")
 	}
 	d := &DDP{model: model, g: g, opts: ro, dist: g != nil && g.Size() > 1}
+	d.dev, _ = model.(models.DeviceResident)
 	for _, pr := range refs {
 		d.params = append(d.params, pr.p)
 	}
@@ -99,7 +105,17 @@ func Wrap(ctx context.Context, model *models.Sequential, g *collective.Group, op
 		d.layerBuckets[b.minLayer] = append(d.layerBuckets[b.minLayer], b)
 	}
 	d.seeded = seededLayers(model)
+	if d.dev != nil {
+		if err := d.dev.PushParams(); err != nil {
+			return nil, fmt.Errorf("ddp: Wrap: uploading the parameters to %s: %w", d.dev.Device(), err)
+		}
+	}
 	return d, nil
+}
+
+func isNilSequential(m models.Model) bool {
+	s, ok := m.(*models.Sequential)
+	return ok && s == nil
 }
 
 // broadcastParams copies rank 0's parameter values to every rank, one pipelined
@@ -119,7 +135,7 @@ func broadcastParams(ctx context.Context, g *collective.Group, params []*models.
 }
 
 // Model returns the wrapped model.
-func (d *DDP) Model() *models.Sequential { return d.model }
+func (d *DDP) Model() models.Model { return d.model }
 
 // Group returns the group (nil when training alone).
 func (d *DDP) Group() *collective.Group { return d.g }
@@ -239,16 +255,25 @@ func (d *DDP) Backward(ctx context.Context, saved models.Saved, dy models.Tensor
 		d.watchDone = make(chan struct{})
 		go d.watch(d.launchCh, d.watchDone)
 	}
-	t0 := time.Now()
-	err := d.model.BackwardParams(saved, dy, func(i int) {
-		d.trace(EventLayerDone, i, -1)
-		if i >= 0 && i < len(d.layerBuckets) {
-			for _, b := range d.layerBuckets[i] {
-				d.launch(ctx, b)
+	// Alone and untraced, nothing needs the gradients layer by layer: a nil hook lets a
+	// device model keep them on the device (no host round trip).
+	var hook func(int)
+	if d.dist || d.opts.trace != nil {
+		hook = func(i int) {
+			d.trace(EventLayerDone, i, -1)
+			if i >= 0 && i < len(d.layerBuckets) {
+				for _, b := range d.layerBuckets[i] {
+					d.launch(ctx, b)
+				}
 			}
 		}
-	})
+	}
+	t0 := time.Now()
+	err := d.model.BackwardParams(saved, dy, hook)
 	d.compute += time.Since(t0)
+	if hook == nil && err == nil {
+		d.launched = append(d.launched, d.buckets...)
+	}
 	if d.dist {
 		close(d.launchCh)
 	}
@@ -301,7 +326,9 @@ func (d *DDP) watch(launched <-chan *bucket, done chan<- struct{}) {
 // Wait waits until every bucket launched by Backward has been reduced. Afterwards
 // Param.Grad holds the average over all ranks of the gradients accumulated since the
 // last ZeroGrad, identical on every rank, and the step's StepStats are available
-// (LastStep). If ctx ends first, Wait returns its error and the DDP is failed: the
+// (LastStep). With a models.DeviceResident model, Wait then uploads the averaged
+// gradients (PushGrads); trained alone, such a model keeps its gradients on the device
+// and Param.Grad is not updated (call PullGrads to read them on the host). If ctx ends first, Wait returns its error and the DDP is failed: the
 // buffers still belong to the ops in flight.
 func (d *DDP) Wait(ctx context.Context) error {
 	if err := d.check(); err != nil {
@@ -325,6 +352,14 @@ func (d *DDP) Wait(ctx context.Context) error {
 	}
 	if first != nil {
 		return d.fail(fmt.Errorf("ddp: reducing gradients: %w", first))
+	}
+	if d.dist && d.dev != nil {
+		// The reduced gradients are in the host buckets: the device's are stale.
+		t := time.Now()
+		if err := d.dev.PushGrads(); err != nil {
+			return d.fail(fmt.Errorf("ddp: uploading the reduced gradients to %s: %w", d.dev.Device(), err))
+		}
+		d.compute += time.Since(t)
 	}
 	st := StepStats{Compute: d.compute, ExposedComm: exposed, Buckets: len(d.launched)}
 	if d.dist {
@@ -371,18 +406,22 @@ type Batch struct {
 
 // StepResult is what TrainStep reports about one step on this rank.
 type StepResult struct {
-	Loss    float64 // mean softmax cross-entropy over this rank's samples of the step
-	Correct int     // this rank's samples classified correctly (before the update)
+	Loss    float64 // mean loss (Options.Loss) over this rank's samples of the step
+	Correct int     // this rank's samples whose largest output is the label (before the update)
 	Samples int     // this rank's samples in the step
 	Stats   StepStats
 }
 
-// TrainStep runs one synchronised training step with softmax cross-entropy: it clears
+// TrainStep runs one synchronised training step with Options.Loss (softmax
+// cross-entropy by default): it clears
 // the gradients, runs forward and backward on each micro-batch (accumulating locally for
 // all but the last, whose backward reduces the sum while it runs), waits for the
 // reductions and steps opt. The loss is scaled by 1/(this rank's samples in the step), so
 // with the same number of samples on every rank the update equals that of one process
 // training on all ranks' samples at once.
+//
+// opt must update the parameters where the model computes (models.DevicePlacement of
+// both agree): a model compiled onto a device needs that device's optimizer.
 func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Batch) (StepResult, error) {
 	if err := d.check(); err != nil {
 		return StepResult{}, err
@@ -392,6 +431,9 @@ func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Ba
 	}
 	if len(batches) == 0 {
 		return StepResult{}, errors.New("ddp: TrainStep: no batches")
+	}
+	if err := checkPlacement(d.model, opt); err != nil {
+		return StepResult{}, err
 	}
 	if d.inStep {
 		return StepResult{}, fmt.Errorf("%w: TrainStep inside a step begun with Forward/Backward", ErrUsage)
@@ -414,7 +456,7 @@ func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Ba
 			return res, d.fail(fmt.Errorf("ddp: forward of micro-batch %d: %w", i, err))
 		}
 		t0 := time.Now()
-		loss, dl, err := models.SoftmaxCrossEntropy(logits, b.Labels, scale)
+		loss, dl, err := d.opts.loss(logits, b.Labels, scale)
 		if err == nil {
 			var c int
 			c, err = models.CountCorrect(logits, b.Labels)
@@ -446,4 +488,19 @@ func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Ba
 	d.acc.Add(d.last)
 	res.Stats = d.last
 	return res, nil
+}
+
+// checkPlacement refuses an optimizer that updates the parameters somewhere else than
+// where the model computes (a host optimizer would step stale host copies of a device
+// model's parameters).
+func checkPlacement(model models.Model, opt models.Optimizer) error {
+	md, od := models.DevicePlacement(model), models.DevicePlacement(opt)
+	if md == od {
+		return nil
+	}
+	hint := "gpu.NewSGD / gpu.NewAdam"
+	if md == "cpu" {
+		hint = "models.NewSGD / models.NewAdam"
+	}
+	return fmt.Errorf("ddp: the model computes on %s but the optimizer updates parameters on %s: build the optimizer for the model's device (%s)", md, od, hint)
 }

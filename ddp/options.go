@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/models"
 )
 
 // Defaults for the zero values of Options.
@@ -22,8 +23,9 @@ const (
 )
 
 // Options configures a DDP. The zero value is ready to use: 25 MiB buckets after a 1 MiB
-// first bucket, float32 gradients on the wire, no tracing. Every rank must use the same
-// bucket and compression settings (Wrap checks it).
+// first bucket, float32 gradients on the wire, softmax cross-entropy, no tracing. Every
+// rank must use the same bucket and compression settings (Wrap checks it) and the same
+// Loss (which Wrap cannot check: functions do not compare).
 type Options struct {
 	// BucketCapMB is the size, in MiB of float32 gradients, at which a bucket is closed:
 	// parameters are added in reverse layer order until the bucket reaches the cap, so a
@@ -57,6 +59,10 @@ type Options struct {
 	// ones are removed after a newer one is safely written). Zero means
 	// DefaultKeepCheckpoints (2); a negative value keeps all.
 	KeepCheckpoints int
+	// Loss is the loss TrainStep computes from the model's outputs and the labels, and
+	// whose gradient it runs backward. Nil means models.SoftmaxCrossEntropy. Every rank
+	// must use the same loss; Wrap does not (cannot) check it.
+	Loss models.Loss
 	// Trace, when not nil, receives an Event for each step of the gradient pipeline (layer
 	// done, bucket launched, bucket reduced, backward done, wait done), for timelines and
 	// tests. It is called from the training goroutine and, for EventBucketDone, from a
@@ -70,13 +76,17 @@ type resolved struct {
 	compression             collective.Compression
 	errorFeedback           bool
 	keep                    int
+	loss                    models.Loss
 	trace                   func(Event)
 }
 
 func mib(x float64) int64 { return int64(math.Round(x * (1 << 20))) }
 
 func (o Options) resolve() (resolved, error) {
-	r := resolved{compression: o.Compression, errorFeedback: o.ErrorFeedback, trace: o.Trace, keep: o.KeepCheckpoints}
+	r := resolved{compression: o.Compression, errorFeedback: o.ErrorFeedback, trace: o.Trace, keep: o.KeepCheckpoints, loss: o.Loss}
+	if r.loss == nil {
+		r.loss = models.SoftmaxCrossEntropy
+	}
 	switch {
 	case math.IsNaN(o.BucketCapMB) || math.IsInf(o.BucketCapMB, 0) || o.BucketCapMB < 0:
 		return r, fmt.Errorf("ddp: Options.BucketCapMB must be a finite number ≥ 0 (0 means %d), got %g", DefaultBucketCapMB, o.BucketCapMB)

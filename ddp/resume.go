@@ -23,6 +23,9 @@ import (
 //
 // Only rank 0 touches dir; LoadCheckpoint has rank 0 read it and broadcast it, so the
 // other ranks need not share the file system, as long as rank 0 runs where dir is.
+//
+// With a models.DeviceResident model, rank 0 first downloads the parameters
+// (PullParams); a device optimizer's State exports its own buffers.
 func (d *DDP) SaveCheckpoint(ctx context.Context, dir string, st TrainState, opt models.Optimizer) (string, error) {
 	if err := d.check(); err != nil {
 		return "", err
@@ -39,7 +42,13 @@ func (d *DDP) SaveCheckpoint(ctx context.Context, dir string, st TrainState, opt
 	}
 	path := CheckpointPath(dir, st.Step)
 	var werr error
-	if d.Rank() == 0 {
+	if d.Rank() == 0 && d.dev != nil {
+		// The device holds the trained values; the host copies may be stale.
+		if werr = d.dev.PullParams(); werr != nil {
+			werr = fmt.Errorf("ddp: downloading the parameters from %s for the checkpoint: %w", d.dev.Device(), werr)
+		}
+	}
+	if d.Rank() == 0 && werr == nil {
 		ck := &Checkpoint{State: st, WorldSize: d.Size(), Params: models.ParamSnapshot(d.params, st.Step), Residuals: res}
 		if opt != nil {
 			ck.Optimizer = opt.State()
@@ -89,6 +98,8 @@ func (d *DDP) SaveCheckpoint(ctx context.Context, dir string, st TrainState, opt
 // Error-feedback residuals are restored per rank when the checkpoint was written by as
 // many ranks; otherwise every rank starts from their mean over the writing ranks, which
 // keeps the averaged correction still owed (their sum divided by the ranks).
+//
+// With a models.DeviceResident model, the loaded parameters are uploaded (PushParams).
 func (d *DDP) LoadCheckpoint(ctx context.Context, dir string, opt models.Optimizer) (TrainState, string, error) {
 	if err := d.check(); err != nil {
 		return TrainState{}, "", err
@@ -156,6 +167,12 @@ func (d *DDP) LoadCheckpoint(ctx context.Context, dir string, opt models.Optimiz
 	}
 	if err := d.apply(ck, opt); err != nil {
 		return TrainState{}, "", &CheckpointError{Path: path, Err: err}
+	}
+	if d.dev != nil {
+		// The loaded values are on the host: the device's are stale.
+		if err := d.dev.PushParams(); err != nil {
+			return TrainState{}, "", fmt.Errorf("ddp: uploading the checkpoint's parameters to %s: %w", d.dev.Device(), err)
+		}
 	}
 	return ck.State, path, nil
 }

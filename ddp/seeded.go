@@ -15,7 +15,7 @@ type seededLayer struct {
 	s    seededState
 }
 
-func seededLayers(m *models.Sequential) []seededLayer {
+func seededLayers(m models.Model) []seededLayer {
 	var out []seededLayer
 	for _, l := range m.Layers() {
 		if s, ok := l.(seededState); ok {

@@ -113,7 +113,6 @@ func trainSteps(t *testing.T, build func() *models.Sequential, inShape []int, ba
 	}
 }
 
-
 func buildNamed(t *testing.T, name string) func() *models.Sequential {
 	return func() *models.Sequential {
 		m, err := models.Build(name, 42)
