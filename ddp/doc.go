@@ -1,4 +1,5 @@
-// Package ddp trains a models.Sequential data-parallel over a collective.Group, as
+// Package ddp trains a models.Model (a models.Sequential, or one compiled onto a device)
+// data-parallel over a collective.Group, as
 // PyTorch's DistributedDataParallel does: every rank holds a full replica of the model,
 // computes gradients on its own shard of each global batch, and the gradients are
 // averaged across ranks before every optimizer step, so that all replicas take the same
@@ -20,6 +21,19 @@
 // the ring. Wait then waits for all buckets; afterwards every rank's Param.Grad holds the
 // average of all ranks' gradients and the optimizer may step. TrainStep does all of this
 // (forward, loss, backward, wait, optimizer step) for one or more micro-batches.
+//
+// # Models on a device
+//
+// A model whose parameters and gradients live on a device implements
+// models.DeviceResident; ddp keeps the host copies (Param.Value, Param.Grad), which the
+// buckets, the broadcast and the checkpoints use, in step with the device: Wrap ends with
+// PushParams (rank 0's values, after the broadcast); with more than one rank, Backward
+// passes the per-layer hook, so each layer's gradients are on the host when its bucket
+// launches, and Wait uploads the reduced gradients (PushGrads) before the optimizer
+// steps; alone and untraced, Backward passes no hook and the gradients never leave the
+// device. SaveCheckpoint downloads the parameters (PullParams) on rank 0 and
+// LoadCheckpoint uploads the loaded ones (PushParams). TrainStep refuses an optimizer
+// placed on another device than the model (models.DevicePlacement).
 //
 // # Equivalence with one large batch
 //
