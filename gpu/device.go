@@ -106,16 +106,16 @@ func float64Bytes(v []float64) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 8*len(v))
 }
 
-// uploadFloats copies src into m.
-func uploadFloats(d Device, m Mem, src []float32) error {
+// UploadFloats copies src into m.
+func UploadFloats(d Device, m Mem, src []float32) error {
 	if 4*len(src) > m.bytes {
 		return fmt.Errorf("gpu: upload of %d floats into %d bytes", len(src), m.bytes)
 	}
 	return d.Upload(m, floatBytes(src))
 }
 
-// downloadFloats copies len(dst) floats out of m.
-func downloadFloats(d Device, dst []float32, m Mem) error {
+// DownloadFloats copies len(dst) floats out of m.
+func DownloadFloats(d Device, dst []float32, m Mem) error {
 	if 4*len(dst) > m.bytes {
 		return fmt.Errorf("gpu: download of %d floats from %d bytes", len(dst), m.bytes)
 	}

@@ -155,7 +155,7 @@ func (o *dropoutOp) forward(dev Device, fa *arena, x act, train bool) (act, any,
 	if err != nil {
 		return act{}, nil, err
 	}
-	if err := uploadFloats(dev, mm, mask); err != nil {
+	if err := UploadFloats(dev, mm, mask); err != nil {
 		return act{}, nil, err
 	}
 	y, err := fa.floats(x.n())

@@ -154,7 +154,7 @@ func (m *Model) zeroDeviceGrads() error {
 // PushParams implements models.DeviceResident: uploads every Param.Value.
 func (m *Model) PushParams() error {
 	for _, dp := range m.params {
-		if err := uploadFloats(m.dev, dp.val, dp.p.Value); err != nil {
+		if err := UploadFloats(m.dev, dp.val, dp.p.Value); err != nil {
 			return fmt.Errorf("gpu: uploading %s to %s: %w", dp.p.Name, m.dev.Name(), err)
 		}
 	}
@@ -165,7 +165,7 @@ func (m *Model) PushParams() error {
 // into Param.Value.
 func (m *Model) PullParams() error {
 	for _, dp := range m.params {
-		if err := downloadFloats(m.dev, dp.p.Value, dp.val); err != nil {
+		if err := DownloadFloats(m.dev, dp.p.Value, dp.val); err != nil {
 			return fmt.Errorf("gpu: downloading %s from %s: %w", dp.p.Name, m.dev.Name(), err)
 		}
 	}
@@ -184,7 +184,7 @@ func (m *Model) PullGrads() error {
 }
 
 func (m *Model) pullGrad(dp *devParam) error {
-	if err := downloadFloats(m.dev, dp.p.Grad, dp.grad); err != nil {
+	if err := DownloadFloats(m.dev, dp.p.Grad, dp.grad); err != nil {
 		return fmt.Errorf("gpu: downloading the gradient of %s from %s: %w", dp.p.Name, m.dev.Name(), err)
 	}
 	return nil
@@ -194,7 +194,7 @@ func (m *Model) pullGrad(dp *devParam) error {
 // (e.g. after an AllReduce averaged the host copies).
 func (m *Model) PushGrads() error {
 	for _, dp := range m.params {
-		if err := uploadFloats(m.dev, dp.grad, dp.p.Grad); err != nil {
+		if err := UploadFloats(m.dev, dp.grad, dp.p.Grad); err != nil {
 			return fmt.Errorf("gpu: uploading the gradient of %s to %s: %w", dp.p.Name, m.dev.Name(), err)
 		}
 	}
@@ -241,7 +241,7 @@ func (m *Model) Forward(x models.Tensor, train bool) (models.Tensor, models.Save
 	s := &saved{owner: m, per: make([]any, len(m.ops)), mem: arena{p: m.pool}}
 	in, err := s.mem.floats(len(x.Data))
 	if err == nil {
-		err = uploadFloats(m.dev, in, x.Data)
+		err = UploadFloats(m.dev, in, x.Data)
 	}
 	cur := act{in, append([]int(nil), x.Shape...)}
 	for i := 0; err == nil && i < len(m.ops); i++ {
@@ -255,7 +255,7 @@ func (m *Model) Forward(x models.Tensor, train bool) (models.Tensor, models.Save
 	var out models.Tensor
 	if err == nil {
 		out = models.Tensor{Shape: append([]int{x.Shape[0]}, outShape...), Data: make([]float32, x.Shape[0]*numElems(outShape))}
-		err = downloadFloats(m.dev, out.Data, cur.m)
+		err = DownloadFloats(m.dev, out.Data, cur.m)
 	}
 	if err != nil || !train {
 		s.mem.release()
@@ -301,7 +301,7 @@ func (m *Model) backward(sv models.Saved, dyHost models.Tensor, onLayerDone func
 	if err != nil {
 		return models.Tensor{}, err
 	}
-	if err := uploadFloats(m.dev, dym, dyHost.Data); err != nil {
+	if err := UploadFloats(m.dev, dym, dyHost.Data); err != nil {
 		return models.Tensor{}, err
 	}
 	stop := 0
@@ -336,7 +336,7 @@ func (m *Model) backward(sv models.Saved, dyHost models.Tensor, onLayerDone func
 		return models.Tensor{}, nil
 	}
 	dx := models.Tensor{Shape: cur.shape, Data: make([]float32, cur.n())}
-	if err := downloadFloats(m.dev, dx.Data, cur.m); err != nil {
+	if err := DownloadFloats(m.dev, dx.Data, cur.m); err != nil {
 		return models.Tensor{}, err
 	}
 	return dx, nil

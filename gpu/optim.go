@@ -83,7 +83,7 @@ func (o *SGD) State() models.Snapshot {
 	}
 	for i, dp := range o.m.params {
 		data := make([]float32, dp.n())
-		if err := downloadFloats(o.m.dev, data, o.vel[i]); err != nil {
+		if err := DownloadFloats(o.m.dev, data, o.vel[i]); err != nil {
 			return unreadable(err)
 		}
 		s.Slices = append(s.Slices, models.NamedSlice{Name: dp.p.Name + ".momentum", Shape: append([]int(nil), dp.p.Shape...), Data: data})
@@ -102,7 +102,7 @@ func (o *SGD) LoadState(s models.Snapshot) error {
 	}
 	for i, v := range o.vel {
 		if !v.IsZero() {
-			if err := uploadFloats(o.m.dev, v, s.Slices[i].Data); err != nil {
+			if err := UploadFloats(o.m.dev, v, s.Slices[i].Data); err != nil {
 				return fmt.Errorf("gpu: sgd: loading momentum: %w", err)
 			}
 		}
@@ -203,7 +203,7 @@ func (o *Adam) State() models.Snapshot {
 			mem  Mem
 		}{{".m", o.mo[i]}, {".v", o.v[i]}} {
 			data := make([]float32, dp.n())
-			if err := downloadFloats(o.m.dev, data, slot.mem); err != nil {
+			if err := DownloadFloats(o.m.dev, data, slot.mem); err != nil {
 				return unreadable(err)
 			}
 			s.Slices = append(s.Slices, models.NamedSlice{Name: dp.p.Name + slot.name, Shape: append([]int(nil), dp.p.Shape...), Data: data})
@@ -222,10 +222,10 @@ func (o *Adam) LoadState(s models.Snapshot) error {
 		return err
 	}
 	for i := range o.m.params {
-		if err := uploadFloats(o.m.dev, o.mo[i], s.Slices[2*i].Data); err != nil {
+		if err := UploadFloats(o.m.dev, o.mo[i], s.Slices[2*i].Data); err != nil {
 			return err
 		}
-		if err := uploadFloats(o.m.dev, o.v[i], s.Slices[2*i+1].Data); err != nil {
+		if err := UploadFloats(o.m.dev, o.v[i], s.Slices[2*i+1].Data); err != nil {
 			return err
 		}
 	}
