@@ -126,7 +126,7 @@ func stepsCmd(ctx context.Context, args []string, out *Reporter) error {
 		gt.close()
 		out.Report(map[string]any{"check": "steps", "model": name, "device": dev.Name(), "batch": *batch,
 			"optimizer": fmt.Sprintf("sgd lr %g momentum %g", sgdConfig.LR, sgdConfig.Momentum),
-			"cpu_loss": cpuLoss, "device_loss": devLoss, "max_loss_diff": worstLoss, "max_param_diff": worstParam,
+			"cpu_loss":  cpuLoss, "device_loss": devLoss, "max_loss_diff": worstLoss, "max_param_diff": worstParam,
 			"tol": *tol, "ok": worstLoss <= *tol && !math.IsNaN(worstLoss)})
 	}
 	return nil
