@@ -1,7 +1,8 @@
 // Command devices prints the devices ringtrain ranks would run on: the
 // NVIDIA GPUs NVML finds (index, name, UUID, free/total memory, PCI bus id),
 // filtered by CUDA_VISIBLE_DEVICES, or the CPU and the reason there is no
-// GPU (no driver, built without cgo, GPUs hidden...).
+// GPU (no driver, GPUs hidden...). It sees GPUs in CGO_ENABLED=0 builds
+// too (NVML is then loaded through purego).
 //
 // Usage:
 //

@@ -4,11 +4,12 @@
 //
 // Discover never fails for want of GPUs: where the NVIDIA driver library is
 // missing (nvml.ERROR_LIBRARY_NOT_FOUND, the normal case on machines without
-// NVIDIA drivers), where the binary was built without cgo (NVML is a C
-// library, so CGO_ENABLED=0 builds cannot load it), where NVML finds no GPU
-// or CUDA_VISIBLE_DEVICES hides them all, it returns an Inventory holding the
-// CPU and a Reason the caller can print, and logs it once per process if
-// asked to. Options.RequireGPU turns the fallback into an error.
+// NVIDIA drivers), where NVML finds no GPU or CUDA_VISIBLE_DEVICES hides them
+// all, it returns an Inventory holding the CPU and a Reason the caller can
+// print, and logs it once per process if asked to. Options.RequireGPU turns
+// the fallback into an error. Both builds see GPUs: cgo builds load NVML
+// through go-nvml, CGO_ENABLED=0 builds through purego (nvml_purego.go,
+// searching where gpu/cuda searches for libcuda).
 //
 // Each rank then picks its device with ForLocalRank: local rank r gets
 // visible GPU r mod n, or the CPU when there is no GPU.
@@ -26,8 +27,8 @@
 // in PCI bus order; CUDA numbers them the same way when CUDA_DEVICE_ORDER is
 // PCI_BUS_ID (its default order puts the fastest GPU first).
 //
-// The NVML code is in files built only with cgo; its entry point for tests
-// and custom loaders, DiscoverWith, takes an nvml.Interface so that
+// The go-nvml code is in files built only with cgo; its entry point for
+// tests and custom loaders, DiscoverWith, takes an nvml.Interface so that
 // go-nvml's mock package can stand in for a machine's GPUs.
 package devices
 
@@ -125,7 +126,10 @@ func (d Device) MarshalJSON() ([]byte, error) {
 // from NVML, the nvml.Return it failed with), so callers can test with
 // errors.Is.
 var (
-	// ErrNoCgo: the binary was built without cgo, so NVML cannot be loaded.
+	// ErrNoCgo was the reason of CGO_ENABLED=0 builds when they could not
+	// load NVML.
+	//
+	// Deprecated: no longer returned; such builds load NVML through purego.
 	ErrNoCgo = errors.New("built without cgo")
 	// ErrNoDriver: the NVIDIA driver (libnvidia-ml.so.1, or its kernel
 	// module) is not there.
@@ -143,7 +147,7 @@ var (
 // reasons above, what exactly happened, and the underlying error if any
 // (an nvml.Return, a *VisibleDevicesError, a context error).
 type FallbackError struct {
-	Reason error  // ErrNoCgo, ErrNoDriver, ErrNoGPU, ErrHidden or ErrNVML
+	Reason error  // ErrNoDriver, ErrNoGPU, ErrHidden or ErrNVML
 	Detail string // human explanation; may be empty
 	Cause  error  // may be nil
 }
