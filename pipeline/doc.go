@@ -72,6 +72,18 @@
 // counts, or measured times. Plan adds parameter counts and devices for
 // printing, and NewPlan takes explicit split points from a user instead.
 //
+// # Devices
+//
+// A stage computes on the CPU with its slice of the model unless
+// Config.Compile turns the slice into a models.Model placed elsewhere (a
+// GPU); Executor.Device says where. For a models.DeviceResident stage, New
+// uploads the parameters (PushParams) and, with Replicas > 1, Step downloads
+// the gradients for the replicas' AllReduce (PullGrads) and uploads the sums
+// (PushGrads); otherwise they stay on the device. The optimizer given to Step
+// must be placed where the stage computes.
+//
 // Device discovery (NVML GPUs or the CPU fallback) lives in the subpackage
-// pipeline/devices, which keeps cgo out of this one.
+// pipeline/devices, which keeps cgo out of this one: what it finds is not
+// where a stage computes (a stage the caller did not compile runs on the CPU
+// whatever GPUs exist).
 package pipeline

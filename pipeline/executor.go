@@ -19,7 +19,8 @@ import (
 var ErrConfig = errors.New("pipeline: bad executor configuration")
 
 // Config configures an Executor. Every rank of the group must pass the same
-// values (New checks that they do).
+// values (New checks that they do, except for the functions Loss and Compile,
+// which cannot be compared: every rank must pass the same ones).
 type Config struct {
 	// Stages is the number of pipeline stages K. Zero means the group's size
 	// divided by Replicas.
@@ -68,6 +69,18 @@ type Config struct {
 	// executor by at most SendWait per message. Zero means DefaultSendWait;
 	// negative means never wait.
 	SendWait time.Duration
+	// Loss is the loss the last stage computes from the model's outputs and
+	// the labels, scaled by 1/Batch, and whose gradient it runs backward. Nil
+	// means models.SoftmaxCrossEntropy. Every rank must use the same loss (New
+	// does not check it: functions do not compare).
+	Loss models.Loss
+	// Compile, when not nil, turns this rank's stage (a slice of the full
+	// model, sharing its parameters) into the model the stage computes with,
+	// e.g. the stage compiled onto a GPU. New calls it once, on the slice. Nil
+	// means the stage computes on the CPU with the slice itself. A returned
+	// models.DeviceResident model is kept in step with the host copies of its
+	// parameters (see Step).
+	Compile func(stage *models.Sequential) (models.Model, error)
 	// Trace makes Step record when each action waited, computed and handed
 	// its output over (StepStats.Trace), for timelines. False by default.
 	Trace bool
@@ -107,8 +120,11 @@ type Executor struct {
 
 	plan  *Plan
 	sched Schedule
+	loss  models.Loss
 	acts  []Action
-	model *models.Sequential // this stage's layers (shared with the full model)
+	slice *models.Sequential    // this stage's layers (shared with the full model)
+	model models.Model          // what the stage computes with: slice, or Config.Compile(slice)
+	dev   models.DeviceResident // model, when its parameters live on a device; else nil
 	param []*models.Param
 
 	inShape, outShape []int // per sample, at this stage's input and output
@@ -135,6 +151,10 @@ type Executor struct {
 // (an AllGather) and, with Replicas > 1, makes the stage's data-parallel
 // subgroup. A rank whose configuration or model differs makes New fail on
 // every rank with a *MismatchError naming it.
+//
+// With Config.Compile, New compiles the stage's slice after the checksum of
+// the full model's (host) parameters, and pushes them to a models.DeviceResident
+// stage model (PushParams) before it returns.
 func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg Config) (*Executor, error) {
 	if full == nil || full.Len() == 0 {
 		return nil, fmt.Errorf("%w: the model has no layers", ErrConfig)
@@ -156,6 +176,9 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 	if cfg.SendWait == 0 {
 		cfg.SendWait = DefaultSendWait
 	}
+	if cfg.Loss == nil {
+		cfg.Loss = models.SoftmaxCrossEntropy
+	}
 	cfg.InputShape = slices.Clone(cfg.InputShape)
 	switch {
 	case cfg.InputShape == nil:
@@ -173,7 +196,7 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 		return nil, fmt.Errorf("%w: TagBase is %d: must be non-negative", ErrConfig, cfg.TagBase)
 	}
 
-	e := &Executor{cfg: cfg, g: g, layout: layout}
+	e := &Executor{cfg: cfg, g: g, layout: layout, loss: cfg.Loss}
 	e.stage, e.rep = layout.Coords(g.Rank())
 	e.prev, e.next = -1, -1
 	if e.stage > 0 {
@@ -190,14 +213,15 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 	}
 	e.acts = e.sched[e.stage]
 	sp := e.plan.Stages[e.stage]
-	if e.model, err = full.Slice(sp.Start, sp.End); err != nil {
+	if e.slice, err = full.Slice(sp.Start, sp.End); err != nil {
 		return nil, fmt.Errorf("%w: stage %d: %v", ErrConfig, e.stage, err)
 	}
-	e.param = e.model.Params()
+	e.model = e.slice
+	e.param = e.slice.Params()
 	if e.inShape, err = shapeAfter(full, sp.Start, cfg.InputShape); err != nil {
 		return nil, err
 	}
-	if e.outShape, err = e.model.OutShape(e.inShape); err != nil {
+	if e.outShape, err = e.slice.OutShape(e.inShape); err != nil {
 		return nil, fmt.Errorf("%w: stage %d (layers %d-%d): %v", ErrConfig, e.stage, sp.Start, sp.End-1, err)
 	}
 	b := cfg.Batch / cfg.Replicas
@@ -217,6 +241,26 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 	e.gradBuf = make([][]float32, cfg.MicroBatches)
 	if err := e.checkAgreement(ctx, full); err != nil {
 		return nil, err
+	}
+	if cfg.Compile != nil {
+		m, err := cfg.Compile(e.slice)
+		if err == nil && m == nil {
+			err = errors.New("Compile returned no model")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: rank %d: compiling stage %d (layers %d-%d): %w", g.Rank(), e.stage, sp.Start, sp.End-1, err)
+		}
+		if m.Len() != e.slice.Len() {
+			return nil, fmt.Errorf("%w: Compile made a model of %d layers from stage %d's %d", ErrConfig, m.Len(), e.stage, e.slice.Len())
+		}
+		e.model = m
+		e.dev, _ = m.(models.DeviceResident)
+		e.param = m.Params()
+	}
+	if e.dev != nil {
+		if err := e.dev.PushParams(); err != nil {
+			return nil, fmt.Errorf("pipeline: rank %d: uploading stage %d's parameters to %s: %w", g.Rank(), e.stage, e.dev.Device(), err)
+		}
 	}
 	if cfg.Replicas > 1 {
 		if e.dp, err = g.Subgroup(ctx, layout.StageRanks(e.stage)); err != nil {
@@ -356,11 +400,16 @@ func (e *Executor) Plan() *Plan { return e.plan }
 // Schedule is the schedule of all stages (the same on every rank).
 func (e *Executor) Schedule() Schedule { return e.sched }
 
-// Model is this rank's stage: the slice of the full model it runs.
-func (e *Executor) Model() *models.Sequential { return e.model }
+// Model is this rank's stage: the slice of the full model it runs, or what
+// Config.Compile made of it.
+func (e *Executor) Model() models.Model { return e.model }
+
+// Device is where this rank's stage computes: models.DevicePlacement of
+// Model ("cpu" unless Config.Compile placed it elsewhere).
+func (e *Executor) Device() string { return models.DevicePlacement(e.model) }
 
 // Params are the parameters of this rank's stage; build the optimizer given
-// to Step over them.
+// to Step over them (for the stage's device: see Step).
 func (e *Executor) Params() []*models.Param { return e.model.Params() }
 
 // MicroBatchSizes returns the number of samples in each micro-batch of a
@@ -394,7 +443,14 @@ func (e *Executor) tag(m int, kind ActionKind) int { return e.cfg.TagBase + 2*m 
 // Step trains on one mini-batch: it runs this stage's actions of the
 // schedule over the M micro-batches of the replica's share, AllReduces the
 // gradients among the stage's replicas, and applies opt (built over Params;
-// nil leaves the summed gradients in Param.Grad and skips the update).
+// nil leaves the summed gradients in Param.Grad and skips the update). opt
+// must update the parameters where the stage computes (models.DevicePlacement
+// of opt and Model agree), else Step refuses it before doing anything.
+//
+// With a models.DeviceResident stage model, the gradients stay on the device,
+// except that with Replicas > 1 Step downloads them for the AllReduce
+// (PullGrads) and uploads the sums (PushGrads) before the update; with nil opt
+// and one replica, call PullGrads to read them on the host.
 //
 // x is the replica's share of the inputs, [Batch/Replicas, InputShape...],
 // read by stage 0 only; labels are that share's labels, read by the last
@@ -415,6 +471,9 @@ func (e *Executor) tag(m int, kind ActionKind) int { return e.cfg.TagBase + 2*m 
 func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt models.Optimizer) (StepStats, error) {
 	st := StepStats{Step: e.steps, Steps: 1, Rank: e.g.Rank(), Stage: e.stage, Replica: e.rep, MicroBatches: e.cfg.MicroBatches}
 	if err := e.checkInputs(x, labels); err != nil {
+		return st, err
+	}
+	if err := e.checkPlacement(opt); err != nil {
 		return st, err
 	}
 	e.model.ZeroGrad()
@@ -446,6 +505,11 @@ func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt 
 
 	if e.dp != nil {
 		t := time.Now()
+		if e.dev != nil {
+			if err := e.dev.PullGrads(); err != nil {
+				return st, fmt.Errorf("pipeline: rank %d (stage %d): downloading the gradients from %s: %w", e.g.Rank(), e.stage, e.dev.Device(), err)
+			}
+		}
 		off := 0
 		for _, p := range e.param {
 			off += copy(e.flat[off:], p.Grad)
@@ -459,6 +523,11 @@ func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt 
 			off += copy(p.Grad, e.flat[off:off+len(p.Grad)])
 		}
 		lossSum, correct = float64(e.flat[off]), int(e.flat[off+1]+0.5)
+		if e.dev != nil {
+			if err := e.dev.PushGrads(); err != nil {
+				return st, fmt.Errorf("pipeline: rank %d (stage %d): uploading the summed gradients to %s: %w", e.g.Rank(), e.stage, e.dev.Device(), err)
+			}
+		}
 		st.Sync = time.Since(t)
 	}
 	if e.IsLast() {
@@ -473,6 +542,24 @@ func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt 
 	}
 	e.steps++
 	return st, nil
+}
+
+// checkPlacement refuses an optimizer that updates the parameters somewhere
+// else than where the stage computes.
+func (e *Executor) checkPlacement(opt models.Optimizer) error {
+	if opt == nil {
+		return nil
+	}
+	md, od := models.DevicePlacement(e.model), models.DevicePlacement(opt)
+	if md == od {
+		return nil
+	}
+	hint := "gpu.NewSGD / gpu.NewAdam"
+	if md == "cpu" {
+		hint = "models.NewSGD / models.NewAdam"
+	}
+	return fmt.Errorf("%w: rank %d (stage %d): the model computes on %s but the optimizer updates parameters on %s: build the optimizer for the model's device (%s)",
+		ErrConfig, e.g.Rank(), e.stage, md, od, hint)
 }
 
 func (e *Executor) checkInputs(x models.Tensor, labels []int) error {
@@ -538,7 +625,7 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				return 0, 0, fmt.Errorf("%s: %w", where(a), err)
 			}
 			if e.next < 0 {
-				loss, dl, err := models.SoftmaxCrossEntropy(y, labels[lo:lo+mb], scale)
+				loss, dl, err := e.loss(y, labels[lo:lo+mb], scale)
 				if err != nil {
 					return 0, 0, fmt.Errorf("%s: loss: %w", where(a), err)
 				}
