@@ -405,9 +405,10 @@ func sharedLayerCosts(ctx context.Context, g *collective.Group, full *models.Seq
 	return costs, nil
 }
 
-// planWithDevices finds this rank's device (NVML GPU by LOCAL_RANK, or the
-// CPU), gathers every rank's, and returns the plan with each stage's devices
-// filled in.
+// planWithDevices gathers where every rank's stage computes (its model's
+// placement, e.Device()) and the GPU NVML found for it by LOCAL_RANK, if any,
+// and returns the plan with each stage's devices filled in: a stage is shown
+// on the device it computes on, and a GPU it does not use is named as such.
 func planWithDevices(ctx context.Context, g *collective.Group, e *pipeline.Executor) (*pipeline.Plan, error) {
 	logf := func(string, ...any) {}
 	if g.Rank() == 0 {
@@ -421,21 +422,38 @@ func planWithDevices(ctx context.Context, g *collective.Group, e *pipeline.Execu
 	if err != nil {
 		return nil, err
 	}
-	dev, err := inv.ForLocalRank(local)
+	found, err := inv.ForLocalRank(local)
 	if err != nil {
 		return nil, err
 	}
-	// Two floats per rank: kind (0 CPU, 1 GPU) and the cuda index.
-	buf := make([]float32, 2*g.Size())
-	buf[2*g.Rank()], buf[2*g.Rank()+1] = float32(dev.Kind), float32(dev.Index)
+	// Per rank: the kind (0 CPU, 1 GPU) and cuda index of the device found,
+	// then the placement's length and bytes, one float each.
+	const maxName = 32
+	const per = 3 + maxName
+	placement := e.Device()
+	if len(placement) > maxName {
+		placement = placement[:maxName]
+	}
+	buf := make([]float32, per*g.Size())
+	mine := buf[per*g.Rank():]
+	mine[0], mine[1], mine[2] = float32(found.Kind), float32(found.Index), float32(len(placement))
+	for i := range len(placement) {
+		mine[3+i] = float32(placement[i])
+	}
 	if err := g.AllGather(ctx, buf); err != nil {
 		return nil, fmt.Errorf("rank %d: gathering devices: %w", g.Rank(), err)
 	}
 	name := func(r int) string {
-		if devices.Kind(buf[2*r]) == devices.GPU {
-			return fmt.Sprintf("cuda:%d", int(buf[2*r+1]))
+		row := buf[per*r : per*(r+1)]
+		b := make([]byte, min(int(row[2]), maxName))
+		for i := range b {
+			b[i] = byte(row[3+i])
 		}
-		return "cpu"
+		where := string(b)
+		if where == "cpu" && devices.Kind(row[0]) == devices.GPU {
+			where += fmt.Sprintf(" (GPU %d found, not used)", int(row[1]))
+		}
+		return where
 	}
 	p := *e.Plan()
 	p.Stages = append([]pipeline.StagePlan(nil), p.Stages...)
