@@ -40,6 +40,7 @@
 #   BUDGET_S    seconds the whole run may take (default 290): each step's timeout is cut to
 #               what is left, and steps with under 12 s left are not run and count as failed (the summary is
 #               always written)
+#   GORUN_TRANSPORT  passed to gorun's ranks (default: auto, or quic where /dev/shm is not writable)
 #   PYTHON      the python with PyTorch (default python3, else /opt/torch/.venv/bin/python3)
 set -u
 set -o pipefail
@@ -154,6 +155,7 @@ sysinfo() {
 	fi
 	echo "CUDA library folders:"
 	ls -d /usr/local/nvidia/lib64 /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null || echo "  none of the usual ones"
+	df -h /dev/shm 2>/dev/null | tail -1
 	ls -l "$GC" "$GORUN" || return 1
 }
 
@@ -176,6 +178,12 @@ torch_step() {
 	"$py" scripts/gpu_torch.py $TORCH_ARGS --out "$OUT/torch.jsonl"
 }
 
+# gorun's ranks link over shared memory on one host (GORUN_TRANSPORT=auto): without a
+# writable /dev/shm, use QUIC rather than fail.
+if [ -z "${GORUN_TRANSPORT:-}" ] && { [ ! -d /dev/shm ] || [ ! -w /dev/shm ]; }; then
+	log "gpu-check.sh: /dev/shm is not writable: GORUN_TRANSPORT=quic"
+	export GORUN_TRANSPORT=quic
+fi
 export DEVICE OUT BIN GC GORUN TORCH_ARGS
 export -f sysinfo pick_python torch_step
 log "gpu-check.sh: DEVICE=$DEVICE OUT=$OUT BIN=$BIN BUDGET_S=$BUDGET_S, started $(date -u +%FT%TZ)"
