@@ -187,6 +187,9 @@ fi
 export DEVICE OUT BIN GC GORUN TORCH_ARGS
 export -f sysinfo pick_python torch_step
 log "gpu-check.sh: DEVICE=$DEVICE OUT=$OUT BIN=$BIN BUDGET_S=$BUDGET_S, started $(date -u +%FT%TZ)"
+for f in "$GC" "$GORUN"; do # in case the copy lost the execute bits
+	[ -f "$f" ] && [ ! -x "$f" ] && chmod +x "$f"
+done
 if [ ! -x "$GC" ] || [ ! -x "$GORUN" ]; then
 	log "gpu-check.sh: $GC or $GORUN missing: run scripts/build-gpucheck.sh first (and carry $BIN)"
 fi
