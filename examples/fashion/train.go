@@ -17,6 +17,11 @@
 // checkpoint: the same steps on the same samples, as if it had never stopped. Combined
 // with gorun --max-restarts, a crashed job restarts and carries on.
 //
+// --device picks where each rank computes (package gpu): auto (the default) uses a CUDA GPU
+// when the CUDA backend loads and finds one, else the CPU, and rank 0 says which and why;
+// cuda insists on a GPU (LOCAL_RANK picks it: several ranks may share one); cpu and emu
+// (the GPU kernels' Go twins, for tests) need none.
+//
 // This file is meant to be copied as the starting point of your own training program.
 package main
 
@@ -36,12 +41,15 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/ddp"
+	"github.com/ringtrain/ringtrain/gpu"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
+	"github.com/ringtrain/ringtrain/pipeline/devices"
 )
 
 type config struct {
 	model, optimizer, compress, dataDir, checkpoint, saveParams string
+	device                                                      string
 	epochs, batch, steps, checkpointEvery, syntheticN           int
 	lr, momentum, bucketMB                                      float64
 	synthetic, jsonOut, errorFeedback, eval                     bool
@@ -53,6 +61,7 @@ func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	fs.StringVar(&c.model, "model", "mlp", "model: "+strings.Join(models.ModelNames(), ", "))
+	fs.StringVar(&c.device, "device", "auto", "where each rank computes: "+gpu.Specs+" (auto: a CUDA GPU if the backend loads and finds one, else the CPU; cuda: LOCAL_RANK picks the GPU)")
 	fs.IntVar(&c.epochs, "epochs", 1, "epochs to train")
 	fs.IntVar(&c.batch, "batch", 64, "samples per rank per step (the global batch is ranks × batch)")
 	fs.Float64Var(&c.lr, "lr", 0, "learning rate (0: 0.05 for sgd, 0.001 for adam)")
@@ -97,11 +106,31 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("--optimizer must be sgd or adam, got %q", c.optimizer)
 	case c.synthetic && c.dataDir != "":
 		return c, errors.New("--synthetic and --data exclude each other")
+	case !validDevice(c.device):
+		return c, fmt.Errorf("--device %q: want %s", c.device, gpu.Specs)
 	}
 	if c.lr == 0 {
 		c.lr = map[string]float64{"sgd": 0.05, "adam": 0.001}[c.optimizer]
 	}
 	return c, nil
+}
+
+// validDevice reports whether spec is a --device value gpu.Select understands.
+func validDevice(spec string) bool {
+	switch spec {
+	case "auto", "cpu", "cuda", "emu":
+		return true
+	}
+	n, ok := strings.CutPrefix(spec, "cuda:")
+	if !ok || n == "" {
+		return false
+	}
+	for _, r := range n {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func main() {
@@ -141,6 +170,7 @@ type epochReport struct {
 	WorldSize        int     `json:"world_size"`
 	Batch            int     `json:"batch"`
 	Model            string  `json:"model"`
+	Device           string  `json:"device"` // where rank 0 computes: "cpu", "cuda:0", "emu"
 	Compress         string  `json:"compress"`
 	Buckets          int     `json:"buckets"`
 	GOMAXPROCS       int     `json:"gomaxprocs"`
@@ -170,10 +200,31 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(info, format+"\n", args...) }
 
-	model, err := models.Build(cfg.model, cfg.seed)
+	seq, err := models.Build(cfg.model, cfg.seed)
 	if err != nil {
 		return err
 	}
+	// Place the model where --device says: seq itself on the CPU, seq compiled onto
+	// a GPU (or the emulator) otherwise, sharing seq's parameters.
+	localRank, err := devices.LocalRankFromEnv(nil)
+	if err != nil {
+		return err
+	}
+	model, note, err := gpu.Place(seq, cfg.device, localRank)
+	if err != nil {
+		return err
+	}
+	if cm, ok := model.(*gpu.Model); ok {
+		if c, ok := cm.DeviceOf().(interface{ Close() error }); ok {
+			defer c.Close()
+		}
+		defer cm.Close()
+	}
+	placement := models.DevicePlacement(model)
+	if !strings.HasPrefix(note, placement) {
+		note = placement + ": " + note
+	}
+	logf("device: %s", note)
 	train, test, source, err := loadData(cfg)
 	if err != nil {
 		return err
@@ -187,13 +238,17 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	var opt models.Optimizer
+	// The optimizer updates the parameters where the model computes.
 	if cfg.optimizer == "adam" {
-		opt, err = models.NewAdam(model.Params(), models.AdamConfig{LR: float32(cfg.lr)})
+		opt, err = gpu.NewAdamFor(model, models.AdamConfig{LR: float32(cfg.lr)})
 	} else {
-		opt, err = models.NewSGD(model.Params(), models.SGDConfig{LR: float32(cfg.lr), Momentum: float32(cfg.momentum)})
+		opt, err = gpu.NewSGDFor(model, models.SGDConfig{LR: float32(cfg.lr), Momentum: float32(cfg.momentum)})
 	}
 	if err != nil {
 		return err
+	}
+	if c, ok := opt.(interface{ Close() }); ok {
+		defer c.Close()
 	}
 	sampler, err := data.NewDistributedSampler(data.SamplerConfig{N: train.Len(), Rank: rank, World: world, Batch: cfg.batch, Seed: cfg.seed})
 	if err != nil {
@@ -216,8 +271,8 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			logf("resumed from %s: step %d, epoch %d, batch %d/%d", path, st.Step, st.Epoch+1, st.Batch, nb)
 		}
 	}
-	logf("fashion: %s (%d parameters, %d gradient buckets), %d rank(s) × batch %d, %s lr %g, compression %s; data: %s; %d steps per epoch",
-		cfg.model, model.NumParams(), len(d.Buckets()), world, cfg.batch, cfg.optimizer, cfg.lr, cfg.compress, source, nb)
+	logf("fashion: %s (%d parameters, %d gradient buckets) on %s, %d rank(s) × batch %d, %s lr %g, compression %s; data: %s; %d steps per epoch",
+		cfg.model, seq.NumParams(), len(d.Buckets()), placement, world, cfg.batch, cfg.optimizer, cfg.lr, cfg.compress, source, nb)
 
 	save := func() error {
 		if cfg.checkpoint == "" {
@@ -299,7 +354,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			SamplesPerS: float64(steps*world*cfg.batch) / elapsed.Seconds(), EpochS: elapsed.Seconds(),
 			StepMS: ms(per.Total), ComputeMS: ms(per.Compute), CommMS: ms(per.Comm), ExposedCommMS: ms(per.ExposedComm),
 			ExposedCommShare: stats.ExposedShare(), OptimizerMS: ms(per.Optimizer),
-			WorldSize: world, Batch: cfg.batch, Model: cfg.model, Compress: cfg.compress, Buckets: len(d.Buckets()),
+			WorldSize: world, Batch: cfg.batch, Model: cfg.model, Device: placement, Compress: cfg.compress, Buckets: len(d.Buckets()),
 			GOMAXPROCS: runtime.GOMAXPROCS(0),
 		}
 		if cfg.jsonOut {
@@ -316,6 +371,12 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		}
 	}
 	if cfg.saveParams != "" && rank == 0 {
+		// On a device the parameters' truth is there: bring it to Param.Value first.
+		if dr, ok := model.(models.DeviceResident); ok {
+			if err := dr.PullParams(); err != nil {
+				return fmt.Errorf("--save-params: downloading the parameters from %s: %w", dr.Device(), err)
+			}
+		}
 		b, err := models.ParamSnapshot(model.Params(), st.Step).MarshalBinary()
 		if err == nil {
 			err = os.WriteFile(cfg.saveParams, b, 0o644)
@@ -367,8 +428,9 @@ func (w window) Gather(idx []int) (models.Tensor, []int, error) {
 }
 
 // evaluate computes the test loss and accuracy, each rank on a contiguous share of the
-// test set, summed over the group.
-func evaluate(ctx context.Context, g *collective.Group, m *models.Sequential, test data.Source, rank, world int) (loss, acc float64, err error) {
+// test set, summed over the group. It runs m's Forward: on m's device, with the
+// parameters the device holds.
+func evaluate(ctx context.Context, g *collective.Group, m models.Model, test data.Source, rank, world int) (loss, acc float64, err error) {
 	const batch = 500
 	n := test.Len()
 	lo, hi := n*rank/world, n*(rank+1)/world

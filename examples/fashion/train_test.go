@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -13,8 +14,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/gpu/cuda"
 	"github.com/ringtrain/ringtrain/models"
 )
+
+// With RINGTRAIN_FASHION_MAIN set, the test binary is the program itself, so
+// tests can run it as a real process (exit status, stderr) without building it.
+func TestMain(m *testing.M) {
+	if os.Getenv("RINGTRAIN_FASHION_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 func mustParse(t *testing.T, args ...string) config {
 	t.Helper()
@@ -108,6 +120,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--epochs", "0"}, "--epochs"},
 		{[]string{"--synthetic", "--data", "/x"}, "exclude"},
 		{[]string{"stray"}, `unexpected argument "stray"`},
+		{[]string{"--device", "tpu"}, `--device "tpu": want auto|cpu|cuda|cuda:N|emu`},
+		{[]string{"--device", "cuda:x"}, `--device "cuda:x"`},
 	} {
 		if _, err := parseFlags(c.args); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: got %v, want an error about %s", c.args, err, c.want)
@@ -166,7 +180,129 @@ func TestTwoRanksThroughGorun(t *testing.T) {
 			t.Errorf("field %q missing or not a number in %v", k, r)
 		}
 	}
+	// --device auto (the default): rank 0, and only rank 0, says where the ranks
+	// compute and, on the CPU, why; the report names the same place.
+	all := stdout.String() + stderr.String()
+	if _, err := cuda.Load(); err != nil {
+		want := "[0] device: cpu (--device auto: "
+		i := strings.Index(all, want)
+		if i < 0 || !strings.Contains(all[i:], "libcuda") || r["device"] != "cpu" {
+			t.Errorf("want %q with the reason (libcuda ...) and device cpu in the report %v:\n%s\n%s", want, r, stdout.String(), stderr.String())
+		}
+	} else if !strings.Contains(all, "[0] device: cuda:") || !strings.HasPrefix(r["device"].(string), "cuda:") {
+		t.Errorf("a GPU is present: want rank 0 on cuda:N:\n%s\n%s", stdout.String(), stderr.String())
+	}
+	if strings.Contains(all, "[1] device:") {
+		t.Errorf("rank 1 printed the device line too:\n%s", all)
+	}
 	if r["world_size"] != 2.0 || r["steps"] != 5.0 || r["epoch"] != 1.0 || r["compress"] != "fp16" || !(r["samples_per_s"].(float64) > 0) || !(r["comm_ms"].(float64) > 0) {
 		t.Fatalf("unexpected report %v", r)
+	}
+}
+
+// TestDeviceCUDAWithoutGPU runs the program with --device cuda where the CUDA
+// backend does not load: it must exit non-zero with one line saying what is
+// missing, not panic and not fall back.
+func TestDeviceCUDAWithoutGPU(t *testing.T) {
+	if _, err := cuda.Load(); err == nil {
+		t.Skip("the CUDA backend loads here: --device cuda would train")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "--device", "cuda", "--synthetic", "--synthetic-size", "64", "--steps", "1", "--progress", "0")
+	for _, kv := range os.Environ() {
+		switch name, _, _ := strings.Cut(kv, "="); name {
+		case "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GORUN_TOKEN":
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	cmd.Env = append(cmd.Env, "RINGTRAIN_FASHION_MAIN=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() <= 0 {
+		t.Fatalf("--device cuda without a GPU: %v, want a non-zero exit status\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if !strings.HasPrefix(msg, "train: --device cuda: ") || !strings.Contains(msg, "libcuda") || strings.Contains(msg, "\n") ||
+		strings.Contains(msg, "panic") || strings.Contains(msg, "goroutine ") {
+		t.Fatalf("want one line naming --device cuda and libcuda, got:\n%s", msg)
+	}
+	if strings.Contains(stdout.String(), "epoch") {
+		t.Fatalf("trained anyway:\n%s", stdout.String())
+	}
+}
+
+// TestDeviceEmuMatchesCPU trains a few steps of the small model on the
+// emulator (the GPU backend's kernels, as Go, on the CPU) and on the CPU from
+// the same seed: the losses, the test evaluation (a Forward on the device) and
+// the saved parameters (pulled from the device) agree.
+func TestDeviceEmuMatchesCPU(t *testing.T) {
+	inProcess(t)
+	tmp := t.TempDir()
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"sgd", nil},
+		{"adam", []string{"--optimizer", "adam", "--eval=false"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reps := map[string]map[string]any{}
+			params := map[string]models.Snapshot{}
+			for _, dev := range []string{"cpu", "emu"} {
+				file := filepath.Join(tmp, c.name+"-"+dev+".bin")
+				args := append([]string{"--device", dev, "--synthetic", "--synthetic-size", "64", "--batch", "16", "--steps", "3",
+					"--progress", "0", "--json", "--save-params", file}, c.args...)
+				out := runCfg(t, mustParse(t, args...))
+				if want := "device: " + dev; !strings.Contains(out, want) {
+					t.Fatalf("--device %s: output lacks %q:\n%s", dev, want, out)
+				}
+				for _, line := range strings.Split(out, "\n") {
+					if strings.HasPrefix(line, "{") {
+						var m map[string]any
+						if err := json.Unmarshal([]byte(line), &m); err != nil {
+							t.Fatal(err)
+						}
+						reps[dev] = m
+					}
+				}
+				if reps[dev] == nil || reps[dev]["device"] != dev || reps[dev]["steps"] != 3.0 {
+					t.Fatalf("--device %s: report %v\n%s", dev, reps[dev], out)
+				}
+				params[dev] = readParams(t, file)
+			}
+			for _, k := range []string{"train_loss", "test_loss", "train_acc", "test_acc"} {
+				a, b := reps["cpu"][k].(float64), reps["emu"][k].(float64)
+				if math.Abs(a-b) > 1e-4 {
+					t.Errorf("%s: cpu %v, emu %v", k, a, b)
+				}
+			}
+			a, b := params["cpu"], params["emu"]
+			if a.Step != 3 || b.Step != 3 || len(a.Slices) != len(b.Slices) {
+				t.Fatalf("snapshots: steps %d and %d, %d and %d slices", a.Step, b.Step, len(a.Slices), len(b.Slices))
+			}
+			var n, off int
+			var worst float64
+			for i := range a.Slices {
+				for j, v := range a.Slices[i].Data {
+					d := math.Abs(float64(v - b.Slices[i].Data[j]))
+					n++
+					worst = max(worst, d)
+					if d > 1e-4 {
+						off++
+					}
+				}
+			}
+			t.Logf("%d of %d parameters differ by more than 1e-4, at most %g", off, n, worst)
+			// SGD: every parameter agrees. Adam divides each gradient by its running
+			// RMS, which turns float rounding in a near-zero gradient into a step of
+			// up to lr: allow a few such parameters, each within the 3 steps' reach.
+			if c.name == "sgd" && off > 0 || off > n/100000 || worst > 3*2*0.001 {
+				t.Errorf("the emulator's parameters differ from the CPU's: %d of %d by more than 1e-4, at most %g", off, n, worst)
+			}
+		})
 	}
 }
