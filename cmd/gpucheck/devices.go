@@ -53,12 +53,16 @@ func devicesCmd(ctx context.Context, args []string, out *Reporter) error {
 	var pairs []map[string]any
 	for _, g := range inv.GPUs {
 		c, found := byBus[normBusID(g.PCIBusID)]
-		match := found && c.Name == g.Name && c.TotalMem == g.MemoryTotal
+		// NVML's total counts the memory the driver reserves for itself;
+		// CUDA's excludes it (on an H200: 140.4 vs 139.8 GiB), so the
+		// totals agree only to within that reserve.
+		memRatio := float64(c.TotalMem) / float64(max(g.MemoryTotal, 1))
+		match := found && c.Name == g.Name && memRatio > 0.98 && memRatio <= 1
 		ok = ok && match
 		pairs = append(pairs, map[string]any{
 			"pci_bus_id": g.PCIBusID, "nvml_name": g.Name, "nvml_memory": g.MemoryTotal, "nvml_index": g.NVMLIndex,
 			"cuda_found": found, "cuda_ordinal": c.Ordinal, "cuda_name": c.Name, "cuda_memory": c.TotalMem,
-			"cuda_pci_bus_id": c.PCIBusID, "sm": c.Major*10 + c.Minor, "sms": c.SMs, "match": match,
+			"cuda_pci_bus_id": c.PCIBusID, "sm": c.Major*10 + c.Minor, "sms": c.SMs, "cuda_over_nvml_memory": memRatio, "match": match,
 		})
 	}
 	dev, note, err := gpu.Select("auto", 0)
