@@ -76,6 +76,10 @@ type Mem struct {
 	host  []byte // the emulator's backing store
 }
 
+// Ptr is the CUDA device pointer (0 on the emulator), for code that calls
+// gpu/cuda directly.
+func (m Mem) Ptr() uint64 { return m.ptr }
+
 // Bytes is the block's size.
 func (m Mem) Bytes() int { return m.bytes }
 

@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/ringtrain/ringtrain/gpu"
+	"github.com/ringtrain/ringtrain/gpu/cuda"
 	"github.com/ringtrain/ringtrain/models"
 )
 
@@ -143,6 +145,14 @@ func benchCmd(ctx context.Context, args []string, out *Reporter) error {
 		rec := map[string]any{"check": "bench", "model": name, "batch": batch, "device": dev.Name(),
 			"precision": "fp32 (cuBLAS default math: no TF32)", "step": "host batch uploaded, forward, host softmax-CE on downloaded logits, backward, device SGD momentum"}
 
+		if c, ok := dev.(*gpu.CUDADevice); ok {
+			pageable, staged, err := uploadTimes(c, x.Data)
+			if err != nil {
+				return err
+			}
+			rec["input_upload_pageable_ms"], rec["input_upload_staged_ms"] = pageable, staged
+		}
+
 		// The device, three ways: all, GEMMs only, everything but GEMMs.
 		var full []time.Duration
 		for _, mode := range []string{"full", "gemm_only", "no_gemm"} {
@@ -193,4 +203,36 @@ func benchCmd(ctx context.Context, args []string, out *Reporter) error {
 		out.Report(rec)
 	}
 	return nil
+}
+
+// uploadTimes measures one input batch's host-to-device copy straight from
+// Go memory (pageable) and through the device's pinned staging buffer (what
+// Forward does), the median of 5 each, in milliseconds.
+func uploadTimes(c *gpu.CUDADevice, data []float32) (pageable, staged float64, err error) {
+	m, err := c.Alloc(4 * len(data))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Free(m)
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(data))), 4*len(data))
+	median := func(f func() error) (float64, error) {
+		var ts []time.Duration
+		for i := 0; i < 5; i++ {
+			t0 := time.Now()
+			if err := f(); err != nil {
+				return 0, err
+			}
+			if err := c.Sync(); err != nil {
+				return 0, err
+			}
+			ts = append(ts, time.Since(t0))
+		}
+		sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+		return float64(ts[2].Microseconds()) / 1000, nil
+	}
+	if pageable, err = median(func() error { return c.Context().HtoD(cuda.DevicePtr(m.Ptr()), unsafe.Pointer(&raw[0]), len(raw)) }); err != nil {
+		return 0, 0, err
+	}
+	staged, err = median(func() error { return c.Upload(m, raw) })
+	return pageable, staged, err
 }
