@@ -13,7 +13,7 @@
 #   kernels   gpucheck kernels         (each kernel against its Go twin)
 #   steps     gpucheck steps --models mlp,mlp-wide,cnn --batch 64 --steps 3
 #   bench     gpucheck bench $BENCH_ARGS
-#   torch     python3 scripts/gpu_torch.py --config mlp-wide:4096 --config cnn:512 --config mlp:512
+#   torch     python3 scripts/gpu_torch.py --config mlp-wide:4096 --config cnn:512 --config mlp:512 --pinned
 #   vs-torch  gpucheck vs-torch $OUT/gpucheck.jsonl   (our samples/s over PyTorch's)
 #   ddp       gorun --nproc 2 / --nproc 1 gpucheck ddp-worker --device $DEVICE, then compare-params
 #             (2 ranks with half the global batch each = 1 rank with all of it, within 1e-5)
@@ -54,7 +54,7 @@ BIN="${BIN:-.devcheck}"
 BENCH_ARGS="${BENCH_ARGS:-}"
 [ -n "${STEPS_ARGS:-}" ] && STEPS_ARGS_SET=1
 STEPS_ARGS="${STEPS_ARGS:---models mlp,mlp-wide,cnn --batch 64 --steps 3}"
-TORCH_ARGS="${TORCH_ARGS:---config mlp-wide:4096 --config cnn:512 --config mlp:512}"
+TORCH_ARGS="${TORCH_ARGS:---config mlp-wide:4096 --config cnn:512 --config mlp:512 --pinned}"
 DDP_MODEL="${DDP_MODEL:-mlp}"
 PIPE_MODEL="${PIPE_MODEL:-mlp}"
 BUDGET_S="${BUDGET_S:-290}"
