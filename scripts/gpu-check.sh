@@ -121,14 +121,15 @@ step() {
 	((limit > left - 6)) && limit=$((left - 6))
 	log "=== $name (timeout ${limit}s): $*"
 	local t0 rc
-	t0=$(date +%s.%N)
+	t0=$(date +%s%N)
 	local run=("$@")
 	# timeout runs programs: a shell function of this script runs in a child bash (export -f).
 	declare -F "$1" >/dev/null && run=(bash -c '"$@"' _ "$@")
 	timeout --kill-after=5 "$limit" "${run[@]}" 2>&1 | tee -a "$LOG"
 	rc=${PIPESTATUS[0]}
 	local secs
-	secs=$(echo "$(date +%s.%N) - $t0" | bc -l | xargs printf '%.2f')
+	# Integer nanoseconds and awk: the GPU machine has no bc.
+	secs=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
 	if ((rc == 0)); then
 		passed+=("$name")
 		record "$name" true "$rc" "$secs"
