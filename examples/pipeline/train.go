@@ -21,6 +21,13 @@
 //
 // Without WORLD_SIZE in the environment it runs alone: one stage, one rank.
 //
+// --device picks where each rank's stage computes (package gpu): auto (the
+// default) a CUDA GPU when the backend loads and finds one (LOCAL_RANK picks
+// it), else the CPU; a stage holding a layer the GPU backend lacks then stays
+// on the CPU and its rank says why. cuda insists on a GPU; cpu and emu (the
+// GPU kernels' Go twins, for tests) need none. Rank 0 prints its device and
+// why; the plan shows where every rank's stage computes.
+//
 // Data: the directory of --data, else /usr/share/datasets/fashion-mnist,
 // else the subset embedded in the binary (models/data.Default). Every rank
 // of a replica draws the same mini-batch share from the seeded sampler; stage
@@ -44,6 +51,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
+	"github.com/ringtrain/ringtrain/gpu"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
 	"github.com/ringtrain/ringtrain/pipeline"
@@ -57,6 +65,7 @@ type options struct {
 	dp       int
 	batch    int
 	model    string
+	device   string
 	lr       float64
 	momentum float64
 	steps    int
@@ -81,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.dp, "dp", 1, "data-parallel replicas D of every stage")
 	fs.IntVar(&o.batch, "batch", 64, "global mini-batch size (all replicas together)")
 	fs.StringVar(&o.model, "model", "mlp", "model: "+strings.Join(models.ModelNames(), ", "))
+	fs.StringVar(&o.device, "device", "auto", "where each rank's stage computes: "+gpu.Specs+" (auto: a CUDA GPU if the backend loads and finds one and supports the stage's layers, else the CPU; cuda: LOCAL_RANK picks the GPU)")
 	fs.Float64Var(&o.lr, "lr", 0.05, "SGD learning rate")
 	fs.Float64Var(&o.momentum, "momentum", 0.9, "SGD momentum")
 	fs.IntVar(&o.steps, "steps", 100, "optimizer steps (mini-batches) to train")
@@ -116,6 +126,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--log-every %d: must be at least 1", o.logEvery)
 	case o.balance != "flops" && o.balance != "time":
 		return o, fmt.Errorf("--balance %q: want flops or time", o.balance)
+	case !validDevice(o.device):
+		return o, fmt.Errorf("--device %q: want %s", o.device, gpu.Specs)
 	}
 	if o.warmup < 0 {
 		o.warmup = min(max(1, o.steps/5), o.steps-1)
@@ -124,6 +136,77 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--warmup %d: must be below --steps %d so that some steps are measured", o.warmup, o.steps)
 	}
 	return o, nil
+}
+
+// validDevice reports whether spec is a --device value gpu.Select understands.
+func validDevice(spec string) bool {
+	switch spec {
+	case "auto", "cpu", "cuda", "emu":
+		return true
+	}
+	n, ok := strings.CutPrefix(spec, "cuda:")
+	if !ok || n == "" {
+		return false
+	}
+	for _, r := range n {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// stageCompiler is pipeline.Config.Compile for a --device: it compiles the
+// rank's stage onto dev, or, with auto and a layer the GPU backend does not
+// support, keeps the stage on the CPU and records why.
+type stageCompiler struct {
+	spec     string
+	dev      gpu.Device // nil once released
+	model    *gpu.Model // the compiled stage, if any
+	fallback error      // why the stage stays on the CPU (auto only)
+}
+
+func (c *stageCompiler) compile(stage *models.Sequential) (models.Model, error) {
+	m, err := gpu.Compile(stage, c.dev)
+	if err != nil {
+		if c.spec == "auto" && errors.Is(err, gpu.ErrUnsupportedLayer) {
+			c.fallback = err
+			c.releaseDevice() // unused: give its memory back
+			return stage, nil
+		}
+		return nil, err
+	}
+	c.model = m
+	return m, nil
+}
+
+func (c *stageCompiler) releaseDevice() {
+	if d, ok := c.dev.(interface{ Close() error }); ok {
+		d.Close()
+	}
+	c.dev = nil
+}
+
+// close frees the compiled stage and the device.
+func (c *stageCompiler) close() {
+	if c.model != nil {
+		c.model.Close()
+		c.model = nil
+	}
+	c.releaseDevice()
+}
+
+// deviceNote is the line saying where this rank computes: where its stage
+// computes (placement, the Executor's Device) first, then Select's note
+// or, when the stage fell back to the CPU, why.
+func deviceNote(placement, note string, comp *stageCompiler) string {
+	if comp != nil && comp.fallback != nil {
+		note = "cpu (--device " + comp.spec + ": " + comp.fallback.Error() + ")"
+	}
+	if !strings.HasPrefix(note, placement) {
+		note = placement + ": " + note
+	}
+	return note
 }
 
 func main() {
@@ -211,14 +294,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	// Where this rank computes: the device --device names for its local rank,
+	// onto which pipeline.New compiles the rank's stage (nil dev: the CPU).
+	local, err := devices.LocalRankFromEnv(nil)
+	if err != nil {
+		return err
+	}
+	dev, note, err := gpu.Select(o.device, local)
+	if err != nil {
+		return err
+	}
+	var comp *stageCompiler
+	var compile func(*models.Sequential) (models.Model, error)
+	if dev != nil {
+		comp = &stageCompiler{spec: o.device, dev: dev}
+		defer comp.close()
+		compile = comp.compile
+	}
 	e, err := pipeline.New(ctx, full, g, pipeline.Config{
 		Stages: o.stages, Replicas: o.dp, MicroBatches: o.micro, Batch: o.batch, InputShape: models.ImageShape(),
 		Schedule: sched, Splits: splits, LayerCosts: costs, SendWait: o.sendWait, Trace: o.trace >= 0,
+		Compile: compile,
 	})
 	if err != nil {
 		return fmt.Errorf("rank %d: %w", rank, err)
 	}
 	defer e.Close()
+	note = deviceNote(e.Device(), note, comp)
+	if comp != nil && comp.fallback != nil && rank != 0 {
+		// Rank 0 says it in its device line; the others say it here, once each.
+		fmt.Fprintf(stderr, "rank %d (stage %d): device: %s\n", rank, e.Stage(), note)
+	}
 	lay := e.Layout()
 	ds, err := data.Open(o.dataDir)
 	if err != nil {
@@ -231,16 +337,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if rank == 0 {
 		out.event("plan", map[string]any{
+			"device": note, "placement": e.Device(),
 			"model": o.model, "data": ds.Source, "world": lay.Size(), "stages": lay.Stages, "replicas": lay.Replicas,
 			"micro_batches": o.micro, "batch": o.batch, "micro_batch_sizes": e.MicroBatchSizes(),
 			"schedule": o.schedule, "splits": plan.Splits(), "plan": plan.String(),
-		}, fmt.Sprintf("model %s on %s; %d rank(s) = %d stage(s) × %d replica(s); schedule %s, %d micro-batches of %v samples per replica, global batch %d\n%s%s",
-			o.model, ds.Source, lay.Size(), lay.Stages, lay.Replicas, o.schedule, o.micro, e.MicroBatchSizes(), o.batch, plan, e.Schedule()))
+		}, fmt.Sprintf("device: %s\nmodel %s on %s; %d rank(s) = %d stage(s) × %d replica(s); schedule %s, %d micro-batches of %v samples per replica, global batch %d\n%s%s",
+			note, o.model, ds.Source, lay.Size(), lay.Stages, lay.Replicas, o.schedule, o.micro, e.MicroBatchSizes(), o.batch, plan, e.Schedule()))
 	}
 
-	opt, err := models.NewSGD(e.Params(), models.SGDConfig{LR: float32(o.lr), Momentum: float32(o.momentum)})
+	// The optimizer updates the stage's parameters where the stage computes.
+	opt, err := gpu.NewSGDFor(e.Model(), models.SGDConfig{LR: float32(o.lr), Momentum: float32(o.momentum)})
 	if err != nil {
 		return fmt.Errorf("--lr/--momentum: %w", err)
+	}
+	if c, ok := opt.(interface{ Close() }); ok {
+		defer c.Close()
 	}
 	sampler, err := data.NewDistributedSampler(data.SamplerConfig{
 		N: ds.Train.Len(), Rank: e.Replica(), World: lay.Replicas, Batch: e.ReplicaBatch(), Seed: o.seed,
