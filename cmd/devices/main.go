@@ -4,6 +4,15 @@
 // GPU (no driver, GPUs hidden...). It sees GPUs in CGO_ENABLED=0 builds
 // too (NVML is then loaded through purego).
 //
+// It also says whether the CUDA backend that trains on GPUs (gpu/cuda:
+// libcuda and cuBLAS, loaded at run time) loads in this process, and if not
+// why, every path tried included: "CUDA backend: loaded (driver API 13000,
+// cuBLAS 130100, libraries: ...), 1 device(s)" or "CUDA backend: not
+// available: ..." (--json: the field cuda_backend). NVML seeing a GPU while
+// the backend does not load means ranks with --device auto train on the CPU.
+// The backend reads the process's own environment (RINGTRAIN_CUDA_LIBS,
+// CUDA_VISIBLE_DEVICES).
+//
 // Usage:
 //
 //	devices [--json] [--local-ranks N] [--require-gpu] [--timeout 30s]
@@ -24,8 +33,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/gpu/cuda"
 	"github.com/ringtrain/ringtrain/pipeline/devices"
 )
 
@@ -37,6 +48,67 @@ func main() {
 type rankDevice struct {
 	LocalRank int            `json:"local_rank"`
 	Device    devices.Device `json:"device"`
+}
+
+// cudaBackend says whether the CUDA backend (gpu/cuda) loads: the --json
+// field cuda_backend.
+type cudaBackend struct {
+	Loaded    bool     `json:"loaded"`
+	DriverAPI int      `json:"driver_api,omitempty"` // cuDriverGetVersion, e.g. 13000
+	Cublas    int      `json:"cublas,omitempty"`     // CUBLAS_VERSION, e.g. 130100 (0: unknown)
+	Libraries []string `json:"libraries,omitempty"`  // the files loaded, driver first
+	Devices   int      `json:"devices"`              // CUDA devices the driver sees
+	Error     string   `json:"error,omitempty"`      // why it is not available (or the devices could not be listed)
+}
+
+// loadCUDA is cuda.Load; tests replace it.
+var loadCUDA = cuda.Load
+
+// probeCUDA loads the CUDA backend (once per process) and describes it,
+// giving up when ctx ends (a driver that hangs in cuInit).
+func probeCUDA(ctx context.Context) cudaBackend {
+	done := make(chan cudaBackend, 1)
+	go func() { done <- describeCUDA() }()
+	select {
+	case b := <-done:
+		return b
+	case <-ctx.Done():
+		return cudaBackend{Error: "loading it did not finish: " + ctx.Err().Error()}
+	}
+}
+
+func describeCUDA() cudaBackend {
+	drv, err := loadCUDA()
+	if err != nil {
+		return cudaBackend{Error: err.Error()}
+	}
+	b := cudaBackend{Loaded: true, DriverAPI: drv.Version(), Cublas: drv.CublasVersion(), Libraries: drv.Libraries()}
+	devs, err := drv.Devices()
+	if err != nil {
+		b.Error = "listing the devices: " + err.Error()
+	}
+	b.Devices = len(devs)
+	return b
+}
+
+// String is the text line.
+func (b cudaBackend) String() string {
+	if !b.Loaded {
+		return "CUDA backend: not available: " + b.Error
+	}
+	libs := "none"
+	if len(b.Libraries) > 0 {
+		libs = strings.Join(b.Libraries, ", ")
+	}
+	cublas := "cuBLAS version unknown"
+	if b.Cublas > 0 {
+		cublas = fmt.Sprintf("cuBLAS %d", b.Cublas)
+	}
+	s := fmt.Sprintf("CUDA backend: loaded (driver API %d, %s, libraries: %s), %d device(s)", b.DriverAPI, cublas, libs, b.Devices)
+	if b.Error != "" {
+		s += "; " + b.Error
+	}
+	return s
 }
 
 // run is the command with its inputs and outputs passed in; it returns the
@@ -72,6 +144,8 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 		return 1
 	}
 
+	backend := probeCUDA(ctx)
+
 	var mapping []rankDevice
 	for r := 0; r < *ranks; r++ {
 		d, derr := inv.ForLocalRank(r)
@@ -85,8 +159,9 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 	if *asJSON {
 		out := struct {
 			*devices.Inventory
-			LocalRanks []rankDevice `json:"local_ranks,omitempty"`
-		}{inv, mapping}
+			CUDABackend cudaBackend  `json:"cuda_backend"`
+			LocalRanks  []rankDevice `json:"local_ranks,omitempty"`
+		}{inv, backend, mapping}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if werr := enc.Encode(out); werr != nil {
@@ -98,6 +173,7 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 			fmt.Fprintf(stderr, "devices: %v\n", werr)
 			return 1
 		}
+		fmt.Fprintln(stdout, backend)
 		if len(mapping) > 0 {
 			fmt.Fprintln(stdout, "\nlocal rank  device")
 			for _, m := range mapping {

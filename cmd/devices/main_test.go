@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/gpu/cuda"
 )
 
 // With RINGTRAIN_DEVICES_MAIN set, the test binary is the command itself,
@@ -112,8 +115,9 @@ func TestRealProcess(t *testing.T) {
 		t.Fatalf("devices --json: %v", err)
 	}
 	var v struct {
-		GPUs   []map[string]any `json:"gpus"`
-		Reason string           `json:"fallback_reason"`
+		GPUs    []map[string]any `json:"gpus"`
+		Reason  string           `json:"fallback_reason"`
+		Backend *cudaBackend     `json:"cuda_backend"`
 	}
 	if err := json.Unmarshal(out, &v); err != nil {
 		t.Fatalf("%v in %s", err, out)
@@ -121,5 +125,57 @@ func TestRealProcess(t *testing.T) {
 	if (len(v.GPUs) == 0) == (v.Reason == "") {
 		t.Fatalf("want GPUs or a fallback reason, not both or neither: %s", out)
 	}
+	if b := v.Backend; b == nil || !b.Loaded && b.Error == "" || b.Loaded != (len(b.Libraries) > 0) {
+		t.Fatalf("cuda_backend: want loaded with its libraries or the reason it is not: %s", out)
+	}
 	t.Logf("%s", out)
+}
+
+// fakeLoad makes cuda.Load fail as it does on a machine without a driver.
+func fakeLoad(t *testing.T) {
+	t.Helper()
+	old := loadCUDA
+	t.Cleanup(func() { loadCUDA = old })
+	loadCUDA = func() (*cuda.Driver, error) {
+		return nil, &cuda.LoadError{Library: "libcuda.so.1", Tried: []cuda.Attempt{
+			{Path: "/nowhere/libcuda.so.1", Err: errors.New("no such file")},
+			{Path: "libcuda.so.1", Err: errors.New("libcuda.so.1: cannot open shared object file")},
+		}, Hint: "set RINGTRAIN_CUDA_LIBS"}
+	}
+}
+
+// Where the CUDA backend does not load, the table and --json say so, with
+// the loader's error (every path tried).
+func TestCUDABackendNotAvailable(t *testing.T) {
+	fakeLoad(t)
+	out, errs, code := runCmd(t, map[string]string{"CUDA_VISIBLE_DEVICES": "-1"})
+	want := "\nCUDA backend: not available: cuda: libcuda.so.1 not found (tried: /nowhere/libcuda.so.1: no such file; " +
+		"libcuda.so.1: cannot open shared object file) — set RINGTRAIN_CUDA_LIBS\n"
+	if code != 0 || errs != "" || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, stderr %q, output lacks %q:\n%s", code, errs, want, out)
+	}
+	out, _, code = runCmd(t, map[string]string{"CUDA_VISIBLE_DEVICES": "-1"}, "--json")
+	var v struct {
+		Backend map[string]any `json:"cuda_backend"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v in %s", code, err, out)
+	}
+	if b := v.Backend; b["loaded"] != false || b["devices"] != 0.0 || !strings.Contains(b["error"].(string), "libcuda.so.1 not found (tried: /nowhere/") ||
+		b["libraries"] != nil || b["driver_api"] != nil {
+		t.Fatalf("cuda_backend %v", b)
+	}
+}
+
+func TestCUDABackendLine(t *testing.T) {
+	b := cudaBackend{Loaded: true, DriverAPI: 13000, Cublas: 130100, Libraries: []string{"/a/libcuda.so.1", "/b/libcublas.so.13"}, Devices: 2}
+	if got, want := b.String(), "CUDA backend: loaded (driver API 13000, cuBLAS 130100, libraries: /a/libcuda.so.1, /b/libcublas.so.13), 2 device(s)"; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	// This machine as it is: the line agrees with cuda.Load.
+	_, err := cuda.Load()
+	got := describeCUDA()
+	if (err == nil) != got.Loaded || err != nil && got.Error != err.Error() {
+		t.Fatalf("cuda.Load: %v; described as %+v", err, got)
+	}
 }
