@@ -3,7 +3,9 @@
 #
 #   scripts/build-gpucheck.sh [DIR]      (default DIR: .devcheck, git-ignored)
 #
-# Builds DIR/gpucheck (./cmd/gpucheck) and DIR/gorun (./cmd/gorun) for linux/amd64 with
+# Builds DIR/gpucheck (./cmd/gpucheck) and DIR/gorun (./cmd/gorun), plus the compressed
+# DIR/fashion.gz (the fashion example, run as users run it) and DIR/cuda.test.gz (gpu/cuda's
+# tests, which skip here and run there), for linux/amd64 with
 # CGO_ENABLED=0 -trimpath -ldflags '-s -w' (CUDA is loaded at run time through purego, so
 # no CUDA is needed here), prints their sizes and fails when together they exceed
 # MAX_MIB (default 40): the working tree plus the carried folder must stay under the
@@ -21,9 +23,13 @@ export CGO_ENABLED=0 GOOS=linux GOARCH=amd64
 for cmd in gpucheck gorun; do
 	go build -trimpath -ldflags '-s -w' -o "$dir/$cmd" "./cmd/$cmd"
 done
+rm -rf "$dir/cudahelper" # an earlier session's separate bundle: its tests now travel as cuda.test.gz
+go build -trimpath -ldflags '-s -w' -o "$dir/fashion" ./examples/fashion
+go test -c -trimpath -ldflags '-s -w' -o "$dir/cuda.test" ./gpu/cuda
+gzip -9 -f "$dir/fashion" "$dir/cuda.test"
 
 total=0
-for f in "$dir/gpucheck" "$dir/gorun"; do
+for f in "$dir/gpucheck" "$dir/gorun" "$dir/fashion.gz" "$dir/cuda.test.gz"; do
 	b=$(stat -c %s "$f")
 	total=$((total + b))
 	printf '%-24s %6.1f MiB\n' "$f" "$(echo "$b / 1048576" | bc -l)"

@@ -241,6 +241,43 @@ step pipe-dev 90 "$GORUN" --nproc 2 "$GC" --out "$J" pipe-worker --model "$PIPE_
 step pipe-cpu 90 "$GORUN" --nproc 2 "$GC" --out "$J" pipe-worker --model "$PIPE_MODEL" --device cpu --loss-out "$OUT/pipe-cpu.loss"
 step pipe-compare 30 "$GC" --out "$J" compare-losses "$OUT/pipe-dev.loss" "$OUT/pipe-cpu.loss" --tol 1e-3
 
+# The fashion example as users run it: 2 ranks through gorun, --device auto, one epoch on
+# the embedded data. Its JSON epoch report must say it computed on the GPU.
+example_step() {
+	local tmp rc
+	tmp=$(mktemp)
+	"$GORUN" --nproc 2 "$BIN/fashion" --device auto --epochs 1 --json >"$tmp"
+	rc=$?
+	cat "$tmp"
+	# gorun prefixes each line with its rank: keep rank 0's JSON report.
+	sed -n 's/^\[0\] {/{"check":"example-fashion","ok":true,/p' "$tmp" >>"$J"
+	rm -f "$tmp"
+	((rc == 0)) || return "$rc"
+}
+export -f example_step
+export GORUN BIN J
+if [ "$DEVICE" = cuda ] && [ -s "$BIN/fashion.gz" ]; then
+	gunzip -kf "$BIN/fashion.gz" && chmod +x "$BIN/fashion"
+	step example-fashion 120 example_step
+	# The auto placement must be the GPU: the report names where it computed.
+	if grep -q '"check":"example-fashion".*"device":"cuda:' "$J"; then
+		record example-placement true 0 0
+	else
+		failed+=(example-placement)
+		record example-placement false 1 0 "\"error\":\"the fashion example did not report computing on cuda\""
+	fi
+else
+	skip example-fashion "needs the GPU and $BIN/fashion.gz (DEVICE=$DEVICE)"
+fi
+
+# gpu/cuda's own tests (they skip without a driver; here they run).
+if [ "$DEVICE" = cuda ] && [ -s "$BIN/cuda.test.gz" ]; then
+	gunzip -kf "$BIN/cuda.test.gz" && chmod +x "$BIN/cuda.test"
+	step cuda-bindings 120 "$BIN/cuda.test" -test.v -test.count=1
+else
+	skip cuda-bindings "needs the GPU and $BIN/cuda.test.gz (DEVICE=$DEVICE)"
+fi
+
 # Records of checks that reported ok=false without failing their step (none should).
 bad_records=$(grep -E '"ok": *false' "$J" 2>/dev/null | grep -vc '"gpu-check-step"')
 total=$(($(date +%s) - t_start))
