@@ -128,15 +128,16 @@ func (m *Model) MemoryStats() (inUse, cached, peak int64) {
 	return m.pool.inUse, m.pool.cached, m.pool.peak
 }
 
-// ZeroGrad implements models.Model: clears the device gradients and the
-// host copies, and drops the activations of training forwards that never
-// got their backward (a failed step).
+// ZeroGrad implements models.Model: clears the device gradients and drops
+// the activations of training forwards that never got their backward (a
+// failed step). The host copies in Param.Grad are left alone: they are
+// only ever overwritten as a whole from the device (the layer-done hook,
+// PullGrads), never accumulated into, so clearing them would be wasted
+// work (for mlp-wide, 80 MB of host memory written per step: measured 8 ms
+// of a 15 ms step on the H200 machine).
 func (m *Model) ZeroGrad() {
 	for s := range m.live {
 		s.release()
-	}
-	for _, dp := range m.params {
-		clear(dp.p.Grad)
 	}
 	// A device error here resurfaces at the next synchronising call.
 	_ = m.zeroDeviceGrads()
