@@ -152,28 +152,28 @@ func main() {
 
 // epochReport is the --json line of one epoch; benchmarks parse it.
 type epochReport struct {
-	Epoch            int     `json:"epoch"` // 1-based
-	Steps            int     `json:"steps"` // steps trained in this epoch by this run
-	Partial          bool    `json:"partial,omitempty"`
-	TrainLoss        float64 `json:"train_loss"`
-	TrainAcc         float64 `json:"train_acc"`
-	TestLoss         float64 `json:"test_loss"` // 0 with --eval=false
-	TestAcc          float64 `json:"test_acc"`  // 0 with --eval=false
-	SamplesPerS      float64 `json:"samples_per_s"`
-	EpochS           float64 `json:"epoch_s"`
-	StepMS           float64 `json:"step_ms"`
-	ComputeMS        float64 `json:"compute_ms"`
-	CommMS           float64 `json:"comm_ms"`
-	ExposedCommMS    float64 `json:"exposed_comm_ms"`
-	ExposedCommShare float64 `json:"exposed_comm_share"`
-	OptimizerMS      float64 `json:"optimizer_ms"`
-	WorldSize        int     `json:"world_size"`
-	Batch            int     `json:"batch"`
-	Model            string  `json:"model"`
-	Device           string  `json:"device"` // where rank 0 computes: "cpu", "cuda:0", "emu"
-	Compress         string  `json:"compress"`
-	Buckets          int     `json:"buckets"`
-	GOMAXPROCS       int     `json:"gomaxprocs"`
+	Epoch            int      `json:"epoch"` // 1-based
+	Steps            int      `json:"steps"` // steps trained in this epoch by this run
+	Partial          bool     `json:"partial,omitempty"`
+	TrainLoss        float64  `json:"train_loss"`
+	TrainAcc         float64  `json:"train_acc"`
+	TestLoss         *float64 `json:"test_loss,omitempty"` // absent with --eval=false: not measured
+	TestAcc          *float64 `json:"test_acc,omitempty"`  // absent with --eval=false
+	SamplesPerS      float64  `json:"samples_per_s"`
+	EpochS           float64  `json:"epoch_s"`
+	StepMS           float64  `json:"step_ms"`
+	ComputeMS        float64  `json:"compute_ms"`
+	CommMS           float64  `json:"comm_ms"`
+	ExposedCommMS    float64  `json:"exposed_comm_ms"`
+	ExposedCommShare float64  `json:"exposed_comm_share"`
+	OptimizerMS      float64  `json:"optimizer_ms"`
+	WorldSize        int      `json:"world_size"`
+	Batch            int      `json:"batch"`
+	Model            string   `json:"model"`
+	Device           string   `json:"device"` // where rank 0 computes: "cpu", "cuda:0", "emu"
+	Compress         string   `json:"compress"`
+	Buckets          int      `json:"buckets"`
+	GOMAXPROCS       int      `json:"gomaxprocs"`
 }
 
 // run trains; rank 0 reports on stdout (progress too, unless --json sends it to stderr).
@@ -350,12 +350,14 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		rep := epochReport{
 			Epoch: epoch + 1, Steps: steps, Partial: partial,
 			TrainLoss: float64(sums[0]) / max(1, float64(sums[2])), TrainAcc: float64(sums[1]) / max(1, float64(sums[2])),
-			TestLoss: testLoss, TestAcc: testAcc,
 			SamplesPerS: float64(steps*world*cfg.batch) / elapsed.Seconds(), EpochS: elapsed.Seconds(),
 			StepMS: ms(per.Total), ComputeMS: ms(per.Compute), CommMS: ms(per.Comm), ExposedCommMS: ms(per.ExposedComm),
 			ExposedCommShare: stats.ExposedShare(), OptimizerMS: ms(per.Optimizer),
 			WorldSize: world, Batch: cfg.batch, Model: cfg.model, Device: placement, Compress: cfg.compress, Buckets: len(d.Buckets()),
 			GOMAXPROCS: runtime.GOMAXPROCS(0),
+		}
+		if cfg.eval {
+			rep.TestLoss, rep.TestAcc = &testLoss, &testAcc
 		}
 		if cfg.jsonOut {
 			b, _ := json.Marshal(rep)
@@ -365,8 +367,13 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			if partial {
 				what = "partial epoch"
 			}
-			fmt.Fprintf(out, "%s %d/%d (%d steps, %.1fs): train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f samples/s | step %.1f ms: compute %.1f, comm %.1f, exposed comm %.1f (%.1f%%)\n",
-				what, epoch+1, cfg.epochs, steps, elapsed.Seconds(), rep.TrainLoss, 100*rep.TrainAcc, testLoss, 100*testAcc,
+			// Only what was measured: without --eval there is no test figure to print.
+			test := ""
+			if cfg.eval {
+				test = fmt.Sprintf(" | test loss %.4f acc %.2f%%", testLoss, 100*testAcc)
+			}
+			fmt.Fprintf(out, "%s %d/%d (%d steps, %.1fs): train loss %.4f acc %.2f%%%s | %.0f samples/s | step %.1f ms: compute %.1f, comm %.1f, exposed comm %.1f (%.1f%%)\n",
+				what, epoch+1, cfg.epochs, steps, elapsed.Seconds(), rep.TrainLoss, 100*rep.TrainAcc, test,
 				rep.SamplesPerS, rep.StepMS, rep.ComputeMS, rep.CommMS, rep.ExposedCommMS, 100*rep.ExposedCommShare)
 		}
 	}
