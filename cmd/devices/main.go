@@ -59,6 +59,30 @@ type cudaBackend struct {
 	Libraries []string `json:"libraries,omitempty"`  // the files loaded, driver first
 	Devices   int      `json:"devices"`              // CUDA devices the driver sees
 	Error     string   `json:"error,omitempty"`      // why it is not available (or the devices could not be listed)
+	// Ordinals lists the CUDA devices in CUDA's order (the N of --device
+	// cuda:N, and what LOCAL_RANK picks), each matched to NVML's GPU by PCI
+	// bus id: the two orders differ unless CUDA_DEVICE_ORDER=PCI_BUS_ID.
+	Ordinals []cudaOrdinal `json:"ordinals,omitempty"`
+}
+
+// cudaOrdinal is one CUDA device and the NVML GPU with the same PCI bus id.
+type cudaOrdinal struct {
+	Ordinal   int    `json:"ordinal"`
+	Name      string `json:"name"`
+	PCIBusID  string `json:"pci_bus_id"`
+	NVMLIndex int    `json:"nvml_index"` // -1: no NVML GPU has this bus id
+}
+
+// matchNVML fills each ordinal's NVMLIndex from the NVML inventory.
+func (b *cudaBackend) matchNVML(gpus []devices.Device) {
+	for i := range b.Ordinals {
+		b.Ordinals[i].NVMLIndex = -1
+		for _, g := range gpus {
+			if devices.SameBusID(g.PCIBusID, b.Ordinals[i].PCIBusID) {
+				b.Ordinals[i].NVMLIndex = g.NVMLIndex
+			}
+		}
+	}
 }
 
 // loadCUDA is cuda.Load; tests replace it.
@@ -88,6 +112,9 @@ func describeCUDA() cudaBackend {
 		b.Error = "listing the devices: " + err.Error()
 	}
 	b.Devices = len(devs)
+	for _, d := range devs {
+		b.Ordinals = append(b.Ordinals, cudaOrdinal{Ordinal: d.Ordinal, Name: d.Name, PCIBusID: d.PCIBusID})
+	}
 	return b
 }
 
@@ -145,6 +172,7 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 	}
 
 	backend := probeCUDA(ctx)
+	backend.matchNVML(inv.GPUs)
 
 	var mapping []rankDevice
 	for r := 0; r < *ranks; r++ {
@@ -174,6 +202,13 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 			return 1
 		}
 		fmt.Fprintln(stdout, backend)
+		for _, o := range backend.Ordinals {
+			nvml := "no NVML GPU with this bus id"
+			if o.NVMLIndex >= 0 {
+				nvml = fmt.Sprintf("NVML GPU %d", o.NVMLIndex)
+			}
+			fmt.Fprintf(stdout, "  cuda:%d  %s  PCI %s = %s\n", o.Ordinal, o.Name, o.PCIBusID, nvml)
+		}
 		if len(mapping) > 0 {
 			fmt.Fprintln(stdout, "\nlocal rank  device")
 			for _, m := range mapping {

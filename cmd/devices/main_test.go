@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/ringtrain/ringtrain/pipeline/devices"
 	"os"
 	"os/exec"
 	"runtime"
@@ -177,5 +178,21 @@ func TestCUDABackendLine(t *testing.T) {
 	got := describeCUDA()
 	if (err == nil) != got.Loaded || err != nil && got.Error != err.Error() {
 		t.Fatalf("cuda.Load: %v; described as %+v", err, got)
+	}
+}
+
+func TestMatchNVMLByBusID(t *testing.T) {
+	b := cudaBackend{Ordinals: []cudaOrdinal{
+		{Ordinal: 0, PCIBusID: "0000:3B:00.0"}, {Ordinal: 1, PCIBusID: "0000:19:00.0"}, {Ordinal: 2, PCIBusID: "0000:AA:00.0"},
+	}}
+	// NVML numbers by bus order; CUDA (fastest first) may not.
+	b.matchNVML([]devices.Device{
+		{Kind: devices.GPU, NVMLIndex: 0, PCIBusID: "00000000:19:00.0"},
+		{Kind: devices.GPU, NVMLIndex: 1, PCIBusID: "00000000:3b:00.0"},
+	})
+	for i, want := range []int{1, 0, -1} {
+		if got := b.Ordinals[i].NVMLIndex; got != want {
+			t.Errorf("cuda:%d matched NVML %d, want %d", i, got, want)
+		}
 	}
 }

@@ -12,18 +12,6 @@ import (
 
 func init() { commands["devices"] = devicesCmd }
 
-// normBusID makes NVML's "00000000:19:00.0" and CUDA's "0000:19:00.0"
-// comparable: lower case, domain without leading zeros.
-func normBusID(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	dom, rest, ok := strings.Cut(s, ":")
-	if !ok {
-		return s
-	}
-	dom = strings.TrimLeft(dom, "0")
-	return dom + ":" + rest
-}
-
 // devicesCmd checks that NVML (pipeline/devices) and the CUDA driver
 // (gpu/cuda) describe the same GPUs, matched by PCI bus id (their orders may
 // differ), and that --device auto picks a GPU.
@@ -45,14 +33,16 @@ func devicesCmd(ctx context.Context, args []string, out *Reporter) error {
 	if err != nil {
 		return err
 	}
-	byBus := make(map[string]cuda.DeviceInfo)
-	for _, d := range cdevs {
-		byBus[normBusID(d.PCIBusID)] = d
-	}
 	ok := len(inv.GPUs) > 0 && len(inv.GPUs) == len(cdevs)
 	var pairs []map[string]any
 	for _, g := range inv.GPUs {
-		c, found := byBus[normBusID(g.PCIBusID)]
+		var c cuda.DeviceInfo
+		found := false
+		for _, d := range cdevs {
+			if devices.SameBusID(d.PCIBusID, g.PCIBusID) {
+				c, found = d, true
+			}
+		}
 		// NVML's total counts the memory the driver reserves for itself;
 		// CUDA's excludes it (on an H200: 140.4 vs 139.8 GiB), so the
 		// totals agree only to within that reserve.

@@ -392,3 +392,18 @@ func writeRows(b *strings.Builder, rows [][]string) {
 		b.WriteByte('\n')
 	}
 }
+
+// SameBusID reports whether two PCI bus ids name the same device, across
+// NVML's spelling ("00000000:19:00.0") and CUDA's ("0000:19:00.0"): the
+// domain's width and the letters' case differ. Match GPUs by it, never by
+// index: CUDA orders devices fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID.
+func SameBusID(a, b string) bool {
+	norm := func(s string) string {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if dom, rest, ok := strings.Cut(s, ":"); ok {
+			return strings.TrimLeft(dom, "0") + ":" + rest
+		}
+		return s
+	}
+	return a != "" && norm(a) == norm(b)
+}
