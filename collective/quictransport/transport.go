@@ -28,6 +28,7 @@ const (
 
 	streamCodeLinkClosed quic.StreamErrorCode = 1
 	streamCodeRefused    quic.StreamErrorCode = 2
+	// A link reset because its transport failed carries abortStreamCode(guilty): see wire.go.
 )
 
 // alpn is the TLS application protocol of data connections.
@@ -58,6 +59,8 @@ type Transport struct {
 	mu       sync.Mutex
 	err      error         // why done was closed
 	done     chan struct{} // closed on failure, Abort or Close
+	failed   bool          // err is a failure (Abort or a detected one), not an orderly Close
+	guilty   int           // when failed: the rank the abort reason blames
 	closed   bool          // Close was called
 	closeErr error
 }
@@ -287,7 +290,7 @@ func (t *Transport) openLink(ctx context.Context, p *peer, channel string) (*lin
 		}
 		return nil, t.linkErr(p.rank, channel, "open", err, ctx)
 	}
-	return &link{t: t, peer: p, channel: channel, str: str}, nil
+	return &link{t: t, peer: p, conn: conn, channel: channel, str: str}, nil
 }
 
 // connTo returns the connection to a higher-ranked peer, dialling it if there is none.
@@ -487,7 +490,7 @@ func (t *Transport) serveIncoming(conn *quic.Conn) {
 			return
 		}
 		t.wg.Add(1)
-		go t.routeStream(p, str)
+		go t.routeStream(p, conn, str)
 	}
 }
 
@@ -529,7 +532,7 @@ func (t *Transport) acceptorHello(conn *quic.Conn) (int, error) {
 
 // routeStream reads a new stream's header and hands it to the Link call for its channel,
 // or parks it until that call comes.
-func (t *Transport) routeStream(p *peer, str *quic.Stream) {
+func (t *Transport) routeStream(p *peer, conn *quic.Conn, str *quic.Stream) {
 	defer t.wg.Done()
 	str.SetReadDeadline(time.Now().Add(t.cfg.PeerTimeout))
 	channel, err := readOpen(str)
@@ -542,7 +545,7 @@ func (t *Transport) routeStream(p *peer, str *quic.Stream) {
 		str.CancelWrite(streamCodeRefused)
 		return
 	}
-	l := &link{t: t, peer: p, channel: channel, str: str}
+	l := &link{t: t, peer: p, conn: conn, channel: channel, str: str}
 	p.mu.Lock()
 	slot, ok := p.links[channel]
 	switch {
@@ -568,7 +571,15 @@ func (t *Transport) routeStream(p *peer, str *quic.Stream) {
 func (t *Transport) watch(p *peer, conn *quic.Conn) {
 	defer t.wg.Done()
 	<-conn.Context().Done()
-	cause := context.Cause(conn.Context())
+	t.connEnded(p, context.Cause(conn.Context()))
+}
+
+// connEnded records that the connection to p ended with cause and returns what callers
+// see. Unless we closed it or the peer closed in order, the whole transport fails (telling
+// the other peers) before connEnded returns. Both watch and the links' error paths call it:
+// a Read can see the connection's end before watch does, and the transport must have failed
+// (its abort reasons sent) before the caller of that Read can react, say by closing links.
+func (t *Transport) connEnded(p *peer, cause error) error {
 	err := t.classify(p.rank, cause)
 	p.mu.Lock()
 	if p.deadErr == nil {
@@ -578,13 +589,14 @@ func (t *Transport) watch(p *peer, conn *quic.Conn) {
 	p.mu.Unlock()
 	var ae *quic.ApplicationError
 	if errors.As(cause, &ae) && (!ae.Remote || ae.ErrorCode == codeClosed) {
-		return // we closed it, or the peer closed in order
+		return err // we closed it, or the peer closed in order
 	}
 	if t.isDone() {
-		return
+		return err
 	}
 	t.log.Error("quictransport: connection to peer failed", "peer", p.rank, "err", err)
 	t.fail(err)
+	return err
 }
 
 // classify turns the error a connection to rank ended with into what callers see.
@@ -635,6 +647,25 @@ type abortError struct {
 
 func (e *abortError) Error() string { return fmt.Sprintf("%s (reported by rank %d)", e.msg, e.by) }
 
+// failure returns Err if the transport failed or was aborted, nil if it is healthy or was
+// closed in order.
+func (t *Transport) failure() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.failed {
+		return nil
+	}
+	return t.err
+}
+
+// failedGuilty reports whether the transport failed or was aborted and, if so, the rank its
+// abort reason blames.
+func (t *Transport) failedGuilty() (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.guilty, t.failed
+}
+
 func (t *Transport) isDone() bool {
 	select {
 	case <-t.done:
@@ -652,15 +683,6 @@ func (t *Transport) fail(cause error) { t.failWith(cause, cause, true) }
 // told (cause), and publish says whether to post the abort notice in the store (not when the
 // notice came from there).
 func (t *Transport) failWith(local, cause error, publish bool) {
-	t.mu.Lock()
-	if t.err != nil {
-		t.mu.Unlock()
-		return
-	}
-	t.err = local
-	close(t.done)
-	t.mu.Unlock()
-
 	guilty, by, msg := t.cfg.Rank, t.cfg.Rank, cause.Error()
 	var pe *transport.PeerError
 	if errors.As(cause, &pe) {
@@ -671,6 +693,19 @@ func (t *Transport) failWith(local, cause error, publish bool) {
 		}
 	}
 	reason := encodeAbortReason(guilty, by, msg)
+
+	// From here on, links closed by anyone are reset with a code naming guilty rather than
+	// ended in order (see link.Close), so no FIN can overtake the abort reason.
+	t.mu.Lock()
+	if t.err != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.err = local
+	t.failed, t.guilty = true, guilty
+	close(t.done)
+	t.mu.Unlock()
+
 	var wg sync.WaitGroup
 	if publish && t.store != nil {
 		// Tell ranks we have no connection to, through the store. Bounded, since the

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/quic-go/quic-go"
 )
 
 // Wire formats of the data plane. All are versioned, length-prefixed and bounded; every
@@ -187,4 +189,27 @@ func parseRankField(s, prefix string) (int, error) {
 		return 0, wireErr("abort reason field %q is not a rank", s)
 	}
 	return n, nil
+}
+
+// A link whose transport failed is reset (RESET_STREAM and STOP_SENDING) with the stream
+// error code abortStreamCodeBase + guilty, so that the peer learns the guilty rank from the
+// stream itself, even before the connection's abort reason arrives. Codes outside
+// [abortStreamCodeBase, abortStreamCodeBase+maxRank) are not abort codes.
+const abortStreamCodeBase = 0x52_0000_0000 // "R" << 32
+
+func abortStreamCode(guilty int) quic.StreamErrorCode {
+	return quic.StreamErrorCode(abortStreamCodeBase + uint64(guilty))
+}
+
+// parseAbortStreamCode returns the guilty rank an abort code names, if code is one and the
+// rank is in a job of size ranks.
+func parseAbortStreamCode(code quic.StreamErrorCode, size int) (guilty int, ok bool) {
+	c := uint64(code)
+	if c < abortStreamCodeBase || c-abortStreamCodeBase >= maxRank {
+		return 0, false
+	}
+	if g := int(c - abortStreamCodeBase); g < size {
+		return g, true
+	}
+	return 0, false
 }

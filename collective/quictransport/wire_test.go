@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/quic-go/quic-go"
 )
 
 func TestWireRoundTrips(t *testing.T) {
@@ -119,6 +121,34 @@ func FuzzParseAbortReason(f *testing.F) {
 		}
 		if len(msg) <= maxMessageLen && encodeAbortReason(g, by, msg) != s {
 			t.Fatalf("accepted reason %q does not re-encode", s)
+		}
+	})
+}
+
+func TestAbortStreamCode(t *testing.T) {
+	for _, r := range []int{0, 1, 7, maxRank - 1} {
+		if g, ok := parseAbortStreamCode(abortStreamCode(r), maxRank); !ok || g != r {
+			t.Fatalf("abort stream code of rank %d parses as %d, %v", r, g, ok)
+		}
+	}
+	for _, c := range []quic.StreamErrorCode{0, streamCodeLinkClosed, streamCodeRefused, abortStreamCodeBase - 1, abortStreamCodeBase + maxRank, abortStreamCode(4)} {
+		if g, ok := parseAbortStreamCode(c, 4); ok {
+			t.Errorf("code %#x accepted as an abort naming rank %d in a job of 4", uint64(c), g)
+		}
+	}
+}
+
+func FuzzParseAbortStreamCode(f *testing.F) {
+	f.Add(uint64(abortStreamCode(3)), 4)
+	f.Add(uint64(streamCodeLinkClosed), 2)
+	f.Add(uint64(1<<62-1), maxRank)
+	f.Fuzz(func(t *testing.T, code uint64, size int) {
+		g, ok := parseAbortStreamCode(quic.StreamErrorCode(code), size)
+		if !ok {
+			return
+		}
+		if g < 0 || g >= size || g >= maxRank || abortStreamCode(g) != quic.StreamErrorCode(code) {
+			t.Fatalf("code %#x accepted as rank %d of %d", code, g, size)
 		}
 	})
 }
