@@ -75,15 +75,12 @@ func (g *Group) reduceOp(ctx context.Context, kind opKind, buf []float32, op Op,
 			o.applyReduce(&rc)
 		}
 	}
-	dt := dtF32
 	switch rc.compression {
-	case NoCompression:
-	case FP16:
-		dt = dtF16
+	case NoCompression, FP16:
 	default:
 		return failedWork(fmt.Errorf("collective: %v: unknown compression %v", kind, rc.compression))
 	}
-	return g.issue(ctx, &Work{h: header{kind: kind, dtype: dt, reduce: op, count: uint64(len(buf))}, buf: buf})
+	return g.issue(ctx, &Work{h: g.dataHeader(kind, len(buf), op, rc.compression, 0), buf: buf})
 }
 
 // AllGather gathers every member's block into every member's buf: buf is Size() blocks of
@@ -98,7 +95,7 @@ func (g *Group) AllGatherAsync(ctx context.Context, buf []float32) *Work {
 	if len(buf)%len(g.ranks) != 0 {
 		return failedWork(fmt.Errorf("collective: AllGather: len(buf)=%d is not a multiple of the group size %d", len(buf), len(g.ranks)))
 	}
-	return g.issue(ctx, &Work{h: header{kind: kindAllGather, dtype: dtF32, count: uint64(len(buf))}, buf: buf})
+	return g.issue(ctx, &Work{h: g.dataHeader(kindAllGather, len(buf), 0, NoCompression, 0), buf: buf})
 }
 
 // Broadcast copies root's buf into every other member's buf (root is a group rank). The data
@@ -112,11 +109,19 @@ func (g *Group) BroadcastAsync(ctx context.Context, buf []float32, root int) *Wo
 	if err := g.checkPeer("Broadcast root", root); err != nil {
 		return failedWork(err)
 	}
-	return g.issue(ctx, &Work{h: header{kind: kindBroadcast, dtype: dtF32, count: uint64(len(buf)), arg: int64(root)}, buf: buf})
+	return g.issue(ctx, &Work{h: g.dataHeader(kindBroadcast, len(buf), 0, NoCompression, root), buf: buf})
 }
 
 // Barrier returns once every member has called it (it is ordered with the other
 // collectives: it also waits for this member's earlier ops).
 func (g *Group) Barrier(ctx context.Context) error {
 	return g.issue(ctx, &Work{h: header{kind: kindBarrier, dtype: dtNone}}).wait()
+}
+
+// dataHeader is the header of a float32 collective: its chunk size frames the payload (the
+// ring cuts segments, Broadcast its buffer, into chunks of g.chunk elements, and fp16 sends a
+// scale per chunk), so it is part of what the ranks must agree on.
+func (g *Group) dataHeader(kind opKind, count int, op Op, c Compression, arg int) header {
+	return header{kind: kind, dtype: dtF32, reduce: op, compression: c, algo: algoRing,
+		count: uint64(count), arg: int64(arg), chunk: uint32(g.chunk)}
 }

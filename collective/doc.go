@@ -30,9 +30,11 @@
 // buffers' own memory (no encoding pass), fp16 through preallocated scratch with AVX2/F16C
 // kernels on amd64, and no chunk allocates; see ring.go for the index arithmetic.
 //
-// Every op starts with a 32-byte header (op kind, sequence number, count, dtype, reduction,
-// root or tag) sent ahead of the data to the right neighbour, which checks it against its own
-// call: ranks that disagree get a *MismatchError naming both calls, on every rank.
+// Every op starts with a 40-byte header (op kind, sequence number, count, dtype, reduction,
+// root or tag, and the wire geometry: compression, chunk size, algorithm) sent ahead of the
+// data to the right neighbour, which checks it against its own call: ranks that disagree
+// (a different op, or another Options.ChunkBytes) get a *MismatchError naming both calls,
+// on every rank, and no rank returns success from that op.
 //
 // # Failures
 //

@@ -2,6 +2,7 @@ package collective
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -9,8 +10,9 @@ import (
 
 // fp16 wire compression.
 //
-// A chunk of n float32 values travels as 4+2n bytes: a little-endian int32 exponent e, then n
-// IEEE binary16 values h[i] such that value[i] ≈ h[i]·2^e. The sender picks e from the largest
+// A chunk of n float32 values travels as 4+2n bytes: a little-endian int16 exponent e and its
+// bitwise complement (a check word), then n IEEE binary16 values h[i] such that
+// value[i] ≈ h[i]·2^e. The sender picks e from the largest
 // finite magnitude M of the chunk as the smallest integer with M·2^-e ≤ 2^15, so the scaled
 // values fill binary16's top binades: nothing finite overflows to Inf (binary16 stops at
 // 65504), and a chunk of tiny gradients is scaled up instead of flushing to zero. Because the
@@ -33,6 +35,19 @@ import (
 // re-encoding picks e or e-1; TestFP16ReencodeExact checks it.)
 //
 // NaN and ±Inf are ignored when choosing e and pass through as NaN and ±Inf.
+//
+// The decoder rejects a chunk whose prefix or scale could not have come from encodeFP16, so
+// that a stream read with the wrong framing fails instead of decoding garbage (the op header
+// carries the chunk size, which is the first defence; this is the second):
+//
+//   - the check word must be the complement of the exponent. Zero bytes (binary16 zeros read
+//     as a prefix) fail, and two binary16 values pass only if one of them is a negative NaN
+//     with a payload the encoder never produces;
+//   - the exponent is in [-112, 113];
+//   - the largest finite |h| of the chunk, m, is what the exponent rule leaves: in
+//     [2^14, 2^15] whenever e > -112 and the chunk is not all zeros (M·2^-e in (2^14, 2^15],
+//     rounded), at most 2^15 when e = -112 (the clamp scales tiny chunks less), and an
+//     all-zero (or all non-finite) chunk has e = 0 (or -112, if its values flushed to zero).
 
 const (
 	minScaleExp = -112
@@ -141,7 +156,8 @@ func scaleExp(m uint32) int32 {
 // bytes starting at a 2-byte aligned address.
 func encodeFP16(dst []byte, src []float32) {
 	e := scaleExp(maxAbsFiniteBits(src))
-	binary.LittleEndian.PutUint32(dst, uint32(e))
+	binary.LittleEndian.PutUint16(dst, uint16(e))
+	binary.LittleEndian.PutUint16(dst[2:], ^uint16(e))
 	out := u16View(dst[4:fp16WireBytes(len(src))])
 	inv := pow2(-e)
 	out = out[:len(src)]
@@ -182,13 +198,77 @@ func saturate(out []uint16) {
 	}
 }
 
-// wireExp reads and checks a chunk's exponent.
-func wireExp(src []byte) (float32, error) {
-	e := int32(binary.LittleEndian.Uint32(src))
-	if e < minScaleExp || e > maxScaleExp {
-		return 0, fmt.Errorf("collective: fp16 chunk exponent %d out of range [%d, %d]: corrupt stream", e, minScaleExp, maxScaleExp)
+// ErrCorruptChunk is wrapped by the error of an fp16 chunk that encodeFP16 cannot have
+// written: a stream that lost its framing or was corrupted.
+var ErrCorruptChunk = errors.New("collective: corrupt fp16 chunk")
+
+// wireExp reads and checks a chunk's exponent and check word.
+func wireExp(src []byte) (int32, error) {
+	raw, check := binary.LittleEndian.Uint16(src), binary.LittleEndian.Uint16(src[2:])
+	if check != ^raw {
+		return 0, fmt.Errorf("%w: scale prefix %#04x %#04x is not an exponent and its complement", ErrCorruptChunk, raw, check)
 	}
-	return pow2(e), nil
+	e := int32(int16(raw))
+	if e < minScaleExp || e > maxScaleExp {
+		return 0, fmt.Errorf("%w: exponent %d out of range [%d, %d]", ErrCorruptChunk, e, minScaleExp, maxScaleExp)
+	}
+	return e, nil
+}
+
+// maxAbsFiniteF16 returns the largest finite |h| of s, as binary16 bits (0 if none).
+func maxAbsFiniteF16(s []uint16) uint16 {
+	all := s
+	var m0, m1, m2, m3 uint16
+	if haveF16C && len(s) >= 32 {
+		n := len(s) &^ 31
+		m0 = maxAbsBitsU16X32(&s[0], n)
+		s = s[n:]
+	}
+	i := 0
+	for ; i+4 <= len(s); i += 4 {
+		v := s[i : i+4 : i+4]
+		m0 = max(m0, v[0]&0x7fff)
+		m1 = max(m1, v[1]&0x7fff)
+		m2 = max(m2, v[2]&0x7fff)
+		m3 = max(m3, v[3]&0x7fff)
+	}
+	for ; i < len(s); i++ {
+		m0 = max(m0, s[i]&0x7fff)
+	}
+	if m := max(m0, m1, m2, m3); m < 0x7c00 {
+		return m
+	}
+	var m uint16
+	for _, h := range all { // rare: the chunk holds Inf or NaN
+		if a := h & 0x7fff; a > m && a < 0x7c00 {
+			m = a
+		}
+	}
+	return m
+}
+
+// Binary16 bits of 2^14 and 2^15: the binade encodeFP16 scales a chunk's largest magnitude into.
+const (
+	f16TwoTo14 = 0x7400
+	f16TwoTo15 = 0x7800
+)
+
+// checkScale checks that a chunk's largest finite magnitude m (binary16 bits) fits its
+// exponent e as encodeFP16 chooses it (see the comment at the top of this file).
+func checkScale(e int32, m uint16) error {
+	switch {
+	case m == 0 && (e == 0 || e == minScaleExp):
+		return nil
+	case m == 0:
+		return fmt.Errorf("%w: exponent %d with no nonzero value (an all-zero chunk has exponent 0)", ErrCorruptChunk, e)
+	case e == minScaleExp && m <= f16TwoTo15:
+		return nil
+	case e == maxScaleExp && m >= f16TwoTo14 && m <= f16Clamp:
+		return nil
+	case e > minScaleExp && e < maxScaleExp && m >= f16TwoTo14 && m <= f16TwoTo15:
+		return nil
+	}
+	return fmt.Errorf("%w: exponent %d but the largest value is %g·2^%d (the encoder keeps it in [2^14, 2^15])", ErrCorruptChunk, e, f16ToF32(m), e)
 }
 
 // f16Values maps every binary16 bit pattern to its float32 value. Decoding by lookup is one
@@ -205,12 +285,16 @@ var f16Values = sync.OnceValue(func() *[1 << 16]float32 {
 
 // decodeFP16 reduces (or, with copyOnly, copies) the wire chunk src into dst.
 func decodeFP16(op Op, copyOnly bool, dst []float32, src []byte) error {
-	scale, err := wireExp(src)
+	e, err := wireExp(src)
 	if err != nil {
 		return err
 	}
 	in := u16View(src[4:fp16WireBytes(len(dst))])
 	in = in[:len(dst)]
+	if err := checkScale(e, maxAbsFiniteF16(in)); err != nil {
+		return err
+	}
+	scale := pow2(e)
 	if haveF16C && len(dst) >= 8 && (copyOnly || op == Sum || op == Avg) {
 		n := len(dst) &^ 7
 		if copyOnly {

@@ -17,3 +17,6 @@ func f16CopyX8(dst *float32, src *uint16, n int, scale float32)
 
 //go:noescape
 func maxAbsBitsX16(src *float32, n int) uint32
+
+//go:noescape
+func maxAbsBitsU16X32(src *uint16, n int) uint16

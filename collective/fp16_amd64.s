@@ -126,3 +126,38 @@ reduce:
 	MOVL         AX, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func maxAbsBitsU16X32(src *uint16, n int) uint16
+// The largest of src[i] & 0x7fff for i < n, n a multiple of 32 (binary16 Inf and NaN
+// included: the caller handles them). Two accumulators of 16 lanes.
+TEXT ·maxAbsBitsU16X32(SB), NOSPLIT, $0-18
+	MOVQ     src+0(FP), SI
+	MOVQ     n+8(FP), CX
+	VPCMPEQW Y3, Y3, Y3
+	VPSRLW   $1, Y3, Y3
+	VPXOR    Y0, Y0, Y0
+	VPXOR    Y1, Y1, Y1
+	SHRQ     $5, CX
+	JZ       reduce16
+loop16:
+	VPAND   (SI), Y3, Y4
+	VPAND   32(SI), Y3, Y5
+	VPMAXUW Y4, Y0, Y0
+	VPMAXUW Y5, Y1, Y1
+	ADDQ    $64, SI
+	DECQ    CX
+	JNZ     loop16
+reduce16:
+	VPMAXUW      Y1, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPMAXUW      X1, X0, X0
+	VPSHUFD      $0x4e, X0, X1
+	VPMAXUW      X1, X0, X0
+	VPSHUFD      $0xb1, X0, X1
+	VPMAXUW      X1, X0, X0
+	VPSRLD       $16, X0, X1
+	VPMAXUW      X1, X0, X0
+	VMOVD        X0, AX
+	MOVW         AX, ret+16(FP)
+	VZEROUPPER
+	RET

@@ -2,6 +2,7 @@ package collective
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -91,7 +92,7 @@ func TestEncodeFP16MatchesX448(t *testing.T) {
 		}
 		wire = f32Bytes(make([]float32, (fp16WireBytes(len(v))+3)/4))
 		encodeFP16(wire, v)
-		e := int32(binary.LittleEndian.Uint32(wire))
+		e := int32(int16(binary.LittleEndian.Uint16(wire)))
 		var m float64
 		for _, x := range v {
 			if a := math.Abs(float64(x)); a > m && !math.IsInf(a, 0) && !math.IsNaN(a) {
@@ -347,6 +348,63 @@ func BenchmarkX448Decode(b *testing.B) {
 	for b.Loop() {
 		for i, v := range h {
 			dst[i] += float16.Frombits(v).Float32()
+		}
+	}
+}
+
+// TestFP16RejectsGarbage: chunk prefixes and scales that the encoder cannot have written
+// fail with ErrCorruptChunk. Before, the prefix was a bare int32 exponent, and binary16
+// zeros read as one (a stream framed with another chunk size) decoded as a valid scale.
+func TestFP16RejectsGarbage(t *testing.T) {
+	good := func(v ...float32) []byte {
+		w := f32Bytes(make([]float32, (fp16WireBytes(len(v))+3)/4))[:fp16WireBytes(len(v))]
+		encodeFP16(w, v)
+		return w
+	}
+	chunk := func(e int16, h ...uint16) []byte {
+		w := make([]byte, fp16WireBytes(len(h)))
+		binary.LittleEndian.PutUint16(w, uint16(e))
+		binary.LittleEndian.PutUint16(w[2:], ^uint16(e))
+		for i, x := range h {
+			binary.LittleEndian.PutUint16(w[4+2*i:], x)
+		}
+		return w
+	}
+	vals := make([]float32, 64)
+	for i := range vals {
+		vals[i] = float32(i%7) - 3
+	}
+	a, b := good(vals...), good(vals...)
+	misframed := append(append([]byte(nil), a[20:]...), b[:20]...) // read 8 values late
+	cases := map[string][]byte{
+		"zeros":     make([]byte, fp16WireBytes(8)),
+		"misframed": misframed,
+		"check":     func() []byte { w := good(1, 2, 3); w[2] ^= 1; return w }(),
+		"range": func() []byte {
+			w := good(1)
+			binary.LittleEndian.PutUint16(w, 200)
+			binary.LittleEndian.PutUint16(w[2:], ^uint16(200))
+			return w
+		}(),
+		"small":    chunk(5, 0x3c00, 0x0001), // largest value 1·2^5: the encoder would have picked e = -9
+		"large":    chunk(0, 0x7bff, 0x3c00), // 65504: above the 2^15 the encoder scales to
+		"clamp":    chunk(113, 0x7bff),       // above f16Clamp at the largest exponent: would overflow
+		"tiny":     chunk(-111, 0x0400, 0),   // 2^-14·2^-111: the encoder would have used -112
+		"zeros-e5": chunk(5, 0, 0x8000),
+	}
+	for name, w := range cases {
+		buf := f32Bytes(make([]float32, (len(w)+3)/4))[:len(w)]
+		copy(buf, w)
+		if err := decodeFP16(Sum, true, make([]float32, (len(w)-4)/2), buf); !errors.Is(err, ErrCorruptChunk) {
+			t.Errorf("%s: decode = %v, want ErrCorruptChunk", name, err)
+		}
+	}
+	// And the legitimate corner cases pass: all zeros, tiny values at the clamped exponent,
+	// huge values at the largest exponent, Inf and NaN only.
+	for _, v := range [][]float32{{0, 0}, {1e-40, 0}, {1e-30}, {3e38, -3e38}, {float32(math.Inf(1)), float32(math.NaN())}, {32768}, {16384.5}} {
+		w := good(v...)
+		if err := decodeFP16(Sum, true, make([]float32, len(v)), w); err != nil {
+			t.Errorf("%v: %v", v, err)
 		}
 	}
 }

@@ -189,7 +189,9 @@ func newGroup(ctx context.Context, t transport.Transport, opts Options, name str
 	if me < 0 {
 		return nil, fmt.Errorf("collective: rank %d is not a member of group %q (world ranks %v)", t.Rank(), name, ranks)
 	}
-	chunk := max(1, opts.ChunkBytes/4)
+	// Elements per chunk; the op header carries it in 32 bits (1 Gi elements = 4 GiB chunks
+	// is far beyond any useful pipelining unit).
+	chunk := min(max(1, opts.ChunkBytes/4), 1<<30)
 	g := &Group{
 		t:          t,
 		opts:       opts,
@@ -465,7 +467,7 @@ func (g *Group) issue(ctx context.Context, w *Work) *Work {
 			finished := w.finished
 			g.mu.Unlock()
 			if !finished {
-				g.fail(w.h.describe(true), fmt.Errorf("context ended before the op completed: %w", context.Cause(ctx)))
+				g.fail(w.h.describe(showSeq), fmt.Errorf("context ended before the op completed: %w", context.Cause(ctx)))
 			}
 		})
 	}
@@ -517,7 +519,7 @@ func (g *Group) execute(w *Work) error {
 		return err
 	}
 	if err := g.t.Err(); err != nil {
-		return g.fail(w.h.describe(true), err)
+		return g.fail(w.h.describe(showSeq), err)
 	}
 	if len(g.ranks) == 1 {
 		return nil // every collective of one member is the identity (Avg divides by 1)
@@ -533,7 +535,7 @@ func (g *Group) execute(w *Work) error {
 	}
 	rerr := x.recv()
 	if rerr != nil {
-		rerr = g.fail(w.h.describe(true), rerr)
+		rerr = g.fail(w.h.describe(showSeq), rerr)
 	}
 	x.recvFinished.Store(true)
 	serr := <-g.sendRes
@@ -555,7 +557,7 @@ func (g *Group) sender() {
 		}
 		err := g.run.send()
 		if err != nil {
-			err = g.fail(g.run.w.h.describe(true), err)
+			err = g.fail(g.run.w.h.describe(showSeq), err)
 		}
 		g.sendRes <- err
 	}
@@ -712,5 +714,5 @@ func (d *watchdog) tick() {
 	if g.run.recvFinished.Load() {
 		peer, what = g.ranks[(g.rank+1)%n], "sending to"
 	}
-	g.fail(w.h.describe(true), &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w: nothing moved for %v while %s it", ErrTimeout, limit, what)})
+	g.fail(w.h.describe(showSeq), &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w: nothing moved for %v while %s it", ErrTimeout, limit, what)})
 }

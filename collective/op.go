@@ -66,13 +66,15 @@ type reduceConfig struct {
 
 func (c Compression) applyReduce(rc *reduceConfig) { rc.compression = c }
 
-// dtype is the element type on the wire, carried in every op header.
+// dtype is the element type of an op's buffer, carried in every op header; how values are
+// encoded on the wire is the header's compression.
 type dtype uint8
 
 const (
-	dtNone dtype = iota // no payload (Barrier)
-	dtF32
-	dtF16
+	dtNone  dtype = iota // no payload (Barrier)
+	dtF32                // []float32
+	dtBytes              // []byte (BroadcastBytes, AllGatherBytes)
+	dtMax   = dtBytes
 )
 
 func (d dtype) String() string {
@@ -81,8 +83,8 @@ func (d dtype) String() string {
 		return "none"
 	case dtF32:
 		return "fp32"
-	case dtF16:
-		return "fp16"
+	case dtBytes:
+		return "bytes"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
@@ -98,7 +100,9 @@ const (
 	kindBarrier
 	kindSend
 	kindClose // the goodbye of Close (see Group.Close)
-	kindMax   = kindClose
+	kindBroadcastBytes
+	kindAllGatherBytes
+	kindMax = kindAllGatherBytes
 )
 
 func (k opKind) String() string {
@@ -117,6 +121,10 @@ func (k opKind) String() string {
 		return "Send"
 	case kindClose:
 		return "Close"
+	case kindBroadcastBytes:
+		return "BroadcastBytes"
+	case kindAllGatherBytes:
+		return "AllGatherBytes"
 	}
 	return fmt.Sprintf("opKind(%d)", uint8(k))
 }

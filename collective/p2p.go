@@ -151,10 +151,10 @@ func (g *Group) Recv(ctx context.Context, buf []float32, peer, tag int) error {
 		if err := h.decode(pl.hdr[:]); err != nil {
 			return n, fmt.Errorf("from rank %d: %w", g.ranks[peer], err)
 		}
-		if h.kind != kindSend || h.dtype != dtF32 || h.arg != int64(tag) || h.seq != pl.seq || h.count != uint64(len(buf)) {
+		if h.kind != kindSend || h.dtype != dtF32 || h.compression != NoCompression || h.arg != int64(tag) || h.seq != pl.seq || h.count != uint64(len(buf)) {
 			peerCall := fmt.Sprintf("Send(peer=%d, tag=%d, count=%d)", g.rank, h.arg, h.count)
-			if h.kind != kindSend || h.dtype != dtF32 || h.seq != pl.seq {
-				peerCall = h.describe(true) + fmt.Sprintf(" (expected message #%d)", pl.seq)
+			if h.kind != kindSend || h.dtype != dtF32 || h.compression != NoCompression || h.seq != pl.seq {
+				peerCall = h.describe(showSeq) + fmt.Sprintf(" (expected message #%d)", pl.seq)
 			}
 			return n, &MismatchError{Rank: g.worldRank, Call: call, PeerRank: g.ranks[peer], PeerCall: peerCall}
 		}

@@ -53,7 +53,7 @@ func (x *ringRun) reset(w *Work) {
 	x.count = len(w.buf)
 	x.buf = w.buf
 	x.op = w.h.reduce
-	x.fp16 = w.h.dtype == dtF16
+	x.fp16 = w.h.compression == FP16
 	x.recvDone.Store(0)
 	x.recvFinished.Store(false)
 	x.headerIn.Store(false)
@@ -350,8 +350,21 @@ func (x *ringRun) recvHeader() error {
 // Broadcast: a chain from the root around the ring. Member r sits at position
 // p = r-root (mod n); position 0 (the root) only sends, position n-1 only receives, the
 // others forward each chunk as soon as it arrived. The chunks overlap along the chain, so a
-// large broadcast takes about (k + n-2) chunk times instead of k·(n-1). The last member still
-// sends its header to the root, closing the ring, so that every member's call is checked.
+// large broadcast takes about (k + n-2) chunk times instead of k·(n-1).
+//
+// Every rank must fail when any two disagree, yet along a chain position p's data depends
+// only on positions before it. So the headers make a lap and a half:
+//
+//   - a non-root position sends its header on only once its own check of its left
+//     neighbour's header passed (the receiving side counts that check as unit 1, chunk c as
+//     unit c+2);
+//   - position n-1 sends its header to the root only after it received every chunk: that
+//     header proves to the root that every position checked its neighbour and got the data;
+//   - the root then sends a completion token (its header again) down the chain, which
+//     positions 1 .. n-2 need (unit k+2) before they return.
+//
+// The lap costs n small messages of latency: a Broadcast is an initialisation op (parameters,
+// checkpoints), where a rank returning success beside ranks that failed is worse than that.
 
 func (x *ringRun) chainPos() int { return mod(x.r-int(x.w.h.arg), x.n) }
 
@@ -359,17 +372,28 @@ func (x *ringRun) bcastChunk(c int) (lo, hi int) {
 	return x.count * c / x.k, x.count * (c + 1) / x.k
 }
 
+// needsToken: position p waits for the root's completion token.
+func (x *ringRun) needsToken(p int) bool { return p > 0 && p < x.n-1 }
+
 func (x *ringRun) sendChain() error {
 	p := x.chainPos()
+	if p != 0 {
+		if err := x.waitRecv(1); err != nil {
+			return err
+		}
+	}
 	if p == x.n-1 {
-		return nil
+		if err := x.waitRecv(int64(x.k + 1)); err != nil {
+			return err
+		}
+		return x.flushHeader()
 	}
 	for c := 0; c < x.k; c++ {
 		if p != 0 {
 			if err := x.flushHeader(); err != nil {
 				return err
 			}
-			if err := x.waitRecv(int64(c + 1)); err != nil {
+			if err := x.waitRecv(int64(c + 2)); err != nil {
 				return err
 			}
 		}
@@ -379,16 +403,40 @@ func (x *ringRun) sendChain() error {
 		}
 		x.progress.Add(1)
 	}
-	return nil
+	if err := x.flushHeader(); err != nil {
+		return err
+	}
+	// The completion token: the root sends it once the last position's header arrived (its
+	// unit 1), the others forward it to the next position that waits for it.
+	need := int64(x.k + 2)
+	if p == 0 {
+		need = 1
+	}
+	if !x.needsToken(p + 1) {
+		return nil
+	}
+	if err := x.waitRecv(need); err != nil {
+		return err
+	}
+	_, err := x.g.right.Write(x.hdrOut[:])
+	return err
 }
 
 func (x *ringRun) recvChain() error {
-	if x.chainPos() == 0 {
+	p := x.chainPos()
+	x.recvDoneOne() // the header, checked (at the root: the last position's, closing the chain)
+	if p == 0 {
 		return nil
 	}
 	for c := 0; c < x.k; c++ {
 		lo, hi := x.bcastChunk(c)
 		if err := readFull(x.g.left, f32Bytes(x.buf[lo:hi])); err != nil {
+			return err
+		}
+		x.recvDoneOne()
+	}
+	if x.needsToken(p) {
+		if err := x.recvHeader(); err != nil {
 			return err
 		}
 		x.recvDoneOne()
