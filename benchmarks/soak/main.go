@@ -75,6 +75,7 @@ type config struct {
 	chaosAfter  time.Duration
 	chaosRank   int
 	maxReports  int
+	corruptOp   int
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -94,6 +95,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.chaosAfter, "chaos-kill-after", 0, "chaos: one rank kills itself (SIGKILL) this long after joining (0: no chaos)")
 	fs.IntVar(&c.chaosRank, "chaos-rank", -1, "chaos: the rank that dies (-1: drawn from --seed)")
 	fs.IntVar(&c.maxReports, "max-reports", 20, "wrong results printed in full at most")
+	fs.IntVar(&c.corruptOp, "corrupt-op", -1, "testing the checker: flip the lowest bit of one checked element of op N's result on every rank that checks it")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -138,6 +140,9 @@ func parseSize(s string) (int, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "chaos" {
+		os.Exit(chaosMain(os.Args[2:]))
+	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -191,6 +196,8 @@ type runner struct {
 	p2pPrev  map[[3]int]chan struct{} // (src, dst, tag) in world ranks: the previous message's done
 	digest   map[int]uint64           // per group: fp16 AllReduce results, folded
 
+	kinds         map[string]int // ops of the sequence per kind
+	async, subOps int
 	opsRun, wrong int
 	bytes         int64
 	reports       int
@@ -225,10 +232,10 @@ func run(cfg *config, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rank, world := g.Rank(), g.Size()
-	p := makePlan(settings{seed: cfg.seed, world: world, ops: cfg.ops, maxBytes: cfg.maxBytes, maxInflight: cfg.maxInflight, tags: cfg.tags})
+	p := newPlan(settings{seed: cfg.seed, world: world, ops: cfg.ops, maxBytes: cfg.maxBytes, maxInflight: cfg.maxInflight, tags: cfg.tags})
 	r := &runner{cfg: cfg, p: p, rank: rank, ctx: ctx, out: stdout, errOut: stderr,
 		inflight: make(map[int]*pending), p2pPrev: make(map[[3]int]chan struct{}),
-		digest: make(map[int]uint64), failed: make(chan struct{})}
+		digest: make(map[int]uint64), failed: make(chan struct{}), kinds: make(map[string]int)}
 	r.groups = make([]*collective.Group, len(p.groups))
 	r.groups[0] = g
 
@@ -313,16 +320,7 @@ func run(cfg *config, stdout, stderr io.Writer) int {
 		s.Wrong += int(c[1])
 		s.Bytes += int64(c[2])<<24 + int64(c[3])
 	}
-	for i := range p.ops {
-		o := &p.ops[i]
-		s.Kinds[o.label()]++
-		if o.async && o.kind != kSendRecv {
-			s.Async++
-		}
-		if o.group != 0 {
-			s.SubgroupOps++
-		}
-	}
+	s.Kinds, s.Async, s.SubgroupOps = r.kinds, r.async, r.subOps
 	fmt.Fprintf(stdout, "soak: rank %d: %d ops of %d, %d wrong, %.1f MiB, %v, transport %s, fp16 digests agree: %v\n",
 		rank, r.opsRun, cfg.ops, r.wrong, float64(r.bytes)/(1<<20), wall.Round(time.Millisecond), s.Transport, agree)
 	if rank == 0 {
@@ -385,8 +383,20 @@ func (r *runner) soak() error {
 		}
 		r.groups[gi] = sg
 	}
-	for i := range r.p.ops {
-		o := &r.p.ops[i]
+	for {
+		oo, ok := r.p.nextOp()
+		if !ok {
+			break
+		}
+		o := &oo
+		i := o.index
+		r.kinds[o.label()]++
+		if o.async && o.kind != kSendRecv {
+			r.async++
+		}
+		if o.group != 0 {
+			r.subOps++
+		}
 		if r.cfg.verbose {
 			fmt.Fprintf(r.errOut, "soak: rank %d: %v waits %v\n", r.rank, o, o.waits)
 		}
@@ -406,7 +416,7 @@ func (r *runner) soak() error {
 		default:
 		}
 		if r.cfg.progress > 0 && (i+1)%r.cfg.progress == 0 {
-			fmt.Fprintf(r.errOut, "soak: rank %d: %d/%d ops, %d wrong\n", r.rank, i+1, len(r.p.ops), r.wrong)
+			fmt.Fprintf(r.errOut, "soak: rank %d: %d/%d ops, %d wrong\n", r.rank, i+1, r.p.ops, r.wrong)
 		}
 	}
 	if len(r.inflight) != 0 {
@@ -552,6 +562,11 @@ func (r *runner) check(pd *pending) error {
 	members := r.p.groups[o.group]
 	n := len(members)
 	me := r.p.member(o.group, r.rank)
+	if o.index == r.cfg.corruptOp {
+		if lo, hi := checkedRange(o, me, n); hi > lo {
+			pd.buf[lo] = math.Float32frombits(math.Float32bits(pd.buf[lo]) ^ 1)
+		}
+	}
 	var bad *mismatch
 	switch o.kind {
 	case kAllReduce, kReduceScatter:
@@ -608,6 +623,22 @@ func (r *runner) check(pd *pending) error {
 		}
 	}
 	return nil
+}
+
+// checkedRange is the part of o's buffer that member me checks.
+func checkedRange(o *op, me, n int) (lo, hi int) {
+	switch o.kind {
+	case kReduceScatter:
+		m := o.count / n
+		return me * m, (me + 1) * m
+	case kSendRecv:
+		if me != o.dst {
+			return 0, 0
+		}
+	case kBarrier:
+		return 0, 0
+	}
+	return 0, o.count
 }
 
 // checkDigests compares, for every group of which this rank is a member, the fp16 AllReduce

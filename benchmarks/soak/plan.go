@@ -87,106 +87,133 @@ type settings struct {
 	tags        int // distinct Send/Recv tags
 }
 
-// plan is the whole sequence plus the groups it uses.
+// plan is the groups of a sequence and the generator of its ops.
 type plan struct {
 	settings
 	groups [][]int // world ranks of each group, in ring order; groups[0] is the world
-	ops    []op
+
+	rng      *rand.Rand
+	next     int   // index of the next op
+	pending  []int // async ops and p2p ops not yet waited for
+	maxElems int
 }
 
-// makePlan draws the plan. It is deterministic in s.
-func makePlan(s settings) *plan {
+// newPlan starts the sequence. It is deterministic in s; ops are drawn one at a time by
+// nextOp, so that a sequence of any length costs no memory.
+func newPlan(s settings) *plan {
 	rng := rand.New(rand.NewPCG(s.seed, 0x50a4_50a4))
-	p := &plan{settings: s}
+	p := &plan{settings: s, rng: rng, maxElems: max(s.maxBytes/4, 1)}
 	world := make([]int, s.world)
 	for i := range world {
 		world[i] = i
 	}
 	p.groups = append(p.groups, world)
 	p.groups = append(p.groups, subgroups(rng, s.world)...)
-
-	maxElems := max(s.maxBytes/4, 1)
-	var pending []int // async ops and p2p ops not yet waited for
-	for i := range s.ops {
-		o := op{index: i}
-		switch r := rng.IntN(100); {
-		case r < 30:
-			o.kind = kAllReduce
-		case r < 43:
-			o.kind = kReduceScatter
-		case r < 56:
-			o.kind = kAllGather
-		case r < 70:
-			o.kind = kBroadcast
-		case r < 75:
-			o.kind = kBarrier
-		default:
-			o.kind = kSendRecv
-		}
-		if len(p.groups) > 1 && rng.IntN(100) < 35 {
-			o.group = 1 + rng.IntN(len(p.groups)-1)
-		}
-		n := len(p.groups[o.group])
-		if o.kind == kSendRecv && n < 2 {
-			o.group = 0
-			n = s.world
-		}
-		if o.kind == kSendRecv && n < 2 {
-			o.kind = kBarrier // a world of one has no one to talk to
-		}
-		o.count = logUniform(rng, maxElems)
-		switch o.kind {
-		case kReduceScatter, kAllGather:
-			o.count -= o.count % n
-		case kBarrier:
-			o.count = 0
-		}
-		o.red = collective.Op(1 + rng.IntN(4))
-		// Integers whose sum over the group stays below 2^24 are summed exactly by float32 in
-		// any order. fp16 ops draw from wider ranges so that quantization really rounds.
-		maxMag := 23 - bitsFor(n)
-		if o.kind == kAllReduce || o.kind == kReduceScatter {
-			o.fp16 = rng.IntN(100) < 40
-			if o.fp16 {
-				o.mag = 4 + rng.IntN(maxMag-3)
-			} else {
-				o.mag = rng.IntN(maxMag + 1)
-			}
-		}
-		o.root = rng.IntN(n)
-		if o.kind == kSendRecv {
-			o.src = rng.IntN(n)
-			o.dst = (o.src + 1 + rng.IntN(n-1)) % n
-			o.tag = rng.IntN(max(s.tags, 1))
-		}
-		switch o.kind {
-		case kAllReduce, kReduceScatter, kAllGather, kBroadcast:
-			o.async = rng.IntN(100) < 50
-		case kSendRecv:
-			o.async = true // always: Send may block until the peer posts its Recv
-		}
-		if o.async {
-			pending = append(pending, i)
-		}
-		// Wait for some outstanding ops, in a shuffled order: always when too many are in
-		// flight, sometimes anyway.
-		if len(pending) > s.maxInflight || (len(pending) > 0 && rng.IntN(100) < 25) {
-			k := 1 + rng.IntN(len(pending))
-			if len(pending) > s.maxInflight {
-				k = max(k, len(pending)-s.maxInflight)
-			}
-			rng.Shuffle(len(pending), func(a, b int) { pending[a], pending[b] = pending[b], pending[a] })
-			o.waits = slices.Clone(pending[:k])
-			pending = slices.Delete(pending, 0, k)
-		}
-		p.ops = append(p.ops, o)
-	}
-	if len(pending) > 0 && len(p.ops) > 0 {
-		rng.Shuffle(len(pending), func(a, b int) { pending[a], pending[b] = pending[b], pending[a] })
-		last := &p.ops[len(p.ops)-1]
-		last.waits = append(last.waits, pending...)
-	}
 	return p
+}
+
+// makePlan draws the whole sequence at once (for tests and small runs).
+func makePlan(s settings) (*plan, []op) {
+	p := newPlan(s)
+	ops := make([]op, 0, s.ops)
+	for {
+		o, ok := p.nextOp()
+		if !ok {
+			return p, ops
+		}
+		ops = append(ops, o)
+	}
+}
+
+// nextOp draws the next op; false after s.ops ops. The last op waits for everything still
+// outstanding.
+func (p *plan) nextOp() (op, bool) {
+	if p.next >= p.ops {
+		return op{}, false
+	}
+	rng, s := p.rng, &p.settings
+	i := p.next
+	p.next++
+	o := op{index: i}
+	switch r := rng.IntN(100); {
+	case r < 30:
+		o.kind = kAllReduce
+	case r < 43:
+		o.kind = kReduceScatter
+	case r < 56:
+		o.kind = kAllGather
+	case r < 70:
+		o.kind = kBroadcast
+	case r < 75:
+		o.kind = kBarrier
+	default:
+		o.kind = kSendRecv
+	}
+	if len(p.groups) > 1 && rng.IntN(100) < 35 {
+		o.group = 1 + rng.IntN(len(p.groups)-1)
+	}
+	n := len(p.groups[o.group])
+	if o.kind == kSendRecv && n < 2 {
+		o.group = 0
+		n = s.world
+	}
+	if o.kind == kSendRecv && n < 2 {
+		o.kind = kBarrier // a world of one has no one to talk to
+	}
+	o.count = logUniform(rng, p.maxElems)
+	switch o.kind {
+	case kReduceScatter, kAllGather:
+		o.count -= o.count % n
+	case kBarrier:
+		o.count = 0
+	}
+	o.red = collective.Op(1 + rng.IntN(4))
+	// Integers whose sum over the group stays below 2^24 are summed exactly by float32 in
+	// any order. fp16 ops draw from wider ranges so that quantization really rounds.
+	maxMag := 23 - bitsFor(n)
+	if o.kind == kAllReduce || o.kind == kReduceScatter {
+		o.fp16 = rng.IntN(100) < 40
+		if o.fp16 {
+			o.mag = 4 + rng.IntN(maxMag-3)
+		} else {
+			o.mag = rng.IntN(maxMag + 1)
+		}
+	}
+	o.root = rng.IntN(n)
+	if o.kind == kSendRecv {
+		o.src = rng.IntN(n)
+		o.dst = (o.src + 1 + rng.IntN(n-1)) % n
+		o.tag = rng.IntN(max(s.tags, 1))
+	}
+	switch o.kind {
+	case kAllReduce, kReduceScatter, kAllGather, kBroadcast:
+		o.async = rng.IntN(100) < 50
+	case kSendRecv:
+		o.async = true // always: Send may block until the peer posts its Recv
+	}
+	if o.async {
+		p.pending = append(p.pending, i)
+	}
+	// Wait for some outstanding ops, in a shuffled order: always when too many are in
+	// flight, sometimes anyway, and all of them after the last op.
+	shuffle := func() {
+		rng.Shuffle(len(p.pending), func(a, b int) { p.pending[a], p.pending[b] = p.pending[b], p.pending[a] })
+	}
+	if len(p.pending) > s.maxInflight || (len(p.pending) > 0 && rng.IntN(100) < 25) {
+		k := 1 + rng.IntN(len(p.pending))
+		if len(p.pending) > s.maxInflight {
+			k = max(k, len(p.pending)-s.maxInflight)
+		}
+		shuffle()
+		o.waits = slices.Clone(p.pending[:k])
+		p.pending = slices.Delete(p.pending, 0, k)
+	}
+	if p.next == p.ops && len(p.pending) > 0 {
+		shuffle()
+		o.waits = append(o.waits, p.pending...)
+		p.pending = nil
+	}
+	return o, true
 }
 
 // subgroups draws the subgroups of a world: the two halves, the world in reverse ring order,
