@@ -20,12 +20,22 @@ import (
 // bytes is centuries of traffic), so head-tail is always the number of unread bytes. The
 // producer copies bytes into the ring with ordinary stores and then publishes them with an
 // atomic store of head; the consumer loads head atomically and only then reads those bytes.
-// Go's sync/atomic operations are sequentially consistent, which makes the atomic store a
-// release and the atomic load an acquire: the bytes written before the store are visible after
-// the load. The same holds between processes, since the ordering is the hardware's (LOCK-ed or
-// fenced stores on amd64, stlr/ldar on arm64) and not something the Go runtime adds. The
-// consumer's release of bytes (tail) mirrors this, so the producer never overwrites bytes
-// still being copied out.
+// The atomic store is a release and the atomic load an acquire: the bytes written before the
+// store are visible after the load. The same holds between processes, since the ordering is
+// the hardware's (LOCK-ed or fenced stores on amd64, stlr/ldar on arm64) and not something the
+// Go runtime adds. The consumer's release of bytes (tail) mirrors this, so the producer never
+// overwrites bytes still being copied out.
+//
+// The sleep protocol below needs more than release/acquire: each side stores one word and
+// then loads the word the other side stored (a Dekker pair), which is only safe if the store
+// cannot be ordered after the load. Go's memory model makes every sync/atomic operation
+// sequentially consistent, but the race detector's runtime implements atomic.Store as a plain
+// release store (ThreadSanitizer's __tsan_go_atomic*_store uses mo_release: a bare MOV on
+// amd64), so under -race the store can sit in the CPU's store buffer while the following load
+// reads the old value, on both sides at once: that is how wake-ups were lost under -race.
+// Every store that is the first half of a Dekker pair therefore goes through storeSC, an
+// atomic exchange, which is a full barrier in every build (XCHG on amd64, as atomic.Store
+// compiles to anyway without -race).
 //
 // Sleeping without losing a wake-up (the waiter is the consumer waiting for data; the producer
 // waiting for space is symmetric):
@@ -39,7 +49,9 @@ import (
 // With sequentially consistent operations, either the waiter's load of head sees the new head,
 // or the publisher's load of waiting sees 1 and bumps seq after the waiter read s, in which
 // case futex_wait returns at once (seq != s) or is woken. A publisher pays one uncontended
-// load per publish while nobody sleeps.
+// load per publish while nobody sleeps. Both stores in the figure (waiting, head) are storeSC:
+// with a store that may pass the following load, the waiter can read the old head while the
+// publisher reads the old waiting = 0, and both go on as if the other had seen it.
 
 // dirView is one direction of the mapping as seen from one end.
 type dirView struct {
@@ -56,6 +68,16 @@ type dirView struct {
 
 func word64(mem []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[off])) }
 func word32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+
+// storeSC stores v in *p so that no later load of this goroutine is performed before the
+// store is visible to the other process: an atomic exchange, a full barrier in every build.
+// atomic.Store is that too in a normal build (XCHG on amd64, STLR before LDAR on arm64), but
+// not under -race, where it is a release store that a later load may overtake (see the
+// memory-ordering note above). Use it for the first store of every store-then-load pair the
+// sleep protocol depends on: head and tail (the publishers) and the waiting words and the
+// writer-busy flag (the sleepers).
+func storeSC(p *uint32, v uint32)   { atomic.SwapUint32(p, v) }
+func storeSC64(p *uint64, v uint64) { atomic.SwapUint64(p, v) }
 
 func viewDir(mem []byte, d int, ringBytes uint64) dirView {
 	c := dirCtlOff + d*dirCtlSize
@@ -246,7 +268,7 @@ func (l *shmLink) Write(p []byte) (int, error) {
 		}
 		l.head += uint64(n)
 		raceRelease(d.race)
-		atomic.StoreUint64(d.head, l.head)
+		storeSC64(d.head, l.head)
 		written += n
 		// Wake a sleeping reader only once it has what it asked for; the end of the
 		// Write (endWrite) wakes it in any case.
@@ -260,7 +282,7 @@ func (l *shmLink) Write(p []byte) (int, error) {
 // endWrite tells the reader that no more bytes are on their way, waking it if it sleeps
 // waiting for more than the Write brought.
 func (l *shmLink) endWrite() {
-	atomic.StoreUint32(l.tx.writerBusy, 0)
+	storeSC(l.tx.writerBusy, 0)
 	if atomic.LoadUint32(l.tx.readerWaiting) != 0 {
 		l.wakePeer(l.tx.readerWaiting, l.tx.dataSeq, l.txConn)
 	}
@@ -323,7 +345,7 @@ func (l *shmLink) Read(p []byte) (int, error) {
 					copy(p[done+c:done+n], d.data)
 				}
 				l.tail += uint64(n)
-				atomic.StoreUint64(d.tail, l.tail)
+				storeSC64(d.tail, l.tail)
 				done += n
 				if atomic.LoadUint32(d.writerWaiting) != 0 &&
 					d.size-(atomic.LoadUint64(d.head)-l.tail) >= atomic.LoadUint64(d.writerWant) {
@@ -475,7 +497,7 @@ func (l *shmLink) sleepSocket(data bool, want uint64, waiting *uint32) error {
 		conn, buf = l.rxConn, l.rxBuf[:]
 	}
 	for {
-		atomic.StoreUint32(waiting, sleepsOnSocket)
+		storeSC(waiting, sleepsOnSocket)
 		if l.ready(data, want) {
 			atomic.StoreUint32(waiting, 0) // a byte already on its way only costs a spurious wake
 			return nil
@@ -521,7 +543,7 @@ func (l *shmLink) sleepSocket(data bool, want uint64, waiting *uint32) error {
 func (l *shmLink) sleepFutex(data bool, want uint64, seq, waiting *uint32, now, lastLive int64) error {
 	for {
 		s := atomic.LoadUint32(seq)
-		atomic.StoreUint32(waiting, sleepsOnFutex)
+		storeSC(waiting, sleepsOnFutex)
 		if l.ready(data, want) {
 			atomic.StoreUint32(waiting, 0)
 			return nil
