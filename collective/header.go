@@ -211,11 +211,13 @@ func mismatch(rank int, mine *header, peer int, theirs *header) error {
 	if mine.seq != theirs.seq {
 		show |= showSeq
 	}
-	if mine.chunk != theirs.chunk {
+	// Geometry matters only between calls of one kind: otherwise the kinds tell them apart.
+	sameKind := mine.kind == theirs.kind
+	if sameKind && mine.chunk != theirs.chunk {
 		show |= showChunk
 		field = "chunk size (Options.ChunkBytes)"
 	}
-	if mine.algo != theirs.algo {
+	if sameKind && mine.algo != theirs.algo {
 		show |= showAlgo
 		field = "algorithm"
 	}

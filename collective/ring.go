@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 )
@@ -23,6 +24,13 @@ type ringRun struct {
 	buf   []float32
 	op    Op
 	fp16  bool
+
+	// Byte ops (BroadcastBytes, AllGatherBytes): messages framed by their length.
+	bytesOp bool
+	data    []byte   // BroadcastBytes: the root's message (received into on the others)
+	parts   [][]byte // AllGatherBytes: every member's message, by group rank
+	lenOut  [8]byte  // the length frame being sent
+	lenIn   [8]byte  // the length frame being received
 
 	// AllReduce, ReduceScatter, AllGather: the buffer is cut into n segments, segment j being
 	// [count·j/n, count·(j+1)/n) (sizes differ by at most one, any count works, some may be
@@ -54,6 +62,8 @@ func (x *ringRun) reset(w *Work) {
 	x.buf = w.buf
 	x.op = w.h.reduce
 	x.fp16 = w.h.compression == FP16
+	x.bytesOp = w.h.dtype == dtBytes
+	x.data, x.parts = w.data, w.parts
 	x.recvDone.Store(0)
 	x.recvFinished.Store(false)
 	x.headerIn.Store(false)
@@ -71,6 +81,8 @@ func (x *ringRun) reset(w *Work) {
 		x.agSteps = x.n - 1
 	}
 	switch w.h.kind {
+	case kindBroadcastBytes, kindAllGatherBytes:
+		x.k = 0 // known once the length frame is
 	case kindBroadcast:
 		x.k = ceilDiv(x.count, g.chunk)
 	default:
@@ -201,8 +213,10 @@ func (x *ringRun) recvDoneOne() {
 func (x *ringRun) send() error {
 	var err error
 	switch x.w.h.kind {
-	case kindBroadcast:
+	case kindBroadcast, kindBroadcastBytes:
 		err = x.sendChain()
+	case kindAllGatherBytes:
+		err = x.sendGatherBytes()
 	case kindBarrier:
 		err = x.sendBarrier()
 	default:
@@ -281,8 +295,10 @@ func (x *ringRun) recv() error {
 		return err
 	}
 	switch x.w.h.kind {
-	case kindBroadcast:
+	case kindBroadcast, kindBroadcastBytes:
 		return x.recvChain()
+	case kindAllGatherBytes:
+		return x.recvGatherBytes()
 	case kindBarrier:
 		return x.recvBarrier()
 	}
@@ -350,26 +366,50 @@ func (x *ringRun) recvHeader() error {
 // Broadcast: a chain from the root around the ring. Member r sits at position
 // p = r-root (mod n); position 0 (the root) only sends, position n-1 only receives, the
 // others forward each chunk as soon as it arrived. The chunks overlap along the chain, so a
-// large broadcast takes about (k + n-2) chunk times instead of k·(n-1).
+// large broadcast takes about (k + n-2) chunk times instead of k·(n-1). BroadcastBytes runs
+// the same chain with a length frame (8 bytes) ahead of the chunks, since only the root
+// knows the length, and chunks of Options.ChunkBytes bytes.
 //
 // Every rank must fail when any two disagree, yet along a chain position p's data depends
 // only on positions before it. So the headers make a lap and a half:
 //
 //   - a non-root position sends its header on only once its own check of its left
-//     neighbour's header passed (the receiving side counts that check as unit 1, chunk c as
-//     unit c+2);
+//     neighbour's header passed (the receiving side counts that check as unit 1, the length
+//     frame of BroadcastBytes as unit 2, and chunk c as unit base+1+c);
 //   - position n-1 sends its header to the root only after it received every chunk: that
 //     header proves to the root that every position checked its neighbour and got the data;
 //   - the root then sends a completion token (its header again) down the chain, which
-//     positions 1 .. n-2 need (unit k+2) before they return.
+//     positions 1 .. n-2 need (unit base+k+1) before they return.
 //
 // The lap costs n small messages of latency: a Broadcast is an initialisation op (parameters,
 // checkpoints), where a rank returning success beside ranks that failed is worse than that.
 
 func (x *ringRun) chainPos() int { return mod(x.r-int(x.w.h.arg), x.n) }
 
-func (x *ringRun) bcastChunk(c int) (lo, hi int) {
-	return x.count * c / x.k, x.count * (c + 1) / x.k
+// chainBase is the number of receive units before the first chunk.
+func (x *ringRun) chainBase() int64 {
+	if x.bytesOp {
+		return 2
+	}
+	return 1
+}
+
+// chainChunks is the number of chunks; for BroadcastBytes known on a non-root position once
+// its length frame arrived (unit 2).
+func (x *ringRun) chainChunks() int {
+	if x.bytesOp {
+		return ceilDiv(len(x.data), 4*x.g.chunk)
+	}
+	return x.k
+}
+
+// chainBytes returns the bytes of chunk c.
+func (x *ringRun) chainBytes(c, k int) []byte {
+	if x.bytesOp {
+		l := len(x.data)
+		return x.data[l*c/k : l*(c+1)/k]
+	}
+	return f32Bytes(x.buf[x.count*c/k : x.count*(c+1)/k])
 }
 
 // needsToken: position p waits for the root's completion token.
@@ -377,28 +417,35 @@ func (x *ringRun) needsToken(p int) bool { return p > 0 && p < x.n-1 }
 
 func (x *ringRun) sendChain() error {
 	p := x.chainPos()
+	base := x.chainBase()
 	if p != 0 {
-		if err := x.waitRecv(1); err != nil {
+		if err := x.waitRecv(base); err != nil {
 			return err
 		}
 	}
+	k := x.chainChunks()
 	if p == x.n-1 {
-		if err := x.waitRecv(int64(x.k + 1)); err != nil {
+		if err := x.waitRecv(base + int64(k)); err != nil {
 			return err
 		}
 		return x.flushHeader()
 	}
-	for c := 0; c < x.k; c++ {
+	if x.bytesOp {
+		binary.LittleEndian.PutUint64(x.lenOut[:], uint64(len(x.data)))
+		if err := x.write(x.lenOut[:]); err != nil {
+			return err
+		}
+	}
+	for c := 0; c < k; c++ {
 		if p != 0 {
 			if err := x.flushHeader(); err != nil {
 				return err
 			}
-			if err := x.waitRecv(int64(c + 2)); err != nil {
+			if err := x.waitRecv(base + 1 + int64(c)); err != nil {
 				return err
 			}
 		}
-		lo, hi := x.bcastChunk(c)
-		if err := x.write(f32Bytes(x.buf[lo:hi])); err != nil {
+		if err := x.write(x.chainBytes(c, k)); err != nil {
 			return err
 		}
 		x.progress.Add(1)
@@ -408,7 +455,7 @@ func (x *ringRun) sendChain() error {
 	}
 	// The completion token: the root sends it once the last position's header arrived (its
 	// unit 1), the others forward it to the next position that waits for it.
-	need := int64(x.k + 2)
+	need := base + int64(k) + 1
 	if p == 0 {
 		need = 1
 	}
@@ -428,9 +475,18 @@ func (x *ringRun) recvChain() error {
 	if p == 0 {
 		return nil
 	}
-	for c := 0; c < x.k; c++ {
-		lo, hi := x.bcastChunk(c)
-		if err := readFull(x.g.left, f32Bytes(x.buf[lo:hi])); err != nil {
+	if x.bytesOp {
+		b, err := x.recvLength()
+		if err != nil {
+			return err
+		}
+		x.data = b
+		x.w.data = b
+		x.recvDoneOne()
+	}
+	k := x.chainChunks()
+	for c := 0; c < k; c++ {
+		if err := readFull(x.g.left, x.chainBytes(c, k)); err != nil {
 			return err
 		}
 		x.recvDoneOne()
@@ -439,6 +495,68 @@ func (x *ringRun) recvChain() error {
 		if err := x.recvHeader(); err != nil {
 			return err
 		}
+		x.recvDoneOne()
+	}
+	return nil
+}
+
+// MaxBytesMessage bounds the length of one member's message in BroadcastBytes and
+// AllGatherBytes: a length frame above it is treated as a corrupt stream rather than
+// allocated.
+const MaxBytesMessage = 1 << 36
+
+// recvLength reads a length frame from the left neighbour and allocates the message.
+func (x *ringRun) recvLength() ([]byte, error) {
+	if err := readFull(x.g.left, x.lenIn[:]); err != nil {
+		return nil, err
+	}
+	l := binary.LittleEndian.Uint64(x.lenIn[:])
+	if l > MaxBytesMessage {
+		return nil, fmt.Errorf("from rank %d: %w: message length %d exceeds MaxBytesMessage (%d)", x.g.ranks[mod(x.r-1, x.n)], ErrBadHeader, l, uint64(MaxBytesMessage))
+	}
+	return make([]byte, l), nil
+}
+
+// AllGatherBytes: the ring's all-gather with one length-framed message per member instead of
+// segments: at step s member r sends message r-s (its own at s = 0, later the one it received
+// at step s-1) and receives message r-1-s. Messages are forwarded whole; these are small
+// control messages (agreement, configuration), not bulk data.
+
+func (x *ringRun) sendGatherBytes() error {
+	for s := 0; s < x.n-1; s++ {
+		if s > 0 {
+			if err := x.flushHeader(); err != nil {
+				return err
+			}
+			if err := x.waitRecv(int64(s)); err != nil {
+				return err
+			}
+		}
+		m := x.parts[mod(x.r-s, x.n)]
+		binary.LittleEndian.PutUint64(x.lenOut[:], uint64(len(m)))
+		if err := x.write(x.lenOut[:]); err != nil {
+			return err
+		}
+		if len(m) > 0 {
+			if err := x.write(m); err != nil {
+				return err
+			}
+		}
+		x.progress.Add(1)
+	}
+	return nil
+}
+
+func (x *ringRun) recvGatherBytes() error {
+	for s := 0; s < x.n-1; s++ {
+		b, err := x.recvLength()
+		if err != nil {
+			return err
+		}
+		if err := readFull(x.g.left, b); err != nil {
+			return err
+		}
+		x.parts[mod(x.r-1-s, x.n)] = b
 		x.recvDoneOne()
 	}
 	return nil

@@ -9,6 +9,8 @@ type Work struct {
 	ctx        context.Context
 	h          header
 	buf        []float32
+	data       []byte   // BroadcastBytes: the root's message; the received one on the others
+	parts      [][]byte // AllGatherBytes: every member's message, by group rank
 	done       chan struct{}
 	err        error
 	finished   bool        // guarded by g.mu: the op completed, a late cancellation is moot
