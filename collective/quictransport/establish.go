@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/ringtrain/ringtrain/collective/rendezvous"
 )
 
@@ -161,7 +163,8 @@ func establish(ctx context.Context, cfg Config, server *rendezvous.Server) (_ *T
 	t.peers = make([]*peer, cfg.Size)
 	for r := range t.peers {
 		if r != cfg.Rank {
-			t.peers[r] = &peer{rank: r, dead: make(chan struct{}), links: make(map[string]*linkSlot)}
+			t.peers[r] = &peer{rank: r, dead: make(chan struct{}), links: make(map[string]*linkSlot),
+				byStream: make(map[quic.StreamID]*link), pending: make(map[uint64]chan controlFrame)}
 		}
 	}
 	if err = t.start(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -26,6 +27,10 @@ type link struct {
 	conn    *quic.Conn
 	channel string
 	str     *quic.Stream
+
+	written     atomic.Int64 // bytes Write has handed to the stream
+	consumed    atomic.Int64 // bytes Read has returned
+	closedLocal atomic.Bool  // Close was called (or the stream was refused)
 
 	// settled caches what settle concluded about the end of the read side, so that Reads
 	// after the first io.EOF do not wait again.
@@ -47,6 +52,7 @@ func (l *link) Peer() int { return l.peer.rank }
 // failure, Read reports that failure, naming the guilty rank, instead of io.EOF.
 func (l *link) Read(p []byte) (int, error) {
 	n, err := l.str.Read(p)
+	l.consumed.Add(int64(n))
 	if err == nil {
 		return n, nil
 	}
@@ -64,6 +70,7 @@ func (l *link) Read(p []byte) (int, error) {
 // like Read.
 func (l *link) Write(p []byte) (int, error) {
 	n, err := l.str.Write(p)
+	l.written.Add(int64(n))
 	if err != nil {
 		err = l.fault("write", err)
 	}
@@ -81,6 +88,7 @@ func (l *link) SetDeadline(t time.Time) error { return l.str.SetDeadline(t) }
 // fresh stream, so both sides must have closed before reusing the name.
 func (l *link) Close() error {
 	p := l.peer
+	l.closedLocal.Store(true)
 	p.mu.Lock()
 	if s, ok := p.links[l.channel]; ok && s.link == l {
 		delete(p.links, l.channel)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -56,6 +57,8 @@ type Transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	drainID atomic.Uint64 // ids of drain requests (see drain.go)
+
 	mu       sync.Mutex
 	err      error         // why done was closed
 	done     chan struct{} // closed on failure, Abort or Close
@@ -76,7 +79,15 @@ type peer struct {
 	dialing chan struct{} // non-nil while a dial is in flight; closed when it ends
 	dead    chan struct{} // closed when conn has ended (or was never made and the transport ended)
 	deadErr error         // why, as a *transport.PeerError or the transport's error
+	orderly bool          // the peer closed conn in order
 	links   map[string]*linkSlot
+
+	// Draining (see drain.go): the connection's control stream, every link ever made on
+	// conn by QUIC stream ID, and the drain requests waiting for an answer.
+	ctl      *quic.Stream
+	ctlMu    sync.Mutex // serializes writes to ctl
+	byStream map[quic.StreamID]*link
+	pending  map[uint64]chan controlFrame
 }
 
 // linkSlot is a (peer, channel) pair: being opened, waiting for the peer's stream, or ready.
@@ -290,7 +301,11 @@ func (t *Transport) openLink(ctx context.Context, p *peer, channel string) (*lin
 		}
 		return nil, t.linkErr(p.rank, channel, "open", err, ctx)
 	}
-	return &link{t: t, peer: p, conn: conn, channel: channel, str: str}, nil
+	l := &link{t: t, peer: p, conn: conn, channel: channel, str: str}
+	p.mu.Lock()
+	p.byStream[str.StreamID()] = l
+	p.mu.Unlock()
+	return l, nil
 }
 
 // connTo returns the connection to a higher-ranked peer, dialling it if there is none.
@@ -320,7 +335,7 @@ func (t *Transport) connTo(ctx context.Context, p *peer) (*quic.Conn, error) {
 		p.dialing = done
 		p.mu.Unlock()
 
-		conn, err := t.dial(ctx, p.rank)
+		conn, ctl, err := t.dial(ctx, p.rank)
 		p.mu.Lock()
 		p.dialing = nil
 		close(done)
@@ -330,9 +345,10 @@ func (t *Transport) connTo(ctx context.Context, p *peer) (*quic.Conn, error) {
 				conn.CloseWithError(codeClosed, "quictransport: transport closed")
 				return nil, t.Err()
 			}
-			p.conn = conn
-			t.wg.Add(1)
+			p.conn, p.ctl = conn, ctl
+			t.wg.Add(2)
 			go t.watch(p, conn)
+			go t.controlLoop(p, conn, ctl)
 		}
 		p.mu.Unlock()
 		if err != nil {
@@ -356,11 +372,11 @@ func rankContext(dialer, acceptor int) []byte {
 }
 
 // dial connects to peer rank r, pinning its published certificate, and runs the hello.
-func (t *Transport) dial(ctx context.Context, r int) (*quic.Conn, error) {
+func (t *Transport) dial(ctx context.Context, r int) (*quic.Conn, *quic.Stream, error) {
 	e := t.entries[r]
 	ua, err := net.ResolveUDPAddr("udp", e.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", e.Addr, err)
+		return nil, nil, fmt.Errorf("address %q: %w", e.Addr, err)
 	}
 	tlsConf := &tls.Config{
 		Certificates: []tls.Certificate{t.cert},
@@ -383,44 +399,46 @@ func (t *Transport) dial(ctx context.Context, r int) (*quic.Conn, error) {
 	}
 	conn, err := t.qtr.Dial(ctx, ua, tlsConf, t.qconf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := t.dialerHello(ctx, conn, r); err != nil {
+	ctl, err := t.dialerHello(ctx, conn, r)
+	if err != nil {
 		code := codeAuthFailed
 		if errors.Is(err, errWire) {
 			code = codeProtocol
 		}
 		conn.CloseWithError(code, "quictransport: "+err.Error())
-		return nil, err
+		return nil, nil, err
 	}
-	return conn, nil
+	return conn, ctl, nil
 }
 
-func (t *Transport) dialerHello(ctx context.Context, conn *quic.Conn, r int) error {
+// dialerHello runs the dialer's side of the hello and returns its stream, which stays open
+// both ways as the connection's control stream.
+func (t *Transport) dialerHello(ctx context.Context, conn *quic.Conn, r int) (*quic.Stream, error) {
 	state := conn.ConnectionState().TLS
 	rc := rankContext(t.cfg.Rank, r)
 	proof, err := rendezvous.TokenProof(state, t.cfg.Token, rendezvous.LabelLinkDialer, rc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	str.SetDeadline(time.Now().Add(t.cfg.PeerTimeout))
 	if _, err := str.Write(encodeHello(t.cfg.Rank, proof)); err != nil {
-		return refusalErr(err)
+		return nil, refusalErr(err)
 	}
-	str.Close()
 	got, err := readHelloOK(str)
 	if err != nil {
-		return refusalErr(err)
+		return nil, refusalErr(err)
 	}
 	if !rendezvous.CheckTokenProof(state, t.cfg.Token, rendezvous.LabelLinkAccept, rc, got) {
-		return fmt.Errorf("%w: rank %d did not prove the job token", rendezvous.ErrAuth, r)
+		return nil, fmt.Errorf("%w: rank %d did not prove the job token", rendezvous.ErrAuth, r)
 	}
-	str.CancelRead(0)
-	return nil
+	str.SetDeadline(time.Time{})
+	return str, nil
 }
 
 // refusalErr names a refusal by the acceptor, which arrives as a connection close.
@@ -454,7 +472,7 @@ func (t *Transport) refuse(conn *quic.Conn, code quic.ApplicationErrorCode, reas
 // streams to Link calls.
 func (t *Transport) serveIncoming(conn *quic.Conn) {
 	defer t.wg.Done()
-	r, err := t.acceptorHello(conn)
+	r, ctl, err := t.acceptorHello(conn)
 	if err != nil {
 		code := codeAuthFailed
 		if errors.Is(err, errWire) {
@@ -479,9 +497,10 @@ func (t *Transport) serveIncoming(conn *quic.Conn) {
 		conn.CloseWithError(codeClosed, "quictransport: transport closed")
 		return
 	}
-	p.conn = conn
-	t.wg.Add(1)
+	p.conn, p.ctl = conn, ctl
+	t.wg.Add(2)
 	go t.watch(p, conn)
+	go t.controlLoop(p, conn, ctl)
 	p.mu.Unlock()
 
 	for {
@@ -494,40 +513,42 @@ func (t *Transport) serveIncoming(conn *quic.Conn) {
 	}
 }
 
-func (t *Transport) acceptorHello(conn *quic.Conn) (int, error) {
+// acceptorHello authenticates the dialer and returns its rank and the hello's stream, which
+// stays open both ways as the connection's control stream.
+func (t *Transport) acceptorHello(conn *quic.Conn) (int, *quic.Stream, error) {
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.PeerTimeout)
 	defer cancel()
 	str, err := conn.AcceptStream(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("no hello within %v: %w", t.cfg.PeerTimeout, err)
+		return 0, nil, fmt.Errorf("no hello within %v: %w", t.cfg.PeerTimeout, err)
 	}
 	str.SetDeadline(time.Now().Add(t.cfg.PeerTimeout))
 	r, proof, err := readHello(str)
 	if err != nil {
 		str.CancelRead(streamCodeRefused)
 		str.CancelWrite(streamCodeRefused)
-		return 0, err
+		return 0, nil, err
 	}
 	if r >= t.cfg.Rank {
-		return 0, fmt.Errorf("peer claims rank %d, but only ranks below %d dial rank %d", r, t.cfg.Rank, t.cfg.Rank)
+		return 0, nil, fmt.Errorf("peer claims rank %d, but only ranks below %d dial rank %d", r, t.cfg.Rank, t.cfg.Rank)
 	}
 	state := conn.ConnectionState().TLS
 	if len(state.PeerCertificates) != 1 || rendezvous.Fingerprint(state.PeerCertificates[0].Raw) != t.entries[r].Fingerprint {
-		return 0, fmt.Errorf("peer claims rank %d but its certificate is not the one rank %d published", r, r)
+		return 0, nil, fmt.Errorf("peer claims rank %d but its certificate is not the one rank %d published", r, r)
 	}
 	rc := rankContext(r, t.cfg.Rank)
 	if !rendezvous.CheckTokenProof(state, t.cfg.Token, rendezvous.LabelLinkDialer, rc, proof) {
-		return 0, fmt.Errorf("peer claiming rank %d did not prove the job token", r)
+		return 0, nil, fmt.Errorf("peer claiming rank %d did not prove the job token", r)
 	}
 	mine, err := rendezvous.TokenProof(state, t.cfg.Token, rendezvous.LabelLinkAccept, rc)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if _, err := str.Write(encodeHelloOK(mine)); err != nil {
-		return 0, fmt.Errorf("answering hello of rank %d: %w", r, err)
+		return 0, nil, fmt.Errorf("answering hello of rank %d: %w", r, err)
 	}
-	str.Close()
-	return r, nil
+	str.SetDeadline(time.Time{})
+	return r, str, nil
 }
 
 // routeStream reads a new stream's header and hands it to the Link call for its channel,
@@ -547,6 +568,7 @@ func (t *Transport) routeStream(p *peer, conn *quic.Conn, str *quic.Stream) {
 	}
 	l := &link{t: t, peer: p, conn: conn, channel: channel, str: str}
 	p.mu.Lock()
+	p.byStream[str.StreamID()] = l
 	slot, ok := p.links[channel]
 	switch {
 	case !ok:
@@ -557,6 +579,7 @@ func (t *Transport) routeStream(p *peer, conn *quic.Conn, str *quic.Stream) {
 		slot.link = l
 		close(slot.ready)
 	default:
+		l.closedLocal.Store(true) // a drain request for it is answered at once
 		p.mu.Unlock()
 		t.log.Warn("quictransport: refused stream for a channel already open", "peer", p.rank, "channel", channel)
 		str.CancelRead(streamCodeRefused)
@@ -588,6 +611,11 @@ func (t *Transport) connEnded(p *peer, cause error) error {
 	}
 	p.mu.Unlock()
 	var ae *quic.ApplicationError
+	if errors.As(cause, &ae) && ae.Remote && ae.ErrorCode == codeClosed {
+		p.mu.Lock()
+		p.orderly = true
+		p.mu.Unlock()
+	}
 	if errors.As(cause, &ae) && (!ae.Remote || ae.ErrorCode == codeClosed) {
 		return err // we closed it, or the peer closed in order
 	}

@@ -19,6 +19,8 @@ const (
 	frameHello   = 1 // dialer -> acceptor on a connection's first stream: rank, proof
 	frameHelloOK = 2 // acceptor -> dialer: proof
 	frameOpen    = 3 // opener -> peer, first bytes of every link stream: channel name
+	frameDrain   = 4 // either way on the control stream: tell me when you have read count bytes of stream
+	frameDrained = 5 // the answer: whether they were read, and how many were
 
 	// MaxChannelLen is the longest channel name Link accepts, in bytes.
 	MaxChannelLen = 1024
@@ -212,4 +214,87 @@ func parseAbortStreamCode(code quic.StreamErrorCode, size int) (guilty int, ok b
 		return g, true
 	}
 	return 0, false
+}
+
+// The control stream of a connection is the stream its hello ran on, kept open both ways.
+// It carries drain requests (Transport.Shutdown) and their answers:
+//
+//	Drain:   version(1) type(1) id(8) stream(8) count(8)
+//	Drained: version(1) type(1) id(8) status(1) consumed(8)
+const (
+	drainLen   = 26
+	drainedLen = 19
+
+	drainedOK        = 0 // the peer read at least count bytes
+	drainedDiscarded = 1 // the peer closed its end of the link having read fewer
+)
+
+// controlFrame is a decoded control-stream frame.
+type controlFrame struct {
+	typ    byte
+	id     uint64
+	stream uint64 // frameDrain: the QUIC stream ID of the link
+	count  uint64 // frameDrain: bytes written; frameDrained: bytes consumed
+	status byte   // frameDrained
+}
+
+func encodeDrain(id, stream, count uint64) []byte {
+	b := make([]byte, 0, drainLen)
+	b = append(b, wireVersion, frameDrain)
+	b = binary.BigEndian.AppendUint64(b, id)
+	b = binary.BigEndian.AppendUint64(b, stream)
+	return binary.BigEndian.AppendUint64(b, count)
+}
+
+func encodeDrained(id uint64, status byte, consumed uint64) []byte {
+	b := make([]byte, 0, drainedLen)
+	b = append(b, wireVersion, frameDrained)
+	b = binary.BigEndian.AppendUint64(b, id)
+	b = append(b, status)
+	return binary.BigEndian.AppendUint64(b, consumed)
+}
+
+// maxStreamID and maxCount bound the varint-sized QUIC quantities a frame may carry.
+const maxQUICInt = 1<<62 - 1
+
+func readControl(r io.Reader) (controlFrame, error) {
+	var f controlFrame
+	var b [drainLen]byte
+	if _, err := io.ReadFull(r, b[:2]); err != nil {
+		return f, fmt.Errorf("reading control frame: %w", err)
+	}
+	if b[0] != wireVersion {
+		return f, wireErr("control frame version %d, want %d", b[0], wireVersion)
+	}
+	f.typ = b[1]
+	var n int
+	switch f.typ {
+	case frameDrain:
+		n = drainLen
+	case frameDrained:
+		n = drainedLen
+	default:
+		return f, wireErr("control frame of type %d", f.typ)
+	}
+	if _, err := io.ReadFull(r, b[2:n]); err != nil {
+		return f, fmt.Errorf("reading control frame: %w", err)
+	}
+	f.id = binary.BigEndian.Uint64(b[2:10])
+	if f.typ == frameDrain {
+		f.stream = binary.BigEndian.Uint64(b[10:18])
+		f.count = binary.BigEndian.Uint64(b[18:26])
+		if f.stream > maxQUICInt || f.count > maxQUICInt {
+			return f, wireErr("drain of stream %d, count %d: beyond QUIC's range", f.stream, f.count)
+		}
+		return f, nil
+	}
+	f.status = b[10]
+	f.count = binary.BigEndian.Uint64(b[11:19])
+	if f.status != drainedOK && f.status != drainedDiscarded {
+		return f, wireErr("drain answer with status %d", f.status)
+	}
+	if f.count > maxQUICInt {
+		return f, wireErr("drain answer with count %d", f.count)
+	}
+	return f, nil
 }

@@ -45,8 +45,29 @@ type Transport interface {
 	// Done is closed once the transport has failed or been closed; Err then says why.
 	Done() <-chan struct{}
 	Err() error
-	// Close releases every connection, socket and goroutine the transport owns.
+	// Close releases every connection, socket and goroutine the transport owns. It is prompt
+	// and local: bytes written but not yet consumed by a peer may be dropped (QUIC does; see
+	// Shutdowner for a transport that can flush them first).
 	Close() error
+}
+
+// Shutdowner is implemented by transports that can flush: Shutdown waits until every byte
+// this rank has written so far, on every link, has been consumed by the peer's Read (or the
+// peer closed that link or its transport in order), or until ctx ends. It neither closes nor
+// aborts anything: the transport stays usable, and bytes written while Shutdown runs may or
+// may not be covered. It returns nil when everything was consumed, the transport's error if
+// it had failed or was closed, an error wrapping a *PeerError if a peer failed meanwhile, and
+// an error wrapping context.Cause(ctx) if ctx ended first.
+//
+// The three ways to end, as in NCCL: Shutdown then Close is Finalize then Destroy (flush,
+// then free: no data of a completed op is lost, and nobody waits for slow neighbours to call
+// Close); Close alone is Destroy (prompt and local: data still in flight may be dropped,
+// peers see the links end in order); Abort kills in-flight work and tells every peer why.
+//
+// It is a separate interface so that wrappers of a Transport (shared memory over QUIC) keep
+// compiling; callers check for it with a type assertion and fall back to their own barrier.
+type Shutdowner interface {
+	Shutdown(ctx context.Context) error
 }
 
 // ErrClosed is returned by operations on a transport or link that was closed locally.

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
 )
@@ -252,4 +253,39 @@ func (t *Transport) Close() error {
 		e.Close()
 	}
 	return nil
+}
+
+var _ transport.Shutdowner = (*Transport)(nil)
+
+// Shutdown waits until the peers have read every byte this rank wrote on its links (or
+// closed their ends, or the links broke), or until ctx ends (see transport.Shutdowner). Close
+// never drops buffered bytes here, so Shutdown is only needed for the same semantics as
+// transports whose Close does.
+func (t *Transport) Shutdown(ctx context.Context) error {
+	if err := t.Err(); err != nil {
+		return err
+	}
+	delay := 100 * time.Microsecond
+	for {
+		pending := 0
+		for _, e := range t.nw.endsOf(t.rank) {
+			if !e.wr.drained() {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return nil
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("memtransport: rank %d: Shutdown: %d links still hold unread bytes: %w", t.rank, pending, context.Cause(ctx))
+		case <-t.done:
+			timer.Stop()
+			return t.Err()
+		case <-timer.C:
+		}
+		delay = min(2*delay, 10*time.Millisecond)
+	}
 }

@@ -184,3 +184,29 @@ func TestCloseGivesEOFAfterBufferedData(t *testing.T) {
 		t.Fatal("Link to self succeeded")
 	}
 }
+
+// TestShutdownWaitsForReader: Shutdown returns once the peer has read what was written, or
+// with ctx's error while it has not.
+func TestShutdownWaitsForReader(t *testing.T) {
+	ts := NewWithOptions(2, Options{Window: 1 << 10})
+	a, b := mustLink(t, ts[0], 1, "x"), mustLink(t, ts[1], 0, "x")
+	if _, err := a.Write(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := ts[0].Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with unread bytes = %v, want DeadlineExceeded", err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		io.ReadFull(b, make([]byte, 100))
+	}()
+	if err := ts[0].Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	ts[0].Close()
+	if err := ts[0].Shutdown(context.Background()); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("Shutdown after Close = %v", err)
+	}
+}

@@ -270,3 +270,10 @@ func (d *deadline) wait() <-chan struct{} {
 	defer d.mu.Unlock()
 	return d.ch
 }
+
+// drained reports whether the reader has taken every byte written, or can no longer.
+func (p *pipe) drained() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n == 0 || p.readErr != nil || p.err != nil
+}
