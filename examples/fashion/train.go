@@ -52,6 +52,10 @@ type config struct {
 	device                                                      string
 	epochs, batch, steps, checkpointEvery, syntheticN           int
 	lr, momentum, bucketMB                                      float64
+	schedule                                                    string
+	warmupSamples, lrStepSamples                                int64
+	lrGamma, lrMin, weightDecay, clipNorm                       float64
+	accumSteps                                                  int
 	synthetic, jsonOut, errorFeedback, eval                     bool
 	seed                                                        int64
 	progress                                                    time.Duration
@@ -67,6 +71,14 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.lr, "lr", 0, "learning rate (0: 0.05 for sgd, 0.001 for adam)")
 	fs.Float64Var(&c.momentum, "momentum", 0.9, "SGD momentum")
 	fs.StringVar(&c.optimizer, "optimizer", "sgd", "optimizer: sgd (with momentum) or adam")
+	fs.StringVar(&c.schedule, "lr-schedule", "constant", "learning-rate schedule over samples seen (all ranks): constant, step or cosine (to --lr-min over all --epochs)")
+	fs.Int64Var(&c.warmupSamples, "warmup-samples", 0, "linear learning-rate warm-up over this many samples (0: none)")
+	fs.Int64Var(&c.lrStepSamples, "lr-step-samples", 0, "with --lr-schedule step: multiply the rate by --lr-gamma every this many samples")
+	fs.Float64Var(&c.lrGamma, "lr-gamma", 0.1, "with --lr-schedule step: the factor")
+	fs.Float64Var(&c.lrMin, "lr-min", 0, "with --lr-schedule cosine: the final learning rate")
+	fs.Float64Var(&c.weightDecay, "weight-decay", 0, "L2 weight decay (λ·w added to the gradient, as torch.optim)")
+	fs.Float64Var(&c.clipNorm, "clip-norm", 0, "clip the global gradient norm to this after the AllReduce (0: no clipping)")
+	fs.IntVar(&c.accumSteps, "accum-steps", 1, "micro-batches of --batch per optimizer step (gradient accumulation; only the last communicates)")
 	fs.StringVar(&c.compress, "compress", "none", "gradient compression on the wire: none or fp16")
 	fs.BoolVar(&c.errorFeedback, "error-feedback", false, "with --compress fp16: carry each rank's rounding error into its next step")
 	fs.Float64Var(&c.bucketMB, "bucket-mb", 0, fmt.Sprintf("gradient bucket size in MiB (0: %d; the first bucket holds %d MiB, or less if this is smaller)", ddp.DefaultBucketCapMB, ddp.DefaultFirstBucketCapMB))
@@ -106,6 +118,12 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("--optimizer must be sgd or adam, got %q", c.optimizer)
 	case c.synthetic && c.dataDir != "":
 		return c, errors.New("--synthetic and --data exclude each other")
+	case c.accumSteps < 1:
+		return c, fmt.Errorf("--accum-steps must be at least 1, got %d", c.accumSteps)
+	case c.weightDecay < 0:
+		return c, fmt.Errorf("--weight-decay must not be negative, got %g", c.weightDecay)
+	case c.clipNorm < 0:
+		return c, fmt.Errorf("--clip-norm must not be negative, got %g", c.clipNorm)
 	case !validDevice(c.device):
 		return c, fmt.Errorf("--device %q: want %s", c.device, gpu.Specs)
 	}
@@ -167,6 +185,7 @@ type epochReport struct {
 	ExposedCommMS    float64  `json:"exposed_comm_ms"`
 	ExposedCommShare float64  `json:"exposed_comm_share"`
 	OptimizerMS      float64  `json:"optimizer_ms"`
+	LR               float64  `json:"lr"` // the learning rate of the epoch's last step
 	WorldSize        int      `json:"world_size"`
 	Batch            int      `json:"batch"`
 	Model            string   `json:"model"`
@@ -240,9 +259,9 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	var opt models.Optimizer
 	// The optimizer updates the parameters where the model computes.
 	if cfg.optimizer == "adam" {
-		opt, err = gpu.NewAdamFor(model, models.AdamConfig{LR: float32(cfg.lr)})
+		opt, err = gpu.NewAdamFor(model, models.AdamConfig{LR: float32(cfg.lr), WeightDecay: float32(cfg.weightDecay)})
 	} else {
-		opt, err = gpu.NewSGDFor(model, models.SGDConfig{LR: float32(cfg.lr), Momentum: float32(cfg.momentum)})
+		opt, err = gpu.NewSGDFor(model, models.SGDConfig{LR: float32(cfg.lr), Momentum: float32(cfg.momentum), WeightDecay: float32(cfg.weightDecay)})
 	}
 	if err != nil {
 		return err
@@ -250,11 +269,28 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if c, ok := opt.(interface{ Close() }); ok {
 		defer c.Close()
 	}
+	if cfg.clipNorm > 0 {
+		// Step runs after the AllReduce: every rank clips the same gradients.
+		if opt, err = models.NewClippingOptimizer(opt, model, cfg.clipNorm); err != nil {
+			return err
+		}
+	}
 	sampler, err := data.NewDistributedSampler(data.SamplerConfig{N: train.Len(), Rank: rank, World: world, Batch: cfg.batch, Seed: cfg.seed})
 	if err != nil {
 		return err
 	}
 	nb := sampler.NumBatches()
+	// The schedule runs on samples seen, counted from the sampler's position
+	// (epoch, batch), so a resumed run continues it exactly.
+	samplesPerBatch := int64(world * cfg.batch)
+	// The cosine spans --epochs, never --steps: a run stopped early with --steps
+	// and resumed later must follow the same curve.
+	totalSamples := int64(cfg.epochs) * int64(nb) * samplesPerBatch
+	sched, err := models.NewSchedule(models.ScheduleConfig{Kind: cfg.schedule, Base: float32(cfg.lr), WarmupSamples: cfg.warmupSamples,
+		StepSamples: cfg.lrStepSamples, Gamma: float32(cfg.lrGamma), TotalSamples: totalSamples, Min: float32(cfg.lrMin)})
+	if err != nil {
+		return fmt.Errorf("--lr-schedule: %w", err)
+	}
 	st := ddp.TrainState{GlobalBatch: world * cfg.batch, Seed: cfg.seed, Meta: map[string]string{"model": cfg.model, "optimizer": cfg.optimizer}}
 	if cfg.checkpoint != "" {
 		saved, path, err := d.LoadCheckpoint(ctx, cfg.checkpoint, opt)
@@ -271,8 +307,8 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			logf("resumed from %s: step %d, epoch %d, batch %d/%d", path, st.Step, st.Epoch+1, st.Batch, nb)
 		}
 	}
-	logf("fashion: %s (%d parameters, %d gradient buckets) on %s, %d rank(s) × batch %d, %s lr %g, compression %s; data: %s; %d steps per epoch",
-		cfg.model, seq.NumParams(), len(d.Buckets()), placement, world, cfg.batch, cfg.optimizer, cfg.lr, cfg.compress, source, nb)
+	logf("fashion: %s (%d parameters, %d gradient buckets) on %s, %d rank(s) × batch %d × %d micro-batch(es), %s lr %s, weight decay %g, clip norm %g, compression %s; data: %s; %d steps per epoch",
+		cfg.model, seq.NumParams(), len(d.Buckets()), placement, world, cfg.batch, cfg.accumSteps, cfg.optimizer, sched, cfg.weightDecay, cfg.clipNorm, cfg.compress, source, (nb+cfg.accumSteps-1)/cfg.accumSteps)
 
 	save := func() error {
 		if cfg.checkpoint == "" {
@@ -291,18 +327,24 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		d.TakeStats() // start the epoch's timing afresh
 		var lossSum float64
 		var correct, samples, steps int
+		var batches []ddp.Batch
 		start, lastReport := time.Now(), time.Now()
 		for st.Batch < nb && !stopped() {
-			x, labels, err := sampler.Batch(train, st.Batch)
-			if err != nil {
-				return err
+			opt.SetLR(sched.LR((int64(st.Epoch)*int64(nb) + int64(st.Batch)) * samplesPerBatch))
+			batches = batches[:0]
+			for k := 0; k < cfg.accumSteps && st.Batch+k < nb; k++ {
+				x, labels, err := sampler.Batch(train, st.Batch+k)
+				if err != nil {
+					return err
+				}
+				batches = append(batches, ddp.Batch{X: x, Labels: labels})
 			}
-			res, err := d.TrainStep(ctx, opt, ddp.Batch{X: x, Labels: labels})
+			res, err := d.TrainStep(ctx, opt, batches...)
 			if err != nil {
 				return fmt.Errorf("epoch %d, step %d: %w", epoch+1, st.Step+1, err)
 			}
 			st.Step++
-			st.Batch++
+			st.Batch += len(batches)
 			steps++
 			lossSum += res.Loss * float64(res.Samples)
 			correct += res.Correct
@@ -352,7 +394,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			TrainLoss: float64(sums[0]) / max(1, float64(sums[2])), TrainAcc: float64(sums[1]) / max(1, float64(sums[2])),
 			SamplesPerS: float64(steps*world*cfg.batch) / elapsed.Seconds(), EpochS: elapsed.Seconds(),
 			StepMS: ms(per.Total), ComputeMS: ms(per.Compute), CommMS: ms(per.Comm), ExposedCommMS: ms(per.ExposedComm),
-			ExposedCommShare: stats.ExposedShare(), OptimizerMS: ms(per.Optimizer),
+			ExposedCommShare: stats.ExposedShare(), OptimizerMS: ms(per.Optimizer), LR: float64(opt.LR()),
 			WorldSize: world, Batch: cfg.batch, Model: cfg.model, Device: placement, Compress: cfg.compress, Buckets: len(d.Buckets()),
 			GOMAXPROCS: runtime.GOMAXPROCS(0),
 		}
