@@ -3,23 +3,30 @@ package models
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
+	"github.com/ringtrain/ringtrain/internal/sgemm"
 )
 
 // Conv2D is a 2-D convolution over per-sample [C, H, W] inputs (NCHW
 // batches) with square kernels, equal stride and zero padding on both axes:
 // output [Out, (H+2·pad−k)/stride+1, (W+2·pad−k)/stride+1]. Weight
 // ("<name>.weight") is [Out, C, k, k], bias ("<name>.bias") is [Out].
-// The forward is gorgonia's Conv2d (im2col then one matmul) plus a broadcast
-// bias; the backward is gorgonia's symbolic derivative of that expression.
+//
+// The layer computes with im2col and the GEMM of internal/sgemm, image by
+// image (see conv_kernels.go): the forward is W[Out × C·k·k] · col[C·k·k ×
+// OH·OW] written straight into the image's NCHW output; the backward
+// recomputes the image's col from the saved input (no per-call column
+// buffers kept alive between Forward and Backward) and multiplies dW +=
+// dY·colᵀ and dcol = Wᵀ·dY, then scatters dcol back (col2im). The column
+// buffers are reused per layer: steady-state training allocates only the
+// returned tensors.
 type Conv2D struct {
 	name                    string
 	in, out, k, stride, pad int
 	init                    Init
 	weight, bias            *Param
-	graphs                  *graphCache
+	scratch                 scratchPool
 }
 
 var _ ParamGradLayer = (*Conv2D)(nil)
@@ -34,21 +41,6 @@ func NewConv2D(name string, inChannels, outChannels, kernel, stride, pad int, in
 	c := &Conv2D{name: name, in: inChannels, out: outChannels, k: kernel, stride: stride, pad: pad, init: init,
 		weight: newParam(name+".weight", outChannels, inChannels, kernel, kernel),
 		bias:   newParam(name+".bias", outChannels)}
-	c.graphs = newGraphCache(graphDef{
-		layer:  name,
-		params: []*Param{c.weight, c.bias},
-		build: func(g *G.ExprGraph, x *G.Node, p, _ []*G.Node) (*G.Node, error) {
-			y, err := G.Conv2d(x, p[0], tensor.Shape{kernel, kernel}, []int{pad, pad}, []int{stride, stride}, []int{1, 1})
-			if err != nil {
-				return nil, err
-			}
-			b4, err := G.Reshape(p[1], tensor.Shape{1, outChannels, 1, 1})
-			if err != nil {
-				return nil, err
-			}
-			return G.BroadcastAdd(y, b4, nil, []byte{0, 2, 3})
-		},
-	})
 	return c, nil
 }
 
@@ -102,9 +94,18 @@ func (c *Conv2D) Forward(x Tensor, _ bool) (Tensor, Saved, error) {
 	if err := checkInput(c, x); err != nil {
 		return Tensor{}, nil, err
 	}
-	y, err := c.graphs.forward(x, nil)
-	if err != nil {
-		return Tensor{}, nil, err
+	g := c.geom(x.Shape)
+	y := NewTensor(x.Shape[0], c.out, g.oh, g.ow)
+	sc := c.scratch.get(g.ckk * g.ohw)
+	defer c.scratch.put(sc)
+	for n := range x.Shape[0] {
+		g.im2col(sc.col, x.Data[n*g.inSize:][:g.inSize])
+		yn := y.Data[n*g.outSize:][:g.outSize]
+		for o, b := range c.bias.Value {
+			fill(yn[o*g.ohw:][:g.ohw], b)
+		}
+		// y_n[Out × OH·OW] = W[Out × C·k·k] · col[C·k·k × OH·OW] + y_n (the bias)
+		sgemm.Gemm(false, false, c.out, g.ohw, g.ckk, 1, c.weight.Value, g.ckk, sc.col, g.ohw, 1, yn, g.ohw)
 	}
 	return y, &tensorSaved{owner: c, x: x}, nil
 }
@@ -115,7 +116,7 @@ func (c *Conv2D) Backward(saved Saved, dy Tensor) (Tensor, error) {
 	if err != nil {
 		return Tensor{}, err
 	}
-	return c.graphs.backward(x, nil, dy, true)
+	return c.backward(x, dy, true)
 }
 
 // BackwardParams implements ParamGradLayer.
@@ -124,17 +125,64 @@ func (c *Conv2D) BackwardParams(saved Saved, dy Tensor) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.graphs.backward(x, nil, dy, false)
+	_, err = c.backward(x, dy, false)
 	return err
+}
+
+func (c *Conv2D) backward(x, dy Tensor, wantDX bool) (Tensor, error) {
+	g := c.geom(x.Shape)
+	if err := checkGrad(c, dy, []int{x.Shape[0], c.out, g.oh, g.ow}); err != nil {
+		return Tensor{}, err
+	}
+	var dx Tensor
+	if wantDX {
+		dx = NewTensor(x.Shape...)
+	}
+	sc := c.scratch.get(g.ckk * g.ohw)
+	defer c.scratch.put(sc)
+	if wantDX && len(sc.dcol) < g.ckk*g.ohw {
+		sc.dcol = make([]float32, g.ckk*g.ohw)
+	}
+	dW, db := c.weight.Grad, c.bias.Grad
+	for n := range x.Shape[0] {
+		dyn := dy.Data[n*g.outSize:][:g.outSize]
+		for o := range db {
+			db[o] += sum32(dyn[o*g.ohw:][:g.ohw])
+		}
+		g.im2col(sc.col, x.Data[n*g.inSize:][:g.inSize])
+		// dW[Out × C·k·k] += dY_n[Out × OH·OW] · col[C·k·k × OH·OW]ᵀ
+		sgemm.Gemm(false, true, c.out, g.ckk, g.ohw, 1, dyn, g.ohw, sc.col, g.ohw, 1, dW, g.ckk)
+		if wantDX {
+			// dcol[C·k·k × OH·OW] = Wᵀ · dY_n, scattered back into dx_n.
+			sgemm.Gemm(true, false, g.ckk, g.ohw, c.out, 1, c.weight.Value, g.ckk, dyn, g.ohw, 0, sc.dcol, g.ohw)
+			g.col2im(dx.Data[n*g.inSize:][:g.inSize], sc.dcol)
+		}
+	}
+	return dx, nil
+}
+
+// geom is the per-image geometry for a batch input shape [N C H W] (already
+// validated by OutShape).
+func (c *Conv2D) geom(xShape []int) convGeom {
+	h, w := xShape[2], xShape[3]
+	g := convGeom{c: c.in, h: h, w: w, k: c.k, s: c.stride, pad: c.pad,
+		oh: (h+2*c.pad-c.k)/c.stride + 1, ow: (w+2*c.pad-c.k)/c.stride + 1}
+	g.ohw = g.oh * g.ow
+	g.ckk = c.in * c.k * c.k
+	g.inSize = c.in * h * w
+	g.outSize = c.out * g.ohw
+	return g
 }
 
 // MaxPool2D takes the maximum over k×k windows moved by stride, per channel,
 // without padding: [C, H, W] -> [C, (H−k)/stride+1, (W−k)/stride+1]. The
-// gradient flows to the first maximum of each window (gorgonia's MaxPool2D).
+// gradient flows to the first maximum of each window in row-major order (as
+// gorgonia's MaxPool2D), added up where windows overlap. Both directions are
+// plain loops over the planes (conv_kernels.go); the backward finds each
+// window's maximum again in the saved input instead of keeping an argmax.
 type MaxPool2D struct {
 	name      string
 	k, stride int
-	graphs    *graphCache
 }
 
 var _ Layer = (*MaxPool2D)(nil)
@@ -144,12 +192,7 @@ func NewMaxPool2D(name string, kernel, stride int) (*MaxPool2D, error) {
 	if kernel <= 0 || stride <= 0 {
 		return nil, fmt.Errorf("maxpool2d %q: kernel and stride must be positive, got %d, %d", name, kernel, stride)
 	}
-	return &MaxPool2D{name: name, k: kernel, stride: stride, graphs: newGraphCache(graphDef{
-		layer: name,
-		build: func(g *G.ExprGraph, x *G.Node, _, _ []*G.Node) (*G.Node, error) {
-			return G.MaxPool2D(x, tensor.Shape{kernel, kernel}, []int{0, 0}, []int{stride, stride})
-		},
-	})}, nil
+	return &MaxPool2D{name: name, k: kernel, stride: stride}, nil
 }
 
 // Name implements Layer.
@@ -184,20 +227,61 @@ func (m *MaxPool2D) Forward(x Tensor, _ bool) (Tensor, Saved, error) {
 	if err := checkInput(m, x); err != nil {
 		return Tensor{}, nil, err
 	}
-	y, err := m.graphs.forward(x, nil)
-	if err != nil {
-		return Tensor{}, nil, err
-	}
+	g := m.geom(x.Shape)
+	y := NewTensor(x.Shape[0], x.Shape[1], g.oh, g.ow)
+	g.forward(y.Data, x.Data, x.Shape[0]*x.Shape[1])
 	return y, &tensorSaved{owner: m, x: x}, nil
 }
 
-// Backward implements Layer. The backward program recomputes the pooling
-// from the saved input (gorgonia's MaxPool2D derivative needs the argmax
-// mask of that very input); that is cheap next to the convolutions.
+// Backward implements Layer.
 func (m *MaxPool2D) Backward(saved Saved, dy Tensor) (Tensor, error) {
 	x, err := savedTensor(m, saved)
 	if err != nil {
 		return Tensor{}, err
 	}
-	return m.graphs.backward(x, nil, dy, true)
+	g := m.geom(x.Shape)
+	if err := checkGrad(m, dy, []int{x.Shape[0], x.Shape[1], g.oh, g.ow}); err != nil {
+		return Tensor{}, err
+	}
+	dx := NewTensor(x.Shape...)
+	g.backward(dx.Data, dy.Data, x.Data, x.Shape[0]*x.Shape[1])
+	return dx, nil
+}
+
+func (m *MaxPool2D) geom(xShape []int) poolGeom {
+	h, w := xShape[2], xShape[3]
+	return poolGeom{h: h, w: w, k: m.k, s: m.stride, oh: (h-m.k)/m.stride + 1, ow: (w-m.k)/m.stride + 1}
+}
+
+// scratchPool is a layer's free list of column buffers: one per call in
+// flight, kept for the next call (never emptied by the garbage collector).
+type scratchPool struct {
+	mu   sync.Mutex
+	free []*convScratch
+}
+
+type convScratch struct{ col, dcol []float32 }
+
+// get returns a scratch whose col holds at least n values.
+func (p *scratchPool) get(n int) *convScratch {
+	p.mu.Lock()
+	var sc *convScratch
+	if k := len(p.free); k > 0 {
+		sc = p.free[k-1]
+		p.free = p.free[:k-1]
+	}
+	p.mu.Unlock()
+	if sc == nil {
+		sc = &convScratch{}
+	}
+	if len(sc.col) < n {
+		sc.col = make([]float32, n)
+	}
+	return sc
+}
+
+func (p *scratchPool) put(sc *convScratch) {
+	p.mu.Lock()
+	p.free = append(p.free, sc)
+	p.mu.Unlock()
 }

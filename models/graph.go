@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,7 +10,22 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 	"gorgonia.org/vecf32"
+
+	"github.com/ringtrain/ringtrain/internal/sgemm"
 )
+
+// Every float32 matrix product gorgonia computes (Linear's forward and both
+// backward products, and whatever else a graph multiplies) goes through
+// gonum's BLAS interface; sgemm.Implementation answers Sgemm with the packed,
+// register-blocked GEMM of internal/sgemm (AVX2+FMA assembly where the CPU
+// has it) and leaves every other routine to gonum. It runs on the calling
+// goroutine: one thread per rank. RINGTRAIN_GEMM=gonum keeps gonum's own
+// Sgemm (parallel over GOMAXPROCS), for side-by-side comparisons.
+func init() {
+	if os.Getenv("RINGTRAIN_GEMM") != "gonum" {
+		G.Use(sgemm.Implementation{})
+	}
+}
 
 // This file turns a layer's forward expression into compiled gorgonia programs.
 //

@@ -58,11 +58,11 @@ func checkCase(t *testing.T, rng *rand.Rand, tA, tB bool, m, n, k, pad int, alph
 	if tB {
 		br, bc = n, k
 	}
-	lda, ldb, ldc := ac+pad, bc+pad, n+pad
+	lda, ldb, ldc := max(1, ac+pad), max(1, bc+pad), max(1, n+pad)
 	a := randSlice(rng, max(0, (ar-1)*lda+ac))
 	b := randSlice(rng, max(0, (br-1)*ldb+bc))
 	c := randSlice(rng, max(0, (m-1)*ldc+n))
-	if beta == 0 && len(c) > 0 {
+	if beta == 0 && n > 0 {
 		for i := range m { // beta = 0 must not read C: NaNs must not leak
 			c[i*ldc] = float32(math.NaN())
 		}

@@ -1,0 +1,213 @@
+package models
+
+// Loops behind Conv2D and MaxPool2D: im2col/col2im for one image and max
+// pooling over whole planes. They index flat slices only (no interfaces, no
+// allocations); slices are re-sliced to their exact length first so the
+// compiler can drop most bounds checks.
+
+// convGeom is one image's convolution geometry.
+type convGeom struct {
+	c, h, w, k, s, pad int
+	oh, ow, ohw        int
+	ckk                int // rows of col: C·k·k, ordered (channel, kernel row, kernel column) like W's columns
+	inSize, outSize    int // values per image of x and y
+}
+
+// validCols returns the output columns [lo, hi) whose input column
+// q·s − pad + kj lies inside [0, w).
+func (g *convGeom) validCols(kj int) (lo, hi int) {
+	if d := g.pad - kj; d > 0 {
+		lo = (d + g.s - 1) / g.s
+	}
+	if last := g.w - 1 + g.pad - kj; last >= 0 {
+		hi = min(g.ow, last/g.s+1)
+	}
+	return lo, max(lo, hi)
+}
+
+// im2col writes col[(ci·k+ki)·k+kj][oy·ow+ox] = x[ci][oy·s−pad+ki][ox·s−pad+kj]
+// (zero outside the image) for one image x [C H W].
+func (g *convGeom) im2col(col, x []float32) {
+	col = col[:g.ckk*g.ohw]
+	r := 0
+	for ci := range g.c {
+		xc := x[ci*g.h*g.w:][:g.h*g.w]
+		for ki := range g.k {
+			for kj := range g.k {
+				dst := col[r*g.ohw:][:g.ohw]
+				r++
+				lo, hi := g.validCols(kj)
+				off := kj - g.pad // input column of output column 0
+				for oy := range g.oh {
+					d := dst[oy*g.ow:][:g.ow]
+					iy := oy*g.s - g.pad + ki
+					if iy < 0 || iy >= g.h {
+						clear(d)
+						continue
+					}
+					clear(d[:lo])
+					clear(d[hi:])
+					xr := xc[iy*g.w:][:g.w]
+					if g.s == 1 {
+						copy(d[lo:hi], xr[lo+off:hi+off])
+						continue
+					}
+					for ox := lo; ox < hi; ox++ {
+						d[ox] = xr[ox*g.s+off]
+					}
+				}
+			}
+		}
+	}
+}
+
+// col2im adds col back into one image's gradient dx [C H W]: the adjoint of
+// im2col (overlapping windows add up).
+func (g *convGeom) col2im(dx, col []float32) {
+	col = col[:g.ckk*g.ohw]
+	r := 0
+	for ci := range g.c {
+		dc := dx[ci*g.h*g.w:][:g.h*g.w]
+		for ki := range g.k {
+			for kj := range g.k {
+				src := col[r*g.ohw:][:g.ohw]
+				r++
+				lo, hi := g.validCols(kj)
+				off := kj - g.pad
+				for oy := range g.oh {
+					iy := oy*g.s - g.pad + ki
+					if iy < 0 || iy >= g.h || lo >= hi {
+						continue
+					}
+					s := src[oy*g.ow:][:g.ow]
+					dr := dc[iy*g.w:][:g.w]
+					if g.s == 1 {
+						d := dr[lo+off : hi+off]
+						for i, v := range s[lo:hi] {
+							d[i] += v
+						}
+						continue
+					}
+					for ox := lo; ox < hi; ox++ {
+						dr[ox*g.s+off] += s[ox]
+					}
+				}
+			}
+		}
+	}
+}
+
+// poolGeom is a max pool's geometry on one [H W] plane.
+type poolGeom struct{ h, w, k, s, oh, ow int }
+
+// forward writes the window maxima of planes planes of x into y.
+func (g *poolGeom) forward(y, x []float32, planes int) {
+	hw, ohw := g.h*g.w, g.oh*g.ow
+	for p := range planes {
+		xp := x[p*hw:][:hw]
+		yp := y[p*ohw:][:ohw]
+		if g.k == 2 && g.s == 2 {
+			for oy := range g.oh {
+				r0 := xp[2*oy*g.w:][:g.w]
+				r1 := xp[(2*oy+1)*g.w:][:g.w]
+				yr := yp[oy*g.ow:][:g.ow]
+				for ox := range yr {
+					a, b, c, d := r0[2*ox], r0[2*ox+1], r1[2*ox], r1[2*ox+1]
+					if b > a {
+						a = b
+					}
+					if c > a {
+						a = c
+					}
+					if d > a {
+						a = d
+					}
+					yr[ox] = a
+				}
+			}
+			continue
+		}
+		for oy := range g.oh {
+			for ox := range g.ow {
+				yp[oy*g.ow+ox] = xp[g.argmax(xp, oy, ox)]
+			}
+		}
+	}
+}
+
+// argmax is the index in plane xp of the first maximum (row-major) of the
+// window of output (oy, ox).
+func (g *poolGeom) argmax(xp []float32, oy, ox int) int {
+	base := oy*g.s*g.w + ox*g.s
+	best, m := base, xp[base]
+	for ki := range g.k {
+		row := xp[base+ki*g.w:][:g.k]
+		for kj, v := range row {
+			if v > m {
+				best, m = base+ki*g.w+kj, v
+			}
+		}
+	}
+	return best
+}
+
+// backward adds each dy value into dx at its window's first maximum in x.
+func (g *poolGeom) backward(dx, dy, x []float32, planes int) {
+	hw, ohw := g.h*g.w, g.oh*g.ow
+	for p := range planes {
+		xp := x[p*hw:][:hw]
+		dxp := dx[p*hw:][:hw]
+		dyp := dy[p*ohw:][:ohw]
+		if g.k == 2 && g.s == 2 {
+			for oy := range g.oh {
+				i0 := 2 * oy * g.w
+				r0 := xp[i0:][:g.w]
+				r1 := xp[i0+g.w:][:g.w]
+				dyr := dyp[oy*g.ow:][:g.ow]
+				for ox, d := range dyr {
+					j, m := i0+2*ox, r0[2*ox]
+					if v := r0[2*ox+1]; v > m {
+						j, m = i0+2*ox+1, v
+					}
+					if v := r1[2*ox]; v > m {
+						j, m = i0+g.w+2*ox, v
+					}
+					if v := r1[2*ox+1]; v > m {
+						j = i0 + g.w + 2*ox + 1
+					}
+					dxp[j] += d
+				}
+			}
+			continue
+		}
+		for oy := range g.oh {
+			for ox := range g.ow {
+				dxp[g.argmax(xp, oy, ox)] += dyp[oy*g.ow+ox]
+			}
+		}
+	}
+}
+
+func fill(s []float32, v float32) {
+	for i := range s {
+		s[i] = v
+	}
+}
+
+// sum32 adds s in four float32 lanes (fewer dependent adds, less rounding
+// drift than one running sum).
+func sum32(s []float32) float32 {
+	var a0, a1, a2, a3 float32
+	i := 0
+	for ; i+4 <= len(s); i += 4 {
+		q := s[i : i+4 : i+4]
+		a0 += q[0]
+		a1 += q[1]
+		a2 += q[2]
+		a3 += q[3]
+	}
+	for ; i < len(s); i++ {
+		a0 += s[i]
+	}
+	return (a0 + a1) + (a2 + a3)
+}
