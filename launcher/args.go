@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ringtrain/ringtrain/jobenv"
 )
 
 // flagDef describes one command-line flag once, so that parsing, --help and the USAGE.md
@@ -137,14 +139,14 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 		return def, nil
 	}
 
-	if c.NProc, err = pick(&nproc, []string{"PET_NPROC_PER_NODE"}, "", 1); err != nil {
+	if c.NProc, err = pick(&nproc, []string{jobenv.PetNProcPerNode}, "", 1); err != nil {
 		return nil, err
 	}
 	// WORLD_SIZE and RANK, as set by operators that run one process per pod, count pods:
 	// they stand for the node count and node rank only when nothing more specific is set.
-	nodeEnvs, rankEnvs := []string{"PET_NNODES", "NNODES"}, []string{"PET_NODE_RANK", "NODE_RANK"}
-	if !anySet(env, "PET_NNODES", "NNODES", "PET_NODE_RANK", "NODE_RANK") {
-		nodeEnvs, rankEnvs = append(nodeEnvs, "WORLD_SIZE"), append(rankEnvs, "RANK")
+	nodeEnvs, rankEnvs := []string{jobenv.PetNNodes, jobenv.NNodes}, []string{jobenv.PetNodeRank, jobenv.NodeRank}
+	if !anySet(env, jobenv.PetNNodes, jobenv.NNodes, jobenv.PetNodeRank, jobenv.NodeRank) {
+		nodeEnvs, rankEnvs = append(nodeEnvs, jobenv.WorldSize), append(rankEnvs, jobenv.Rank)
 	}
 	if c.NNodes, err = pick(&nnodes, nodeEnvs, slurm.nnodes, 1); err != nil {
 		return nil, err
@@ -152,7 +154,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	if c.NodeRank, err = pick(&nodeRank, rankEnvs, slurm.nodeID, 0); err != nil {
 		return nil, err
 	}
-	if c.MasterPort, err = pick(&masterPort, []string{"PET_MASTER_PORT", "MASTER_PORT"}, "", DefaultMasterPort); err != nil {
+	if c.MasterPort, err = pick(&masterPort, []string{jobenv.PetMasterPort, jobenv.MasterPort}, "", DefaultMasterPort); err != nil {
 		return nil, err
 	}
 	// Zero would read as "default" below; given explicitly, it is a mistake.
@@ -162,17 +164,17 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	if c.NNodes < 1 {
 		return nil, usagef("--nnodes must be at least 1, got %d", c.NNodes)
 	}
-	if c.MaxRestarts, err = pick(&maxRestarts, []string{"PET_MAX_RESTARTS"}, "", 0); err != nil {
+	if c.MaxRestarts, err = pick(&maxRestarts, []string{jobenv.PetMaxRestarts}, "", 0); err != nil {
 		return nil, err
 	}
 	c.ThreadsPerRank = threads.v
 
-	c.MasterAddr = firstOf(masterAddr, env, []string{"PET_MASTER_ADDR", "MASTER_ADDR"}, slurm.master)
-	c.Transport = strings.ToLower(strings.TrimSpace(firstOf(transport, env, []string{"GORUN_TRANSPORT"}, "")))
+	c.MasterAddr = firstOf(masterAddr, env, []string{jobenv.PetMasterAddr, jobenv.MasterAddr}, slurm.master)
+	c.Transport = strings.ToLower(strings.TrimSpace(firstOf(transport, env, []string{jobenv.Transport}, "")))
 	if !transport.set && c.Transport != "" && !contains(Transports, c.Transport) {
 		return nil, usagef("environment GORUN_TRANSPORT=%q: must be one of %v", c.Transport, Transports)
 	}
-	c.RunID = firstOf(runID, env, []string{"GORUN_RUN_ID"}, "")
+	c.RunID = firstOf(runID, env, []string{jobenv.RunID}, "")
 	c.LogDir = logDir.v
 	c.Standalone = standalone.v
 	if c.Standalone {
@@ -216,7 +218,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 			return nil, err
 		}
 	default:
-		if s, ok := env("GORUN_TOKEN"); ok {
+		if s, ok := env(jobenv.Token); ok {
 			c.Token = strings.TrimSpace(s)
 		}
 	}

@@ -14,6 +14,9 @@ const DefaultMasterPort = 29500
 // DefaultGrace is how long ranks get between TERM and KILL when --grace is not given.
 const DefaultGrace = 5 * time.Second
 
+// DefaultSettle is Config.Settle's default.
+const DefaultSettle = 10 * time.Second
+
 // DefaultJoinTimeout bounds how long nodes wait for each other before a job (or a restart)
 // starts, when --join-timeout is not given.
 const DefaultJoinTimeout = 5 * time.Minute
@@ -35,6 +38,19 @@ type Config struct {
 	NProc int
 	// NNodes is the number of nodes (one gorun each). Zero means 1.
 	NNodes int
+	// MinNodes and MaxNodes make the job elastic when MinNodes < MaxNodes (--nnodes MIN:MAX):
+	// it starts with MinNodes to MaxNodes nodes and goes on, at a new world size, when nodes
+	// are lost (as long as MinNodes remain) or join. Zero means NNodes; for an elastic job
+	// NNodes is ignored.
+	MinNodes, MaxNodes int
+	// Settle is how long an elastic rendezvous waits, once MinNodes are there, for more
+	// nodes before it starts (and how long a node waiting while the job runs below
+	// MaxNodes waits before the job is restarted to admit it). Zero means DefaultSettle.
+	Settle time.Duration
+	// RdzvEndpoints lists the agent addresses (host:port) where a node looks for a running
+	// job before it joins, tried in order; an elastic job's rendezvous may have moved to any
+	// of them. Empty means MasterAddr:MasterPort only.
+	RdzvEndpoints []string
 	// NodeRank is this node's index in [0, NNodes). Global ranks are NodeRank*NProc+local.
 	NodeRank int
 	// MasterAddr is node 0's host name or address, given to ranks as MASTER_ADDR and dialled
@@ -102,6 +118,15 @@ func (c Config) withDefaults() Config {
 	if c.NNodes == 0 {
 		c.NNodes = 1
 	}
+	if c.MinNodes == 0 && c.MaxNodes == 0 {
+		c.MinNodes, c.MaxNodes = c.NNodes, c.NNodes
+	}
+	if c.MaxNodes > c.MinNodes && c.NNodes < c.MaxNodes {
+		c.NNodes = c.MaxNodes // elastic: NNodes only bounds validation below
+	}
+	if c.Settle == 0 {
+		c.Settle = DefaultSettle
+	}
 	if c.MasterPort == 0 {
 		c.MasterPort = DefaultMasterPort
 	}
@@ -141,6 +166,8 @@ func (c *Config) validate() error {
 		return usagef("--nproc must be at least 1, got %d", c.NProc)
 	case c.NNodes < 1:
 		return usagef("--nnodes must be at least 1, got %d", c.NNodes)
+	case c.MinNodes < 1 || c.MaxNodes < c.MinNodes:
+		return usagef("--nnodes MIN:MAX needs 1 <= MIN <= MAX, got %d:%d", c.MinNodes, c.MaxNodes)
 	case c.NodeRank < 0 || c.NodeRank >= c.NNodes:
 		return usagef("--node-rank must be in [0, %d) for --nnodes %d, got %d", c.NNodes, c.NNodes, c.NodeRank)
 	case c.MasterPort < 1 || c.MasterPort > 65535:
@@ -164,6 +191,9 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// elastic reports whether the job's size may change (--nnodes MIN:MAX with MIN < MAX).
+func (c *Config) elastic() bool { return c.MinNodes < c.MaxNodes }
 
 func contains(list []string, s string) bool {
 	for _, x := range list {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ringtrain/ringtrain/jobenv"
 )
 
 // pumpDrainTimeout bounds how long the launcher waits, after a rank's whole process group is
@@ -82,28 +84,53 @@ type localGroup struct {
 	logs       []*lineSink // by local rank; nil entries when there is no log dir
 	spawn      *spawner
 	say        func(format string, args ...any) // the launcher's own messages
+	world      world                            // set before each run
+}
+
+// world is this node's place in the job for one attempt: for a fixed-size job always
+// --node-rank of --nnodes behind --master-addr; for an elastic job whatever the rendezvous
+// assigned at the last membership change.
+type world struct {
+	nodeRank, nnodes int
+	masterAddr       string // the rendezvous host: MASTER_ADDR of the ranks
+	version          int    // GORUN_WORLD_VERSION
 }
 
 // globalRank is the RANK of local rank l.
-func (g *localGroup) globalRank(l int) int { return g.cfg.NodeRank*g.cfg.NProc + l }
+func (g *localGroup) globalRank(l int) int { return g.world.nodeRank*g.cfg.NProc + l }
 
-// rankEnv is the environment of local rank l in the given attempt.
+// rankEnv is the environment of local rank l in the given attempt: the contract of package
+// jobenv.
 func (g *localGroup) rankEnv(l, attempt int) []string {
-	c := g.cfg
+	c, w := g.cfg, &g.world
+	rank, size := strconv.Itoa(g.globalRank(l)), strconv.Itoa(w.nnodes*c.NProc)
+	elastic := "0"
+	if c.elastic() {
+		elastic = "1"
+	}
 	set := map[string]string{
-		"RANK":                strconv.Itoa(g.globalRank(l)),
-		"WORLD_SIZE":          strconv.Itoa(c.NNodes * c.NProc),
-		"LOCAL_RANK":          strconv.Itoa(l),
-		"LOCAL_WORLD_SIZE":    strconv.Itoa(c.NProc),
-		"NODE_RANK":           strconv.Itoa(c.NodeRank),
-		"NNODES":              strconv.Itoa(c.NNodes),
-		"MASTER_ADDR":         c.MasterAddr,
-		"MASTER_PORT":         strconv.Itoa(c.MasterPort),
-		"GORUN_TOKEN":         c.Token,
-		"GORUN_RUN_ID":        g.runID,
-		"GORUN_RESTART_COUNT": strconv.Itoa(attempt),
-		"GORUN_TRANSPORT":     c.Transport,
-		"GOMAXPROCS":          g.gomaxprocs,
+		jobenv.Rank:                     rank,
+		jobenv.WorldSize:                size,
+		jobenv.LocalRank:                strconv.Itoa(l),
+		jobenv.LocalWorldSize:           strconv.Itoa(c.NProc),
+		jobenv.NodeRank:                 strconv.Itoa(w.nodeRank),
+		jobenv.GroupRank:                strconv.Itoa(w.nodeRank),
+		jobenv.RoleRank:                 rank,
+		jobenv.RoleWorldSize:            size,
+		jobenv.NNodes:                   strconv.Itoa(w.nnodes),
+		jobenv.MasterAddr:               w.masterAddr,
+		jobenv.MasterPort:               strconv.Itoa(c.MasterPort),
+		jobenv.Token:                    c.Token,
+		jobenv.RunID:                    g.runID,
+		jobenv.TorchElasticRunID:        g.runID,
+		jobenv.RestartCount:             strconv.Itoa(attempt),
+		jobenv.TorchElasticRestartCount: strconv.Itoa(attempt),
+		jobenv.WorldVersion:             strconv.Itoa(w.version),
+		jobenv.Elastic:                  elastic,
+		jobenv.MinNodes:                 strconv.Itoa(c.MinNodes),
+		jobenv.MaxNodes:                 strconv.Itoa(c.MaxNodes),
+		jobenv.Transport:                c.Transport,
+		jobenv.GoMaxProcs:               g.gomaxprocs,
 	}
 	return mergeEnv(g.baseEnv, set)
 }

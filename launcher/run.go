@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/ringtrain/ringtrain/jobenv"
 )
 
 // runner holds what one Run needs across attempts.
@@ -102,6 +104,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		logs:       logs,
 		spawn:      sp,
 		say:        r.say,
+		world:      world{nodeRank: c.NodeRank, nnodes: c.NNodes, masterAddr: c.MasterAddr},
 	}
 
 	switch {
@@ -182,13 +185,13 @@ func rankGOMAXPROCS(c *Config) string {
 	if c.ThreadsPerRank > 0 {
 		return strconv.Itoa(c.ThreadsPerRank)
 	}
-	if v := envValue(c.Env, "GOMAXPROCS"); strings.TrimSpace(v) != "" {
+	if v := envValue(c.Env, jobenv.GoMaxProcs); strings.TrimSpace(v) != "" {
 		return strings.TrimSpace(v)
 	}
 	// runtime.GOMAXPROCS(0) defaults to the usable cores (CPU affinity and, since Go 1.25, the
 	// cgroup CPU limit), unless our own GOMAXPROCS variable overrode it.
 	cores := runtime.GOMAXPROCS(0)
-	if os.Getenv("GOMAXPROCS") != "" {
+	if os.Getenv(jobenv.GoMaxProcs) != "" {
 		cores = runtime.NumCPU()
 	}
 	return strconv.Itoa(max(1, cores/c.NProc))

@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"github.com/ringtrain/ringtrain/jobenv"
 	"os"
 	"os/exec"
 	"regexp"
@@ -117,10 +118,26 @@ func TestUsageDocListsFlagsAndEnv(t *testing.T) {
 			t.Errorf("USAGE.md does not document --%s", d.name)
 		}
 	}
-	for _, v := range []string{"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "NNODES", "MASTER_ADDR",
-		"MASTER_PORT", "GORUN_TOKEN", "GORUN_RUN_ID", "GORUN_RESTART_COUNT", "GORUN_TRANSPORT", "GOMAXPROCS"} {
-		if !strings.Contains(doc, "`"+v+"`") {
-			t.Errorf("USAGE.md does not document %s", v)
+	if !strings.Contains(doc, jobenv.Markdown()) {
+		t.Errorf("USAGE.md's environment table differs from jobenv.Markdown(); paste this between the jobenv markers:\n%s", jobenv.Markdown())
+	}
+}
+
+// TestRankEnvIsTheContract: a rank gets every variable of package jobenv that gorun sets.
+func TestRankEnvIsTheContract(t *testing.T) {
+	c := (&Config{Target: "x", NNodes: 2, NodeRank: 1, NProc: 2, MasterAddr: "h0", Token: "t"}).withDefaults()
+	g := &localGroup{cfg: &c, runID: "r", gomaxprocs: "1", world: world{nodeRank: 1, nnodes: 2, masterAddr: "h0"}}
+	env := map[string]string{}
+	for _, kv := range g.rankEnv(1, 3) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	for _, v := range jobenv.Vars {
+		if _, ok := env[v.Name]; ok != v.SetByGorun {
+			t.Errorf("%s: set %v, jobenv says set by gorun %v", v.Name, ok, v.SetByGorun)
 		}
+	}
+	if env[jobenv.Rank] != "3" || env[jobenv.RestartCount] != "3" || env[jobenv.TorchElasticRestartCount] != "3" || env[jobenv.GroupRank] != "1" {
+		t.Errorf("env %v", env)
 	}
 }
