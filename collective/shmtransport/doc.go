@@ -26,6 +26,19 @@
 // (WaitSpinThenBlock) and sleeping on a futex in the mapping (Options.SleepOnFutex) are
 // options; on the 2-core machine this was built on, both were slower (see Wait).
 //
+// # Where the files live, and a full tmpfs
+//
+// The files are made in /dev/shm, or in the directory named by the environment variable
+// GORUN_SHM_DIR (EnvShmDir; Options.Dir overrides both). It must be a tmpfs (or another
+// file system that supports fallocate) that every rank of the host sees. Each link needs
+// 2·RingBytes + 4 KiB there (8 MiB + 4 KiB by default), and reserves all of it (fallocate(2))
+// before mapping the file: a sparse file would map fine on a nearly full tmpfs (Docker's
+// default /dev/shm is 64 MiB) and then kill the rank with SIGBUS at the first page the tmpfs
+// cannot back. When the reservation fails (ENOSPC, or a file system without fallocate), the
+// link stays on the base transport and the lower rank of the edge, which creates the file,
+// logs one warning per edge (Options.Logger, default slog.Default()) naming both ranks, the
+// size and the directory; with GORUN_TRANSPORT=shm it is an error instead.
+//
 // # Failure
 //
 // A peer that dies (even by kill -9) never leaves the other side hanging: the kernel closes

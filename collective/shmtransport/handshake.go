@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
 )
@@ -84,7 +85,11 @@ func (t *Transport) create(bl transport.Link, peer int, peerID identity, fallbac
 		if err := sendCtl(bl, &offer); err != nil {
 			return nil, "", err
 		}
-		return fallback(cerr)
+		l, kind, err := fallback(cerr)
+		if err == nil {
+			t.warnFallback(peer, cerr)
+		}
+		return l, kind, err
 	}
 	offer.text = filepath.Base(seg.path)
 	ln, lerr := listenWake(offer.text)
@@ -215,4 +220,29 @@ func recvCtl(r io.Reader, want ctlKind, peer int) (ctlMsg, error) {
 		return m, fmt.Errorf("%w: the peer expected to be rank %d says it is rank %d", errCtl, peer, m.rank)
 	}
 	return m, nil
+}
+
+// warnFallback logs, once per peer, that a link to peer stays on the base transport because
+// this side (the creator) could not make its shared-memory file: which edge, how much it
+// wanted, where, and why. Later links to the same peer that fail the same way stay quiet.
+func (t *Transport) warnFallback(peer int, cause error) {
+	t.mu.Lock()
+	if t.warned == nil {
+		t.warned = make(map[int]bool)
+	}
+	first := !t.warned[peer]
+	t.warned[peer] = true
+	t.mu.Unlock()
+	if !first {
+		return
+	}
+	want := int64(headerBytes) + 2*int64(t.opts.RingBytes)
+	why := strings.TrimPrefix(cause.Error(), "shmtransport: ")
+	var re *ReserveError
+	if !errors.As(cause, &re) {
+		why = fmt.Sprintf("%s (a link wants %s in %s)", why, sizeString(want), t.opts.Dir)
+	}
+	t.opts.Logger.Warn(fmt.Sprintf("shmtransport: edge rank %d <-> rank %d uses %s, not shared memory: %s",
+		t.Rank(), peer, t.opts.BaseKind, why),
+		"rank", t.Rank(), "peer", peer, "bytes", want, "dir", t.opts.Dir)
 }

@@ -55,7 +55,7 @@ func rankChild() error {
 	if err != nil {
 		return err
 	}
-	tr, err := shmtransport.Wrap(base, shmtransport.Options{Mode: mode, Dir: os.Getenv("SHM_DIR")})
+	tr, err := shmtransport.Wrap(base, shmtransport.Options{Mode: mode}) // Dir: $GORUN_SHM_DIR
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func TestKilledPeerMidAllReduce(t *testing.T) {
 	var outs []*bufio.Reader
 	for r := range n {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), shmtransport.EnvChild+"=rank", "SHM_DIR="+dir,
+		cmd.Env = append(os.Environ(), shmtransport.EnvChild+"=rank", shmtransport.EnvShmDir+"="+dir,
 			fmt.Sprintf("RANK=%d", r), fmt.Sprintf("WORLD_SIZE=%d", n), "MASTER_ADDR=127.0.0.1",
 			fmt.Sprintf("MASTER_PORT=%d", port), "GORUN_TOKEN="+hex.EncodeToString(tok[:]),
 			"GORUN_TRANSPORT=shm", "GORUN_PEER_TIMEOUT=10s")

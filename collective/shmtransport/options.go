@@ -2,6 +2,7 @@ package shmtransport
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 )
@@ -80,8 +81,14 @@ type Options struct {
 	// LivenessInterval is how often a blocked call checks that a peer on the same host is
 	// still alive (its process, the control link); zero means DefaultLivenessInterval.
 	LivenessInterval time.Duration
-	// Dir is where the shared-memory files are made; empty means DefaultDir (/dev/shm).
+	// Dir is where the shared-memory files are made; empty means $GORUN_SHM_DIR, or
+	// DefaultDir (/dev/shm) when that is unset (DirFromEnv). Each link reserves its
+	// 2·RingBytes + 4 KiB there up front; where that fails (a full tmpfs) the link stays on
+	// the base transport and Logger gets one warning per peer.
 	Dir string
+	// Logger receives the warning about a link that could not reserve shared memory and
+	// fell back to the base transport; nil means slog.Default().
+	Logger *slog.Logger
 	// JobID goes into file names so that an operator can tell whose files they are; empty
 	// means $GORUN_RUN_ID (set by gorun), or "job".
 	JobID string
@@ -124,7 +131,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("shmtransport: Options.LivenessInterval %v is negative", o.LivenessInterval)
 	}
 	if o.Dir == "" {
-		o.Dir = DefaultDir
+		o.Dir = DirFromEnv()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	if o.JobID == "" {
 		o.JobID = os.Getenv("GORUN_RUN_ID")
@@ -134,3 +144,18 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	return o, nil
 }
+
+// ReserveError is the error of a link whose shared-memory file could not get its pages
+// reserved (typically ENOSPC: the tmpfs is full or too small). Such a link stays on the base
+// transport (an error in ModeShm).
+type ReserveError struct {
+	Dir   string
+	Bytes int64
+	Err   error
+}
+
+func (e *ReserveError) Error() string {
+	return fmt.Sprintf("shmtransport: cannot reserve %s in %s: %v", sizeString(e.Bytes), e.Dir, e.Err)
+}
+
+func (e *ReserveError) Unwrap() error { return e.Err }

@@ -18,10 +18,23 @@ type segment struct {
 	path string // empty once unlinked (or, on the opener's side, never set)
 }
 
-// mapFlags: no MAP_POPULATE. tmpfs pages are allocated when first written, so a link that
-// carries little (a point-to-point channel for one tag) costs little memory; a busy link pays
-// its page faults once, on its first pass around the ring.
+// mapFlags: no MAP_POPULATE. The pages are reserved (fallocate) when the file is made, but
+// mapped lazily: each side pays its page faults once, on its first pass around the ring.
 const mapFlags = syscall.MAP_SHARED
+
+// reserve allocates every page of the file behind fd up front, so that touching the mapping
+// later can never fail. A sparse file on a full tmpfs maps fine and then kills the process
+// with SIGBUS at the first page the kernel cannot back; fallocate(2) on tmpfs allocates the
+// pages now (and undoes a partial allocation) or fails with ENOSPC. Tests replace it to fake
+// a failure.
+var reserve = func(fd int, size int64) error {
+	for {
+		err := syscall.Fallocate(fd, 0, 0, size)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
 
 // createSegment makes a new file under dir with mode 0600 and an unguessable name, sizes it
 // for two rings of h.ringBytes, maps it and writes h into it.
@@ -46,8 +59,9 @@ func createSegment(dir, job string, h *header) (*segment, error) {
 		return fail("chmod", err)
 	}
 	size := int64(headerBytes) + 2*int64(h.ringBytes)
-	if err := syscall.Ftruncate(fd, size); err != nil {
-		return fail("sizing", err)
+	if err := reserve(fd, size); err != nil {
+		syscall.Unlink(path)
+		return nil, &ReserveError{Dir: dir, Bytes: size, Err: err}
 	}
 	mem, err := syscall.Mmap(fd, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, mapFlags)
 	if err != nil {
@@ -128,4 +142,17 @@ func (s *segment) unmap() error {
 	m := s.mem
 	s.mem = nil
 	return syscall.Munmap(m)
+}
+
+// sizeString formats a byte count for messages: "8.0 MiB (8392704 bytes)".
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB (%d bytes)", float64(n)/(1<<30), n)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB (%d bytes)", float64(n)/(1<<20), n)
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB (%d bytes)", float64(n)/(1<<10), n)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -2,7 +2,10 @@
 
 package shmtransport
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 const shmSupported = false
 
@@ -21,3 +24,5 @@ func openSegment(dir, name string, ringBytes uint64, nonce [16]byte, creatorRank
 
 func (s *segment) unlink() error { return nil }
 func (s *segment) unmap() error  { return nil }
+
+func sizeString(n int64) string { return fmt.Sprintf("%d bytes", n) }

@@ -11,8 +11,21 @@ import (
 	"strings"
 )
 
-// DefaultDir is where shared-memory files are made: a tmpfs on Linux.
+// DefaultDir is where shared-memory files are made unless GORUN_SHM_DIR (EnvShmDir) or
+// Options.Dir says otherwise: a tmpfs on Linux.
 const DefaultDir = "/dev/shm"
+
+// EnvShmDir names the environment variable that overrides DefaultDir (for Options.Dir left
+// empty, and for CleanStale): a directory on a tmpfs that every rank of a host sees.
+const EnvShmDir = "GORUN_SHM_DIR"
+
+// DirFromEnv returns $GORUN_SHM_DIR, or DefaultDir when it is unset or empty.
+func DirFromEnv() string {
+	if d := os.Getenv(EnvShmDir); d != "" {
+		return d
+	}
+	return DefaultDir
+}
 
 // NamePrefix starts the name of every file this package creates, so that CleanStale never
 // touches another program's files. The full name is
@@ -94,10 +107,11 @@ func validShmName(name string) bool {
 	return ok
 }
 
-// CleanStale removes, from DefaultDir, the shared-memory files of this package whose creating
-// process no longer exists (killed before it could remove them). Wrap runs it; a launcher
-// may run it after a job. It returns the paths it removed.
-func CleanStale() ([]string, error) { return CleanStaleIn(DefaultDir) }
+// CleanStale removes, from the shared-memory directory (DirFromEnv: $GORUN_SHM_DIR or
+// DefaultDir), the files of this package whose creating process no longer exists (killed
+// before it could remove them). Wrap runs it; a launcher may run it after a job. It returns
+// the paths it removed.
+func CleanStale() ([]string, error) { return CleanStaleIn(DirFromEnv()) }
 
 // CleanStaleIn is CleanStale for the shared-memory directory dir. Files whose creator is alive
 // are left alone, as are files made in another pid namespace (their pid means nothing here)

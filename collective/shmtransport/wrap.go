@@ -29,6 +29,7 @@ type Transport struct {
 	links  map[linkKey]*linkEntry
 	shm    []*shmLink
 	closed bool
+	warned map[int]bool // peers already warned about (warnFallback)
 
 	life      context.Context // ends at Close: bounds the link setups running in the background
 	endLife   context.CancelFunc
