@@ -228,3 +228,52 @@ func TestCrashNamesDeadRank(t *testing.T) {
 	}
 	t.Logf("%d crash rounds, %d failed, in %v", rounds, len(failures), time.Since(start).Round(time.Millisecond))
 }
+
+// TestEOFThenAbortNamesAborter: a link ended in order (FIN) just before its rank aborts must
+// read as the abort, not as a bare io.EOF; a link closed after the abort is reset with a code
+// naming the guilty rank, on the reading and on the writing side.
+func TestEOFThenAbortNamesAborter(t *testing.T) {
+	ts := startLocal(t, 3, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	open := func(a, b int, ch string) (transport.Link, transport.Link) {
+		la, err := ts[a].Link(ctx, b, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := la.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		lb, err := ts[b].Link(ctx, a, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(lb, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return la, lb
+	}
+	fin0, fin2 := open(0, 2, "fin")   // rank 2 ends it in order, then aborts
+	rst1, rst2 := open(1, 2, "reset") // rank 2 closes it after aborting
+	wr1, wr2 := open(1, 2, "writing") // rank 1 keeps writing into it
+	reads := pendingReads(fin0, rst1)
+	writeErr := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := wr1.Write(make([]byte, 1<<10)); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	fin2.Close()
+	time.Sleep(20 * time.Millisecond) // the FIN is well ahead of the abort reason
+	ts[2].Abort(&transport.PeerError{Rank: 1, Err: errors.New("stopped answering")})
+	rst2.Close()
+	wr2.Close()
+	for i, who := range []string{"rank 0 reading a link ended in order before the abort", "rank 1 reading a link reset after the abort"} {
+		wantPeerError(t, who, waitErr(t, who, reads[i]), 1, "stopped answering")
+	}
+	wantPeerError(t, "rank 1 writing", waitErr(t, "rank 1 writing", writeErr), 1, "")
+}

@@ -46,6 +46,24 @@
 // rank 0's failure. A peer that closes in order ([Transport.Close]) only ends the links to
 // it.
 //
+// No orderly end of a stream may overtake an abort reason, or a survivor would read a bare
+// io.EOF where it should learn who failed. So: once a transport has failed, closing a link
+// resets its stream (RESET_STREAM and STOP_SENDING) with an error code that names the guilty
+// rank, instead of ending it with a FIN; a Read or Write that sees the connection fail fails
+// the transport (sending the abort reasons) before it returns, so the caller's reaction
+// cannot outrun them; and since quic-go reports io.EOF for a finished stream even when its
+// connection then closes with a reason, a link whose peer ended the stream waits briefly
+// (250 ms at most) for the connection to end too, and reports its failure if it does.
+//
+// # Ending
+//
+// As in NCCL: [Transport.Shutdown] flushes (Finalize), [Transport.Close] frees (Destroy),
+// [Transport.Abort] kills in-flight work. Close is prompt and local, and QUIC drops what
+// the peer has not read yet, even bytes already delivered to its QUIC stack. Shutdown waits
+// until every peer has read every byte written to it: each link counts the bytes written
+// and read, and Shutdown asks the peers, on each connection's control stream (the hello's
+// stream, kept open), to answer once their Reads have returned that many.
+//
 // # Throughput
 //
 // quic-go on loopback is CPU-bound (a few hundred MB/s per stream on this project's 2-core

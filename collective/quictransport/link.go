@@ -138,6 +138,13 @@ func (l *link) settle(op string, err error) error {
 		if errors.As(cause, &ae) && ae.Remote && ae.ErrorCode == codeClosed {
 			return nil // closed in order: the end of the stream stands
 		}
+		if errors.As(cause, &ae) && !ae.Remote {
+			// We closed it: a failure if the transport failed, else the end stands.
+			if ferr := t.failure(); ferr != nil {
+				return fmt.Errorf("quictransport: %s on channel %q with rank %d: %w", op, l.channel, l.peer.rank, ferr)
+			}
+			return nil
+		}
 		return t.linkErr(l.peer.rank, l.channel, op, cause, nil)
 	case <-t.done:
 		if ferr := t.failure(); ferr != nil {

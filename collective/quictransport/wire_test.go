@@ -152,3 +152,47 @@ func FuzzParseAbortStreamCode(f *testing.F) {
 		}
 	})
 }
+
+func TestControlRoundTrips(t *testing.T) {
+	f, err := readControl(bytes.NewReader(encodeDrain(7, 12, 1<<40)))
+	if err != nil || f != (controlFrame{typ: frameDrain, id: 7, stream: 12, count: 1 << 40}) {
+		t.Fatalf("drain round trip: %+v, %v", f, err)
+	}
+	f, err = readControl(bytes.NewReader(encodeDrained(9, drainedDiscarded, 5)))
+	if err != nil || f != (controlFrame{typ: frameDrained, id: 9, status: drainedDiscarded, count: 5}) {
+		t.Fatalf("drained round trip: %+v, %v", f, err)
+	}
+	for _, bad := range [][]byte{encodeOpen("x"), encodeDrained(1, 2, 0), encodeDrain(1, maxQUICInt+1, 0), {9, frameDrain}} {
+		if _, err := readControl(bytes.NewReader(bad)); !errors.Is(err, errWire) {
+			t.Errorf("readControl(%x) = %v, want a wire error", bad, err)
+		}
+	}
+}
+
+func FuzzReadControl(f *testing.F) {
+	f.Add(encodeDrain(1, 4, 1000))
+	f.Add(encodeDrained(1, drainedOK, 1000))
+	f.Add(append(encodeDrained(2, drainedDiscarded, 3), encodeDrain(3, 8, 9)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		for {
+			off := len(b) - r.Len()
+			c, err := readControl(r)
+			if err != nil {
+				return
+			}
+			var again []byte
+			switch c.typ {
+			case frameDrain:
+				again = encodeDrain(c.id, c.stream, c.count)
+			case frameDrained:
+				again = encodeDrained(c.id, c.status, c.count)
+			default:
+				t.Fatalf("accepted frame type %d", c.typ)
+			}
+			if !bytes.Equal(again, b[off:off+len(again)]) {
+				t.Fatalf("accepted control frame %+v does not re-encode", c)
+			}
+		}
+	})
+}
