@@ -66,33 +66,25 @@ type DDP struct {
 // models.DeviceResident, Param.Value on the host is taken as the truth at Wrap time:
 // Wrap ends with PushParams (after the broadcast, and also when training alone).
 func Wrap(ctx context.Context, model models.Model, g *collective.Group, opts Options) (*DDP, error) {
-	if model == nil || isNilSequential(model) {
-		return nil, errors.New("ddp: Wrap: nil model")
-	}
-	ro, err := opts.resolve()
+	dist := g != nil && g.Size() > 1
+	refs, ro, err := prepare(model, opts)
 	if err != nil {
+		if dist {
+			// The other ranks are about to compare configurations with this one: tell them
+			// it failed, so that they return now naming this rank instead of waiting in a
+			// collective for the group's timeout. Every rank returns the same error.
+			return nil, verifyRanks(ctx, g, nil, nil, ro, err)
+		}
 		return nil, err
 	}
-	var refs []paramRef
-	for i, l := range model.Layers() {
-		for _, p := range l.Params() {
-			if p == nil || len(p.Grad) != len(p.Value) || len(p.Value) == 0 {
-				return nil, fmt.Errorf("ddp: Wrap: parameter %d of layer %q is nil, empty or has a gradient of the wrong size", len(refs), l.Name())
-			}
-			refs = append(refs, paramRef{p: p, layer: i})
-		}
-	}
-	if len(refs) == 0 {
-		return nil, errors.New("ddp: Wrap: the model has no parameters to train")
-	}
-	d := &DDP{model: model, g: g, opts: ro, dist: g != nil && g.Size() > 1}
+	d := &DDP{model: model, g: g, opts: ro, dist: dist}
 	d.dev, _ = model.(models.DeviceResident)
 	for _, pr := range refs {
 		d.params = append(d.params, pr.p)
 	}
 	plan := planBuckets(refs, ro.firstCapBytes, ro.capBytes)
 	if d.dist {
-		if err := verifyRanks(ctx, g, refs, plan, ro); err != nil {
+		if err := verifyRanks(ctx, g, refs, plan, ro, nil); err != nil {
 			return nil, err
 		}
 		if err := broadcastParams(ctx, g, d.params); err != nil {
@@ -111,6 +103,30 @@ func Wrap(ctx context.Context, model models.Model, g *collective.Group, opts Opt
 		}
 	}
 	return d, nil
+}
+
+// prepare makes Wrap's local checks: the options and the model's parameters.
+func prepare(model models.Model, opts Options) ([]paramRef, resolved, error) {
+	if model == nil || isNilSequential(model) {
+		return nil, resolved{}, errors.New("ddp: Wrap: nil model")
+	}
+	ro, err := opts.resolve()
+	if err != nil {
+		return nil, ro, err
+	}
+	var refs []paramRef
+	for i, l := range model.Layers() {
+		for _, p := range l.Params() {
+			if p == nil || len(p.Grad) != len(p.Value) || len(p.Value) == 0 {
+				return nil, ro, fmt.Errorf("ddp: Wrap: parameter %d of layer %q is nil, empty or has a gradient of the wrong size", len(refs), l.Name())
+			}
+			refs = append(refs, paramRef{p: p, layer: i})
+		}
+	}
+	if len(refs) == 0 {
+		return nil, ro, errors.New("ddp: Wrap: the model has no parameters to train")
+	}
+	return refs, ro, nil
 }
 
 func isNilSequential(m models.Model) bool {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/models"
@@ -67,18 +66,14 @@ func (d *DDP) SaveCheckpoint(ctx context.Context, dir string, st TrainState, opt
 		}
 	}
 	if d.dist {
-		status := []byte{statusOK}
-		if werr != nil {
-			status = append([]byte{statusErr}, werr.Error()...)
-		}
-		got, err := broadcastBytes(ctx, d.g, status)
-		if err != nil {
-			return "", d.fail(fmt.Errorf("ddp: sharing the checkpoint's outcome: %w", err))
-		}
-		if len(got) == 0 || got[0] != statusOK {
-			if werr == nil {
-				werr = fmt.Errorf("ddp: rank 0 failed to write checkpoint %s: %s", path, msgOf(got))
+		// Every rank learns whether rank 0 wrote the file (and any rank's failure to take
+		// part), so all return the same outcome.
+		if err := d.g.AgreeErr(ctx, werr); err != nil {
+			var ae *collective.AgreementError
+			if !errors.As(err, &ae) {
+				return "", d.fail(fmt.Errorf("ddp: sharing the checkpoint's outcome: %w", err))
 			}
+			return "", fmt.Errorf("ddp: SaveCheckpoint %s: %w", path, err)
 		}
 	}
 	if werr != nil {
@@ -93,7 +88,8 @@ func (d *DDP) SaveCheckpoint(ctx context.Context, dir string, st TrainState, opt
 // and gets the saved TrainState. All ranks call it at the same point, before training.
 // It returns the checkpoint's path, or "" and a zero TrainState when dir holds none (a
 // fresh start). Errors (a corrupt file, a checkpoint of another model or optimizer) are
-// the same on every rank.
+// reported on every rank: when some ranks cannot apply the checkpoint, every rank returns
+// a *collective.AgreementError naming them (within one exchange, not after a timeout).
 //
 // Error-feedback residuals are restored per rank when the checkpoint was written by as
 // many ranks; otherwise every rank starts from their mean over the writing ranks, which
@@ -138,7 +134,7 @@ func (d *DDP) LoadCheckpoint(ctx context.Context, dir string, opt models.Optimiz
 	}
 	if d.dist {
 		var err error
-		if msg, err = broadcastBytes(ctx, d.g, msg); err != nil {
+		if msg, err = d.g.BroadcastBytes(ctx, msg, 0); err != nil {
 			return TrainState{}, "", d.fail(fmt.Errorf("ddp: receiving the checkpoint from rank 0: %w", err))
 		}
 	}
@@ -149,11 +145,35 @@ func (d *DDP) LoadCheckpoint(ctx context.Context, dir string, opt models.Optimiz
 	case statusNone:
 		return TrainState{}, "", nil
 	case statusErr:
+		// Every rank got the same message: all fail alike without another exchange.
 		if d.Rank() == 0 {
 			return TrainState{}, "", errors.New(msgOf(msg))
 		}
 		return TrainState{}, "", fmt.Errorf("ddp: rank 0 could not load the checkpoint: %s", msgOf(msg))
 	}
+	st, path, err := d.load(msg, path, ck, opt)
+	if d.dist {
+		// A rank that cannot use the checkpoint (its model or optimizer does not fit it) must
+		// not leave the others to start training and wait for it in their first AllReduce
+		// until the group's timeout: every rank learns every rank's outcome, and all fail
+		// naming the ranks that failed.
+		if aerr := d.g.AgreeErr(ctx, err); aerr != nil {
+			var ae *collective.AgreementError
+			if !errors.As(aerr, &ae) {
+				return TrainState{}, "", d.fail(fmt.Errorf("ddp: agreeing on the checkpoint's load: %w", aerr))
+			}
+			return TrainState{}, "", fmt.Errorf("ddp: LoadCheckpoint: %w", aerr)
+		}
+	}
+	if err != nil {
+		return TrainState{}, "", err
+	}
+	return st, path, nil
+}
+
+// load applies the checkpoint message of LoadCheckpoint on this rank (rank 0 passes the
+// checkpoint it parsed already, the others parse msg) and returns its training state and path.
+func (d *DDP) load(msg []byte, path string, ck *Checkpoint, opt models.Optimizer) (TrainState, string, error) {
 	if ck == nil {
 		i := strings.IndexByte(string(msg[1:min(len(msg), 1+4096)]), 0)
 		if i < 0 {
@@ -215,38 +235,6 @@ func msgOf(b []byte) string {
 		return "(no message)"
 	}
 	return string(b[1:])
-}
-
-// bytesOf views f as bytes: bytes travel through Broadcast as float32s, which it copies
-// without arithmetic, so every bit pattern arrives intact (the checkpoint's checksum
-// verifies it).
-func bytesOf(f []float32) []byte {
-	if len(f) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
-}
-
-// broadcastBytes sends rank 0's b to every rank and returns it there (rank 0 gets b).
-func broadcastBytes(ctx context.Context, g *collective.Group, b []byte) ([]byte, error) {
-	var hdr [4]float32
-	if g.Rank() == 0 {
-		putU64(hdr[:], uint64(len(b)))
-	}
-	if err := g.Broadcast(ctx, hdr[:], 0); err != nil {
-		return nil, err
-	}
-	n, ok := getU64(hdr[:])
-	if !ok || n > 1<<40 {
-		return nil, fmt.Errorf("ddp: bad length header from rank 0")
-	}
-	f := make([]float32, (n+3)/4)
-	buf := bytesOf(f)
-	copy(buf, b)
-	if err := g.Broadcast(ctx, f, 0); err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
 }
 
 // residualName names rank r's residual of parameter p in a checkpoint.

@@ -1,12 +1,11 @@
 package ddp
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 
@@ -52,7 +51,6 @@ func (s shapeEntry) String() string { return fmt.Sprintf("%q %v", s.Name, s.Shap
 
 // Limits of the shape description exchanged by Wrap.
 const (
-	maxDescBytes = 1 << 20
 	maxNameBytes = 1 << 10
 	maxDims      = 16
 )
@@ -122,96 +120,93 @@ func decodeShapes(b []byte) ([]shapeEntry, error) {
 	return out, nil
 }
 
-// The fingerprint block every rank contributes to Wrap's AllGather. Integers travel as
-// float32 pieces of 16 bits, which float32 represents exactly.
-const (
-	fpParams        = iota * 4 // number of parameters
-	fpHash                     // first 8 bytes of SHA-256 of the shape description
-	fpDescLen                  // length of the shape description in bytes
-	fpFirstCap                 // first bucket cap in bytes
-	fpCap                      // bucket cap in bytes
-	fpBuckets                  // number of buckets
-	fpCompression              // compression (one value)
-	fpErrorFeedback            // 0 or 1 (one value)
-	fpBlock
-)
-
-func putU64(dst []float32, v uint64) {
-	for i := range 4 {
-		dst[i] = float32(v >> (16 * i) & 0xffff)
-	}
+// rankConfig is what every rank contributes to Wrap's agreement: its bucket options and the
+// description of its parameters (encodeShapes). It travels as bytes through
+// collective.Group.Agree: five little-endian u64 (first bucket cap, bucket cap, buckets,
+// compression, error feedback 0/1), then the description.
+type rankConfig struct {
+	firstCap, cap, buckets, compression, errorFeedback uint64
+	desc                                               []byte
 }
 
-func getU64(src []float32) (uint64, bool) {
-	var v uint64
-	for i := range 4 {
-		x := src[i]
-		if x < 0 || x > 0xffff || x != float32(math.Trunc(float64(x))) {
-			return 0, false
-		}
-		v |= uint64(x) << (16 * i)
+const configFixed = 5 * 8
+
+func (c *rankConfig) encode() []byte {
+	b := make([]byte, 0, configFixed+len(c.desc))
+	for _, v := range []uint64{c.firstCap, c.cap, c.buckets, c.compression, c.errorFeedback} {
+		b = binary.LittleEndian.AppendUint64(b, v)
 	}
-	return v, true
+	return append(b, c.desc...)
+}
+
+// decodeConfig parses rankConfig.encode's output; ok is false for bytes it cannot have made.
+func decodeConfig(b []byte) (c rankConfig, ok bool) {
+	if len(b) < configFixed {
+		return c, false
+	}
+	v := make([]uint64, 5)
+	for i := range v {
+		v[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	c = rankConfig{firstCap: v[0], cap: v[1], buckets: v[2], compression: v[3], errorFeedback: v[4], desc: b[configFixed:]}
+	return c, c.errorFeedback <= 1
+}
+
+func (c *rankConfig) optionsEqual(o *rankConfig) bool {
+	return c.firstCap == o.firstCap && c.cap == o.cap && c.buckets == o.buckets && c.compression == o.compression && c.errorFeedback == o.errorFeedback
 }
 
 // verifyRanks checks, before Wrap changes anything, that every rank has the same
 // parameters and bucket options as rank 0; every rank returns the same *MismatchError.
-func verifyRanks(ctx context.Context, g *collective.Group, refs []paramRef, plan [][]paramRef, ro resolved) error {
-	desc := encodeShapes(refs)
-	sum := sha256.Sum256(desc)
-	n := g.Size()
-	all := make([]float32, fpBlock*n)
-	mine := all[g.Rank()*fpBlock : (g.Rank()+1)*fpBlock]
-	putU64(mine[fpParams:], uint64(len(refs)))
-	putU64(mine[fpHash:], binary.LittleEndian.Uint64(sum[:8]))
-	putU64(mine[fpDescLen:], uint64(len(desc)))
-	putU64(mine[fpFirstCap:], uint64(ro.firstCapBytes))
-	putU64(mine[fpCap:], uint64(ro.capBytes))
-	putU64(mine[fpBuckets:], uint64(len(plan)))
-	putU64(mine[fpCompression:], uint64(ro.compression))
-	if ro.errorFeedback {
-		putU64(mine[fpErrorFeedback:], 1)
-	}
-	if err := g.AllGather(ctx, all); err != nil {
-		return fmt.Errorf("ddp: comparing parameter shapes across ranks: %w", err)
-	}
-	field := func(r, f int) uint64 {
-		v, ok := getU64(all[r*fpBlock+f:])
-		if !ok {
-			return math.MaxUint64 // garbage differs from anything a real rank sends
+// lerr is this rank's own failure to prepare (bad options, a malformed model): it goes
+// through the same exchange, so that every rank fails at once naming it, instead of the
+// others waiting in their first collective for the group's timeout.
+func verifyRanks(ctx context.Context, g *collective.Group, refs []paramRef, plan [][]paramRef, ro resolved, lerr error) error {
+	var mine []byte
+	if lerr == nil {
+		c := rankConfig{
+			firstCap:    uint64(ro.firstCapBytes),
+			cap:         uint64(ro.capBytes),
+			buckets:     uint64(len(plan)),
+			compression: uint64(ro.compression),
+			desc:        encodeShapes(refs),
 		}
-		return v
+		if ro.errorFeedback {
+			c.errorFeedback = 1
+		}
+		mine = c.encode()
+	}
+	all, err := g.Agree(ctx, mine, lerr)
+	if err != nil {
+		var ae *collective.AgreementError
+		if errors.As(err, &ae) {
+			return fmt.Errorf("ddp: Wrap: %w", err)
+		}
+		return fmt.Errorf("ddp: comparing parameter shapes and options across ranks: %w", err)
+	}
+	n := g.Size()
+	cfgs := make([]rankConfig, n)
+	readable := make([]bool, n)
+	for r := range n {
+		cfgs[r], readable[r] = decodeConfig(all[r])
 	}
 	var shapeRanks, optRanks []int
-	maxLen := uint64(0)
 	for r := 1; r < n; r++ {
-		if field(r, fpParams) != field(0, fpParams) || field(r, fpHash) != field(0, fpHash) || field(r, fpDescLen) != field(0, fpDescLen) {
+		switch {
+		case !readable[r] || !readable[0]:
 			shapeRanks = append(shapeRanks, r)
-		}
-		for _, f := range []int{fpFirstCap, fpCap, fpBuckets, fpCompression, fpErrorFeedback} {
-			if field(r, f) != field(0, f) {
-				optRanks = append(optRanks, r)
-				break
-			}
+		case !bytes.Equal(cfgs[r].desc, cfgs[0].desc):
+			shapeRanks = append(shapeRanks, r)
+		case !cfgs[r].optionsEqual(&cfgs[0]):
+			optRanks = append(optRanks, r)
 		}
 	}
-	for r := 0; r < n; r++ {
-		maxLen = max(maxLen, field(r, fpDescLen))
-	}
+	// Every rank saw the same messages, so all take the same branch with the same values.
 	if len(shapeRanks) > 0 {
 		e := &MismatchError{Rank: shapeRanks[0], Ranks: shapeRanks}
-		// Every rank saw the same blocks, so all take this branch together.
-		if maxLen > maxDescBytes {
-			e.Param, e.Got, e.Want = "list", fmt.Sprintf("%d bytes of description", field(e.Rank, fpDescLen)), fmt.Sprintf("%d bytes", field(0, fpDescLen))
-			return e
-		}
-		descs, err := gatherBytes(ctx, g, desc, int(maxLen))
-		if err != nil {
-			return fmt.Errorf("ddp: parameter shapes differ across ranks (ranks %v differ from rank 0), and exchanging them failed: %w", shapeRanks, err)
-		}
-		root, rerr := decodeShapes(descs[0])
-		other, oerr := decodeShapes(descs[e.Rank])
-		if rerr != nil || oerr != nil {
+		root, rerr := decodeShapes(cfgs[0].desc)
+		other, oerr := decodeShapes(cfgs[e.Rank].desc)
+		if !readable[0] || !readable[e.Rank] || rerr != nil || oerr != nil {
 			e.Param, e.Got, e.Want = "list", "unreadable", "unreadable"
 			return e
 		}
@@ -221,22 +216,23 @@ func verifyRanks(ctx context.Context, g *collective.Group, refs []paramRef, plan
 	if len(optRanks) > 0 {
 		r := optRanks[0]
 		e := &MismatchError{Rank: r, Ranks: optRanks}
+		got, want := &cfgs[r], &cfgs[0]
 		switch {
-		case field(r, fpCompression) != field(0, fpCompression):
+		case got.compression != want.compression:
 			e.Option = "Compression"
-			e.Got, e.Want = collective.Compression(field(r, fpCompression)).String(), collective.Compression(field(0, fpCompression)).String()
-		case field(r, fpErrorFeedback) != field(0, fpErrorFeedback):
+			e.Got, e.Want = collective.Compression(got.compression).String(), collective.Compression(want.compression).String()
+		case got.errorFeedback != want.errorFeedback:
 			e.Option = "ErrorFeedback"
-			e.Got, e.Want = fmt.Sprint(field(r, fpErrorFeedback) == 1), fmt.Sprint(field(0, fpErrorFeedback) == 1)
-		case field(r, fpCap) != field(0, fpCap):
+			e.Got, e.Want = fmt.Sprint(got.errorFeedback == 1), fmt.Sprint(want.errorFeedback == 1)
+		case got.cap != want.cap:
 			e.Option = "BucketCapMB"
-			e.Got, e.Want = mbString(field(r, fpCap)), mbString(field(0, fpCap))
-		case field(r, fpFirstCap) != field(0, fpFirstCap):
+			e.Got, e.Want = mbString(got.cap), mbString(want.cap)
+		case got.firstCap != want.firstCap:
 			e.Option = "FirstBucketCapMB"
-			e.Got, e.Want = mbString(field(r, fpFirstCap)), mbString(field(0, fpFirstCap))
+			e.Got, e.Want = mbString(got.firstCap), mbString(want.firstCap)
 		default:
 			e.Option = "bucket layout"
-			e.Got, e.Want = fmt.Sprintf("%d buckets", field(r, fpBuckets)), fmt.Sprintf("%d buckets", field(0, fpBuckets))
+			e.Got, e.Want = fmt.Sprintf("%d buckets", got.buckets), fmt.Sprintf("%d buckets", want.buckets)
 		}
 		return e
 	}
@@ -245,41 +241,6 @@ func verifyRanks(ctx context.Context, g *collective.Group, refs []paramRef, plan
 
 func mbString(bytes uint64) string {
 	return fmt.Sprintf("%g MiB", float64(bytes)/(1<<20))
-}
-
-// gatherBytes AllGathers every rank's byte string (at most maxLen bytes), one float32 per
-// byte, and returns them by rank.
-func gatherBytes(ctx context.Context, g *collective.Group, mine []byte, maxLen int) ([][]byte, error) {
-	n := g.Size()
-	stride := 1 + maxLen
-	buf := make([]float32, stride*n)
-	base := g.Rank() * stride
-	buf[base] = float32(len(mine)) // ≤ maxDescBytes < 2^24: exact
-	for i, c := range mine {
-		buf[base+1+i] = float32(c)
-	}
-	if err := g.AllGather(ctx, buf); err != nil {
-		return nil, err
-	}
-	out := make([][]byte, n)
-	for r := range n {
-		row := buf[r*stride : (r+1)*stride]
-		l := int(row[0])
-		if row[0] < 0 || float32(l) != row[0] || l > maxLen {
-			continue // unreadable: decodeShapes reports it
-		}
-		b := make([]byte, l)
-		for i := range b {
-			v := row[1+i]
-			if v < 0 || v > 255 || float32(byte(v)) != v {
-				b = nil
-				break
-			}
-			b[i] = byte(v)
-		}
-		out[r] = b
-	}
-	return out, nil
 }
 
 // firstShapeDiff names the first parameter where other differs from root.

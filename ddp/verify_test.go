@@ -23,15 +23,12 @@ func TestShapeDescriptionRoundTrip(t *testing.T) {
 			t.Errorf("decodeShapes(%v): %v", bad, err)
 		}
 	}
-	for _, v := range []uint64{0, 1, 0xffff, 1 << 40, 1<<64 - 1} {
-		var f [4]float32
-		putU64(f[:], v)
-		if got, ok := getU64(f[:]); !ok || got != v {
-			t.Fatalf("u64 %d came back as %d", v, got)
-		}
+	c := rankConfig{firstCap: 1 << 20, cap: 25 << 20, buckets: 3, compression: 1, errorFeedback: 1, desc: encodeShapes(refs)}
+	if got, ok := decodeConfig(c.encode()); !ok || !got.optionsEqual(&c) || !reflect.DeepEqual(got.desc, c.desc) {
+		t.Fatalf("config round trip: %+v, %v", got, ok)
 	}
-	if _, ok := getU64([]float32{0.5, 0, 0, 0}); ok {
-		t.Fatal("a fractional piece must not decode")
+	if _, ok := decodeConfig(c.encode()[:39]); ok {
+		t.Fatal("a truncated config must not decode")
 	}
 }
 

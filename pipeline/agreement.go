@@ -1,13 +1,16 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
 	"strings"
 
+	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/models"
 )
 
@@ -89,24 +92,31 @@ func (e *Executor) fingerprint(full *models.Sequential) []uint64 {
 	}
 }
 
-// checkAgreement exchanges every rank's fingerprint and fails, on every
-// rank alike, if any differs from rank 0's.
-func (e *Executor) checkAgreement(ctx context.Context, full *models.Sequential) error {
-	fp := e.fingerprint(full)
-	per := 4 * len(fp)
-	buf := make([]float32, e.g.Size()*per)
-	for i, v := range fp {
-		putU64(buf[e.g.Rank()*per+4*i:], v)
+// checkAgreement exchanges every rank's fingerprint, or its error when it could not build
+// its executor (lerr; e is nil then), through collective.Group.Agree, and fails on every
+// rank alike if any rank failed (a *collective.AgreementError naming each, wrapping this
+// rank's own error) or any fingerprint differs from rank 0's (a *MismatchError).
+func checkAgreement(ctx context.Context, g *collective.Group, e *Executor, full *models.Sequential, lerr error) error {
+	var mine []byte
+	if lerr == nil {
+		for _, v := range e.fingerprint(full) {
+			mine = binary.LittleEndian.AppendUint64(mine, v)
+		}
 	}
-	if err := e.g.AllGather(ctx, buf); err != nil {
-		return fmt.Errorf("pipeline: rank %d: exchanging configuration fingerprints: %w", e.g.Rank(), err)
+	all, err := g.Agree(ctx, mine, lerr)
+	if err != nil {
+		var ae *collective.AgreementError
+		if errors.As(err, &ae) {
+			return fmt.Errorf("pipeline: New: %w", err)
+		}
+		return fmt.Errorf("pipeline: rank %d: exchanging configuration fingerprints: %w", g.Rank(), err)
 	}
 	var bad *MismatchError
-	for r := 1; r < e.g.Size(); r++ {
+	for r := 1; r < g.Size(); r++ {
 		var what []string
-		for i := range fp {
-			if getU64(buf[r*per+4*i:]) != getU64(buf[4*i:]) {
-				what = append(what, fingerprintParts[i])
+		for i, part := range fingerprintParts {
+			if !bytes.Equal(field(all[r], i), field(all[0], i)) {
+				what = append(what, part)
 			}
 		}
 		switch {
@@ -121,4 +131,13 @@ func (e *Executor) checkAgreement(ctx context.Context, full *models.Sequential) 
 		return bad
 	}
 	return nil
+}
+
+// field returns fingerprint part i of a rank's message (nil if the message is too short,
+// which then differs from a whole one).
+func field(msg []byte, i int) []byte {
+	if len(msg) < 8*(i+1) {
+		return nil
+	}
+	return msg[8*i : 8*(i+1)]
 }

@@ -148,19 +148,74 @@ type Executor struct {
 //
 // New is collective: every rank of g calls it with the same cfg. It
 // exchanges a fingerprint of the configuration and the model with all ranks
-// (an AllGather) and, with Replicas > 1, makes the stage's data-parallel
-// subgroup. A rank whose configuration or model differs makes New fail on
-// every rank with a *MismatchError naming it.
+// (collective.Group.Agree) and, with Replicas > 1, makes the stage's
+// data-parallel subgroup. A rank whose configuration or model differs makes
+// New fail on every rank with a *MismatchError naming it; a rank that cannot
+// build or compile its stage at all makes every rank fail at once with a
+// *collective.AgreementError naming it (wrapping its own error on that rank).
 //
 // With Config.Compile, New compiles the stage's slice after the checksum of
 // the full model's (host) parameters, and pushes them to a models.DeviceResident
 // stage model (PushParams) before it returns.
 func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg Config) (*Executor, error) {
-	if full == nil || full.Len() == 0 {
-		return nil, fmt.Errorf("%w: the model has no layers", ErrConfig)
-	}
 	if g == nil {
 		return nil, fmt.Errorf("%w: nil group", ErrConfig)
+	}
+	// A rank that cannot build its executor still takes part in the agreement, so that
+	// the others fail at once naming it instead of waiting for it in a collective.
+	e, err := build(full, g, cfg)
+	if err := checkAgreement(ctx, g, e, full, err); err != nil {
+		return nil, err
+	}
+	// Compiling onto a device can fail on one rank alone (its GPU): agree on it too.
+	if err := g.AgreeErr(ctx, e.place(g)); err != nil {
+		return nil, fmt.Errorf("pipeline: New: %w", err)
+	}
+	cfg, layout := e.cfg, e.layout
+	if cfg.Replicas > 1 {
+		if e.dp, err = g.Subgroup(ctx, layout.StageRanks(e.stage)); err != nil {
+			return nil, fmt.Errorf("pipeline: rank %d: data-parallel group of stage %d: %w", g.Rank(), e.stage, err)
+		}
+		// The flat buffer holds every gradient, then the loss and the count of
+		// correct predictions, so that one AllReduce serves both.
+		e.flat = make([]float32, models.CountParams(e.param)+2)
+	}
+	return e, nil
+}
+
+// place compiles this rank's stage with Config.Compile, if set, and uploads its
+// parameters to a device-resident stage model.
+func (e *Executor) place(g *collective.Group) error {
+	cfg := e.cfg
+	sp := e.plan.Stages[e.stage]
+	if cfg.Compile != nil {
+		m, err := cfg.Compile(e.slice)
+		if err == nil && m == nil {
+			err = errors.New("Compile returned no model")
+		}
+		if err != nil {
+			return fmt.Errorf("pipeline: rank %d: compiling stage %d (layers %d-%d): %w", g.Rank(), e.stage, sp.Start, sp.End-1, err)
+		}
+		if m.Len() != e.slice.Len() {
+			return fmt.Errorf("%w: Compile made a model of %d layers from stage %d's %d", ErrConfig, m.Len(), e.stage, e.slice.Len())
+		}
+		e.model = m
+		e.dev, _ = m.(models.DeviceResident)
+		e.param = m.Params()
+	}
+	if e.dev != nil {
+		if err := e.dev.PushParams(); err != nil {
+			return fmt.Errorf("pipeline: rank %d: uploading stage %d's parameters to %s: %w", g.Rank(), e.stage, e.dev.Device(), err)
+		}
+	}
+	return nil
+}
+
+// build makes New's local checks and sets up this rank's executor, before any
+// communication.
+func build(full *models.Sequential, g *collective.Group, cfg Config) (*Executor, error) {
+	if full == nil || full.Len() == 0 {
+		return nil, fmt.Errorf("%w: the model has no layers", ErrConfig)
 	}
 	layout, err := NewLayout(g.Size(), cfg.Stages, cfg.Replicas)
 	if err != nil {
@@ -239,37 +294,6 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 
 	e.actBuf = make([][]float32, cfg.MicroBatches)
 	e.gradBuf = make([][]float32, cfg.MicroBatches)
-	if err := e.checkAgreement(ctx, full); err != nil {
-		return nil, err
-	}
-	if cfg.Compile != nil {
-		m, err := cfg.Compile(e.slice)
-		if err == nil && m == nil {
-			err = errors.New("Compile returned no model")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("pipeline: rank %d: compiling stage %d (layers %d-%d): %w", g.Rank(), e.stage, sp.Start, sp.End-1, err)
-		}
-		if m.Len() != e.slice.Len() {
-			return nil, fmt.Errorf("%w: Compile made a model of %d layers from stage %d's %d", ErrConfig, m.Len(), e.stage, e.slice.Len())
-		}
-		e.model = m
-		e.dev, _ = m.(models.DeviceResident)
-		e.param = m.Params()
-	}
-	if e.dev != nil {
-		if err := e.dev.PushParams(); err != nil {
-			return nil, fmt.Errorf("pipeline: rank %d: uploading stage %d's parameters to %s: %w", g.Rank(), e.stage, e.dev.Device(), err)
-		}
-	}
-	if cfg.Replicas > 1 {
-		if e.dp, err = g.Subgroup(ctx, layout.StageRanks(e.stage)); err != nil {
-			return nil, fmt.Errorf("pipeline: rank %d: data-parallel group of stage %d: %w", g.Rank(), e.stage, err)
-		}
-		// The flat buffer holds every gradient, then the loss and the count of
-		// correct predictions, so that one AllReduce serves both.
-		e.flat = make([]float32, models.CountParams(e.param)+2)
-	}
 	return e, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -613,5 +614,31 @@ func TestLayout(t *testing.T) {
 		if _, err := pipeline.NewLayout(c[0], c[1], c[2]); !errors.Is(err, pipeline.ErrLayout) {
 			t.Errorf("NewLayout%v: got %v, want ErrLayout", c, err)
 		}
+	}
+}
+
+// TestConfigErrorOnOneRankFailsAll: a rank whose configuration is impossible fails before it
+// can exchange fingerprints; the others must fail at once naming it (they used to wait for it
+// in the fingerprint AllGather until the group's timeout).
+func TestConfigErrorOnOneRankFailsAll(t *testing.T) {
+	start := time.Now()
+	errs := onRanks(t, 2, func(ctx context.Context, g *collective.Group) error {
+		cfg := pipeline.Config{Batch: 8, MicroBatches: 2, InputShape: testInput}
+		if g.Rank() == 1 {
+			cfg.MicroBatches = 100
+		}
+		_, err := pipeline.New(ctx, testModel(t, 1), g, cfg)
+		return err
+	})
+	for r, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "rank 1 failed") || !strings.Contains(err.Error(), "100 micro-batches") {
+			t.Fatalf("rank %d: %v; want an error naming rank 1's configuration", r, err)
+		}
+		if errors.Is(err, pipeline.ErrConfig) != (r == 1) {
+			t.Fatalf("rank %d: errors.Is(err, ErrConfig) = %v; only rank 1's own error is one", r, r != 1)
+		}
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("took %v", el)
 	}
 }

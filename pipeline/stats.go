@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"strings"
@@ -129,45 +130,42 @@ func statsFromFields(f []float64) StepStats {
 		ForwardBusy: time.Duration(f[16]), BackwardBusy: time.Duration(f[17]), MicroBatches: int(f[18])}
 }
 
-// putU64 stores v exactly in four float32 values of 16 bits each (the
-// collectives move float32; every integer below 2^24 is exact in one).
-func putU64(dst []float32, v uint64) {
-	for i := range 4 {
-		dst[i] = float32(v >> (16 * i) & 0xffff)
-	}
-}
-
-func getU64(src []float32) uint64 {
-	var v uint64
-	for i := range 4 {
-		v |= uint64(src[i]) << (16 * i)
-	}
-	return v
-}
-
 // Gather collects every rank's stats (typically a total over steps, built
 // with Add) on every rank, indexed by group rank. It is collective: every
 // rank of the group calls it, with the stats of the same steps.
 func (e *Executor) Gather(ctx context.Context, s StepStats) ([]StepStats, error) {
-	n := e.g.Size()
-	buf := make([]float32, n*statFields*4)
-	mine := buf[e.g.Rank()*statFields*4:]
-	for i, v := range s.fields() {
-		putU64(mine[4*i:], math.Float64bits(v))
-	}
-	if err := e.g.AllGather(ctx, buf); err != nil {
+	all, err := e.g.AllGatherBytes(ctx, encodeStats(s))
+	if err != nil {
 		return nil, fmt.Errorf("pipeline: rank %d: gathering step statistics: %w", e.g.Rank(), err)
 	}
-	out := make([]StepStats, n)
-	f := make([]float64, statFields)
-	for r := range out {
-		blk := buf[r*statFields*4:]
-		for i := range f {
-			f[i] = math.Float64frombits(getU64(blk[4*i:]))
+	out := make([]StepStats, len(all))
+	for r, blk := range all {
+		if out[r], err = decodeStats(blk); err != nil {
+			return nil, fmt.Errorf("pipeline: rank %d: step statistics of rank %d: %w", e.g.Rank(), r, err)
 		}
-		out[r] = statsFromFields(f)
 	}
 	return out, nil
+}
+
+// encodeStats is a rank's Gather message: its fields as little-endian float64 bits.
+func encodeStats(s StepStats) []byte {
+	b := make([]byte, 0, 8*statFields)
+	for _, v := range s.fields() {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return b
+}
+
+// decodeStats parses encodeStats' output as it arrives from a peer.
+func decodeStats(b []byte) (StepStats, error) {
+	if len(b) != 8*statFields {
+		return StepStats{}, fmt.Errorf("%d bytes, want %d", len(b), 8*statFields)
+	}
+	f := make([]float64, statFields)
+	for i := range f {
+		f[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+	}
+	return statsFromFields(f), nil
 }
 
 // StageSummary is the measurement of one stage over its replicas.
