@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -27,8 +28,8 @@ type flagDef struct {
 var flagDefs = []flagDef{
 	{name: "nproc", alias: "nproc-per-node", arg: "N", def: "1", env: "PET_NPROC_PER_NODE",
 		help: "ranks (processes) to start on this node"},
-	{name: "nnodes", arg: "M", def: "1", env: "PET_NNODES, NNODES, WORLD_SIZE*, SLURM_NNODES",
-		help: "number of nodes, one gorun each"},
+	{name: "nnodes", arg: "M|MIN:MAX", def: "1", env: "PET_NNODES, NNODES, WORLD_SIZE*, SLURM_NNODES",
+		help: "number of nodes, one gorun each; MIN:MAX makes the job elastic (it goes on at a new size when nodes are lost or join)"},
 	{name: "node-rank", arg: "I", def: "0", env: "PET_NODE_RANK, NODE_RANK, RANK*, SLURM_NODEID",
 		help: "this node's index in [0, nnodes); global rank = node-rank × nproc + local rank"},
 	{name: "master-addr", arg: "HOST", def: "127.0.0.1 (single node only)",
@@ -56,6 +57,10 @@ var flagDefs = []flagDef{
 		help: "job name given to ranks as GORUN_RUN_ID (node 0's value wins)"},
 	{name: "join-timeout", arg: "DURATION", def: "5m",
 		help: "how long nodes wait for each other before each attempt"},
+	{name: "rdzv-endpoints", arg: "HOST:PORT,...", def: "MASTER_ADDR:MASTER_PORT", env: "PET_RDZV_ENDPOINT",
+		help: "elastic jobs: where a node looks for the running job's rendezvous, in order (it may have moved to any node)"},
+	{name: "settle", arg: "DURATION", def: "10s",
+		help: "elastic jobs: once MIN nodes are there, wait this long for more before starting; a node waiting while the job runs below MAX is admitted (job restarted) after this"},
 }
 
 // LookupEnv reads one environment variable; os.LookupEnv is one.
@@ -76,17 +81,17 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	fs.Usage = func() {}
 
 	var (
-		nproc, nnodes, nodeRank, masterPort, maxRestarts, threads intValue
-		masterAddr, logDir, token, tokenFile, transport, runID    stringValue
-		grace, joinTimeout                                        durationValue
-		standalone                                                boolValue
+		nproc, nodeRank, masterPort, maxRestarts, threads                    intValue
+		nnodes, masterAddr, logDir, token, tokenFile, transport, runID, rdzv stringValue
+		grace, joinTimeout, settle                                           durationValue
+		standalone                                                           boolValue
 	)
 	vals := map[string]flag.Value{
 		"nproc": &nproc, "nnodes": &nnodes, "node-rank": &nodeRank, "master-addr": &masterAddr,
 		"master-port": &masterPort, "standalone": &standalone, "max-restarts": &maxRestarts,
 		"grace": &grace, "log-dir": &logDir, "token": &token, "token-file": &tokenFile,
 		"threads-per-rank": &threads, "transport": &transport, "run-id": &runID,
-		"join-timeout": &joinTimeout,
+		"join-timeout": &joinTimeout, "rdzv-endpoints": &rdzv, "settle": &settle,
 	}
 	for _, d := range flagDefs {
 		fs.Var(vals[d.name], d.name, d.help)
@@ -148,9 +153,19 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	if !anySet(env, jobenv.PetNNodes, jobenv.NNodes, jobenv.PetNodeRank, jobenv.NodeRank) {
 		nodeEnvs, rankEnvs = append(nodeEnvs, jobenv.WorldSize), append(rankEnvs, jobenv.Rank)
 	}
-	if c.NNodes, err = pick(&nnodes, nodeEnvs, slurm.nnodes, 1); err != nil {
+	nn, nnFrom := "1", "--nnodes"
+	if nnodes.set {
+		nn = nnodes.v
+	} else if k := firstSet(env, nodeEnvs); k != "" {
+		nn, _ = env(k)
+		nnFrom = "environment " + k
+	} else if slurm.nnodes != "" {
+		nn, nnFrom = slurm.nnodes, "SLURM_NNODES"
+	}
+	if c.MinNodes, c.MaxNodes, err = parseNNodes(nnFrom, nn); err != nil {
 		return nil, err
 	}
+	c.NNodes = c.MaxNodes
 	if c.NodeRank, err = pick(&nodeRank, rankEnvs, slurm.nodeID, 0); err != nil {
 		return nil, err
 	}
@@ -161,8 +176,26 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	if c.NProc < 1 {
 		return nil, usagef("--nproc must be at least 1, got %d", c.NProc)
 	}
-	if c.NNodes < 1 {
-		return nil, usagef("--nnodes must be at least 1, got %d", c.NNodes)
+	if c.MinNodes < 1 {
+		return nil, usagef("--nnodes must be at least 1, got %s", nn)
+	}
+	if rdzv.set || anySet(env, jobenv.PetRdzvEndpoint) {
+		for _, e := range strings.Split(firstOf(rdzv, env, []string{jobenv.PetRdzvEndpoint}, ""), ",") {
+			e = strings.TrimSpace(e)
+			if e == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(e); err != nil {
+				e = net.JoinHostPort(e, strconv.Itoa(c.MasterPort))
+			}
+			c.RdzvEndpoints = append(c.RdzvEndpoints, e)
+		}
+	}
+	if settle.set {
+		if settle.v <= 0 {
+			return nil, usagef("--settle must be positive, got %v", settle.v)
+		}
+		c.Settle = settle.v
 	}
 	if c.MaxRestarts, err = pick(&maxRestarts, []string{jobenv.PetMaxRestarts}, "", 0); err != nil {
 		return nil, err
@@ -183,7 +216,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 				return nil, usagef("--standalone picks its own address and port for a single node: drop --%s", name)
 			}
 		}
-		c.NNodes, c.NodeRank, c.MasterAddr, c.MasterPort = 1, 0, "", 0
+		c.NNodes, c.MinNodes, c.MaxNodes, c.NodeRank, c.MasterAddr, c.MasterPort = 1, 1, 1, 0, "", 0
 	}
 
 	c.Grace = DefaultGrace
@@ -262,6 +295,38 @@ func firstOf(v stringValue, env LookupEnv, envs []string, fallback string) strin
 		}
 	}
 	return fallback
+}
+
+// parseNNodes reads --nnodes: N (fixed), or torchrun's MIN:MAX (elastic when MIN < MAX).
+func parseNNodes(from, s string) (lo, hi int, err error) {
+	s = strings.TrimSpace(s)
+	a, b, ranged := strings.Cut(s, ":")
+	if !ranged {
+		b = a
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	switch {
+	case (err1 != nil || err2 != nil) && from == "--nnodes":
+		return 0, 0, usagef("invalid value %q for flag --nnodes: not an integer (or MIN:MAX)", s)
+	case err1 != nil || err2 != nil:
+		return 0, 0, usagef("%s=%q is not an integer (or MIN:MAX)", from, s)
+	case !ranged && lo < 1:
+		return 0, 0, usagef("--nnodes must be at least 1, got %d", lo)
+	case lo < 1 || hi < lo:
+		return 0, 0, usagef("%s %q: an elastic range needs 1 <= MIN <= MAX", from, s)
+	}
+	return lo, hi, nil
+}
+
+// firstSet is the first of keys set (not blank) in env, or "".
+func firstSet(env LookupEnv, keys []string) string {
+	for _, k := range keys {
+		if s, ok := env(k); ok && strings.TrimSpace(s) != "" {
+			return k
+		}
+	}
+	return ""
 }
 
 // parseEnvInt reads an integer setting from the environment. torchrun's elastic form "N:N"

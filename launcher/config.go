@@ -106,8 +106,10 @@ type Config struct {
 	// HeartbeatInterval is how often node agents ping each other. Zero means 1s.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout is how long an agent connection may stay silent before the peer node is
-	// considered lost. Zero means 10s.
+	// considered lost. Zero means GORUN_PEER_TIMEOUT from Env when set, else 10s.
 	HeartbeatTimeout time.Duration
+
+	heartbeatTimeoutSet bool
 }
 
 // withDefaults returns a copy of c with zero values replaced by their defaults.
@@ -147,6 +149,8 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = 10 * time.Second
+	} else {
+		c.heartbeatTimeoutSet = true
 	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard

@@ -480,7 +480,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"no-such-command-xyz"}, nil, "TARGET no-such-command-xyz: no such file, directory or command in PATH"},
 		{[]string{notExec}, nil, "is neither a .go file, a package directory nor an executable"},
 		{[]string{rankBin}, []string{"SLURM_JOB_NODELIST=node[3-1]", "SLURM_NNODES=1"}, "SLURM_JOB_NODELIST"},
-		{[]string{rankBin}, []string{"PET_NNODES=1:4"}, "elastic range"},
+		{[]string{rankBin}, []string{"PET_NNODES=1:4"}, "needs --master-addr"}, // elastic: a range is a job of 1 to 4 nodes
 	}
 	for _, tc := range cases {
 		t.Run(tc.want, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ringtrain/ringtrain/jobenv"
 )
@@ -61,6 +62,15 @@ func Run(ctx context.Context, cfg *Config) error {
 	if c.Env == nil {
 		c.Env = os.Environ()
 	}
+	if !c.heartbeatTimeoutSet {
+		// Lost-node detection follows the ranks' peer timeout when one is set.
+		if v := strings.TrimSpace(envValue(c.Env, jobenv.PeerTimeout)); v != "" {
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				c.HeartbeatTimeout = d
+				c.HeartbeatInterval = min(c.HeartbeatInterval, max(d/4, 50*time.Millisecond))
+			}
+		}
+	}
 	r := &runner{cfg: c, stderr: newLineSink(c.Stderr)}
 	if len(c.Token) < 16 {
 		r.say("warning: the job token is only %d characters; use at least 16 random ones", len(c.Token))
@@ -108,6 +118,8 @@ func Run(ctx context.Context, cfg *Config) error {
 	}
 
 	switch {
+	case r.cfg.elastic():
+		return r.runElastic(ctx)
 	case c.NNodes == 1:
 		return r.runSingle(ctx)
 	case c.NodeRank == 0:

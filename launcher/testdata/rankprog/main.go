@@ -15,6 +15,8 @@
 //	                         GORUN_RESTART_COUNT < UNTIL; everyone else (and R afterwards) exits 0
 //	                         after 0.3s, or waits for a signal while R is failing
 //	exit CODE                exit CODE at once
+//	elastic FILE             print "elastic rank=R world=W node=N version=V restart=K master=A",
+//	                         then exit 0 once FILE exists (polling); TERM kills it
 package main
 
 import (
@@ -127,6 +129,15 @@ func main() {
 		fmt.Printf("done rank=%d restart=%d\n", rank, restart)
 	case "exit":
 		os.Exit(arg(2))
+	case "elastic":
+		fmt.Printf("elastic rank=%d world=%s node=%s version=%s restart=%d master=%s\n", rank, os.Getenv("WORLD_SIZE"),
+			os.Getenv("NODE_RANK"), os.Getenv("GORUN_WORLD_VERSION"), restart, os.Getenv("MASTER_ADDR"))
+		for {
+			if _, err := os.Stat(os.Args[2]); err == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "rankprog: unknown mode %q\n", os.Args[1])
 		os.Exit(2)
