@@ -112,17 +112,8 @@ func (g *poolGeom) forward(y, x []float32, planes int) {
 				r1 := xp[(2*oy+1)*g.w:][:g.w]
 				yr := yp[oy*g.ow:][:g.ow]
 				for ox := range yr {
-					a, b, c, d := r0[2*ox], r0[2*ox+1], r1[2*ox], r1[2*ox+1]
-					if b > a {
-						a = b
-					}
-					if c > a {
-						a = c
-					}
-					if d > a {
-						a = d
-					}
-					yr[ox] = a
+					// max2x2 is branch-free: random data would mispredict every comparison.
+					yr[ox] = max2x2(r0[2*ox], r0[2*ox+1], r1[2*ox], r1[2*ox+1])
 				}
 			}
 			continue
@@ -165,17 +156,25 @@ func (g *poolGeom) backward(dx, dy, x []float32, planes int) {
 				r1 := xp[i0+g.w:][:g.w]
 				dyr := dyp[oy*g.ow:][:g.ow]
 				for ox, d := range dyr {
-					j, m := i0+2*ox, r0[2*ox]
-					if v := r0[2*ox+1]; v > m {
-						j, m = i0+2*ox+1, v
+					a, b, c, e := r0[2*ox], r0[2*ox+1], r1[2*ox], r1[2*ox+1]
+					m := max2x2(a, b, c, e)
+					// the first of the four equal to the maximum, checked last-to-first
+					// so the final assignment wins (conditional moves, no branches)
+					j := i0 + 2*ox
+					k := j
+					if e == m {
+						k = j + g.w + 1
 					}
-					if v := r1[2*ox]; v > m {
-						j, m = i0+g.w+2*ox, v
+					if c == m {
+						k = j + g.w
 					}
-					if v := r1[2*ox+1]; v > m {
-						j = i0 + g.w + 2*ox + 1
+					if b == m {
+						k = j + 1
 					}
-					dxp[j] += d
+					if a == m {
+						k = j
+					}
+					dxp[k] += d
 				}
 			}
 			continue
@@ -186,6 +185,21 @@ func (g *poolGeom) backward(dx, dy, x []float32, planes int) {
 			}
 		}
 	}
+}
+
+// max2x2 is the maximum of a 2×2 window, the same value the general path's
+// first-maximum scan finds (the > chain, written as selects).
+func max2x2(a, b, c, d float32) float32 {
+	if b > a {
+		a = b
+	}
+	if d > c {
+		c = d
+	}
+	if c > a {
+		a = c
+	}
+	return a
 }
 
 func fill(s []float32, v float32) {
