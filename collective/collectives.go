@@ -35,6 +35,8 @@ import (
 // small gradients next to large ones in another chunk keep their precision. NaN and ±Inf in
 // the input reach the result as they would in float32; finite inputs never become Inf or
 // NaN through the encoding (a finite float32 sum can still overflow, as without compression).
+// Each op's error stays within that bound; over many ops over the same data layout, pass
+// Feedback(residual) so that the errors do not accumulate (see Feedback).
 // FP16 keeps, per group, a store of the all-gather's wire bytes (half the buffer's size),
 // grown to the largest buffer seen, so that chunks are forwarded without encoding them again.
 func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) error {
@@ -80,7 +82,17 @@ func (g *Group) reduceOp(ctx context.Context, kind opKind, buf []float32, op Op,
 	default:
 		return failedWork(fmt.Errorf("collective: %v: unknown compression %v", kind, rc.compression))
 	}
-	return g.issue(ctx, &Work{h: g.dataHeader(kind, len(buf), op, rc.compression, 0), buf: buf})
+	if rc.feedback {
+		switch {
+		case rc.compression != FP16:
+			return failedWork(fmt.Errorf("collective: %v: Feedback needs FP16 compression, got %v", kind, rc.compression))
+		case op != Sum && op != Avg:
+			return failedWork(fmt.Errorf("collective: %v: Feedback needs Sum or Avg, got %v", kind, op))
+		case len(rc.residual) != len(buf):
+			return failedWork(fmt.Errorf("collective: %v: Feedback residual has %d elements for a buffer of %d", kind, len(rc.residual), len(buf)))
+		}
+	}
+	return g.issue(ctx, &Work{h: g.dataHeader(kind, len(buf), op, rc.compression, 0), buf: buf, residual: rc.residual})
 }
 
 // AllGather gathers every member's block into every member's buf: buf is Size() blocks of

@@ -188,6 +188,28 @@ func encodeFP16(dst []byte, src []float32) {
 	}
 }
 
+// encodeFP16Feedback is encodeFP16 with error feedback: it adds res into v, encodes v, and
+// leaves in res what the encoding lost, v − decoded. The difference is exact in float32 (the
+// decoded value is v rounded to a coarser grid, so v − decoded is v's dropped low bits).
+// Non-finite differences (v was Inf or NaN) are not carried: res becomes 0 there.
+func encodeFP16Feedback(dst []byte, v, res []float32) {
+	res = res[:len(v)]
+	for i := range v {
+		v[i] += res[i]
+	}
+	encodeFP16(dst, v)
+	scale := pow2(int32(int16(binary.LittleEndian.Uint16(dst))))
+	h := u16View(dst[4:fp16WireBytes(len(v))])[:len(v)]
+	tab := f16Values()
+	for i, x := range v {
+		r := x - tab[h[i]]*scale
+		if r-r != 0 { // Inf or NaN
+			r = 0
+		}
+		res[i] = r
+	}
+}
+
 // saturate keeps finite binary16 values at or below f16Clamp in magnitude, so that decoding
 // with the largest exponent cannot overflow float32.
 func saturate(out []uint16) {

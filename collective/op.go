@@ -55,14 +55,44 @@ func (c Compression) String() string {
 	return fmt.Sprintf("Compression(%d)", uint8(c))
 }
 
-// ReduceOption adjusts one AllReduce or ReduceScatter call. Compression is the only one today.
+// ReduceOption adjusts one AllReduce or ReduceScatter call: a Compression, or Feedback.
 type ReduceOption interface {
 	applyReduce(*reduceConfig)
 }
 
 type reduceConfig struct {
 	compression Compression
+	residual    []float32
+	feedback    bool
 }
+
+// Feedback is error feedback for FP16 compression (a ReduceOption): residual, owned by the
+// caller and as long as the op's buffer, carries what this rank's fp16 encodings lost from one
+// op to the next. Pass the same residual with every op over the same buffer layout (ddp keeps
+// one per bucket) and zeros the first time; only this rank reads or writes it, and only while
+// the op runs.
+//
+// Every value a rank encodes to binary16 is one it is responsible for: its reduce-scatter
+// partial sums at every hop, and, in AllReduce, the fully reduced chunks it owns when it
+// starts the all-gather. A rank encodes each position of the buffer at most once per op (in
+// the reduce-scatter it sends every segment but its own, in the all-gather only its own), so
+// one residual per position suffices: before encoding position i the rank adds residual[i]
+// into the value, and afterwards stores what the encoding lost, value − decoded (exact in
+// float32). Each op then delivers
+//
+//	result_t = exact_t + Σ_(encodings of i) (r_(t−1) − r_t)
+//
+// and over T ops the corrections telescope: Σ_t result_t = Σ_t exact_t − Σ r_T, where the
+// last residuals are bounded by one op's quantization error (the bound documented at
+// AllReduce). Without feedback each op's error stays in the sum: it drifts.
+//
+// Feedback needs FP16 and Sum or Avg (a residual of Max or Min has no meaning). Non-finite
+// residuals (from Inf or NaN values) are reset to zero rather than carried.
+func Feedback(residual []float32) ReduceOption { return feedbackOpt(residual) }
+
+type feedbackOpt []float32
+
+func (f feedbackOpt) applyReduce(rc *reduceConfig) { rc.residual, rc.feedback = f, true }
 
 func (c Compression) applyReduce(rc *reduceConfig) { rc.compression = c }
 

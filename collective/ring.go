@@ -24,6 +24,7 @@ type ringRun struct {
 	buf   []float32
 	op    Op
 	fp16  bool
+	res   []float32 // error feedback residual (Feedback), or nil
 
 	// Byte ops (BroadcastBytes, AllGatherBytes): messages framed by their length.
 	bytesOp bool
@@ -62,6 +63,7 @@ func (x *ringRun) reset(w *Work) {
 	x.buf = w.buf
 	x.op = w.h.reduce
 	x.fp16 = w.h.compression == FP16
+	x.res = w.residual
 	x.bytesOp = w.h.dtype == dtBytes
 	x.data, x.parts = w.data, w.parts
 	x.recvDone.Store(0)
@@ -271,7 +273,7 @@ func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
 		// keep exactly what every other rank will decode. (Done here rather than on the
 		// receiving side, which has the reduction to do, to balance the two goroutines.)
 		b := x.gatherSlot(seg, c)
-		encodeFP16(b, v)
+		x.encode(b, seg, c, v)
 		if err := x.write(b); err != nil {
 			return err
 		}
@@ -281,11 +283,25 @@ func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
 		return x.write(x.gatherSlot(seg, c))
 	}
 	if x.fp16 {
+		// A reduce-scatter hop: this rank's own values at s = 0, its partial sums later.
+		// v is scratch from here on (this rank does not read these positions again before
+		// the all-gather overwrites them), so feedback may add its residual in place.
 		b := x.g.sendScratch[:fp16WireBytes(len(v))]
-		encodeFP16(b, v)
+		x.encode(b, seg, c, v)
 		return x.write(b)
 	}
 	return x.write(f32Bytes(v))
+}
+
+// encode writes chunk c of segment seg, whose values are v, as an fp16 wire chunk, with error
+// feedback if the op has a residual (see Feedback).
+func (x *ringRun) encode(dst []byte, seg, c int, v []float32) {
+	if x.res == nil {
+		encodeFP16(dst, v)
+		return
+	}
+	lo, hi := x.chunk(seg, c)
+	encodeFP16Feedback(dst, v, x.res[lo:hi])
 }
 
 // recv is the receiving side of the op in flight (on the group's worker goroutine).

@@ -9,6 +9,7 @@ type Work struct {
 	ctx        context.Context
 	h          header
 	buf        []float32
+	residual   []float32 // error feedback (Feedback), or nil
 	data       []byte   // BroadcastBytes: the root's message; the received one on the others
 	parts      [][]byte // AllGatherBytes: every member's message, by group rank
 	done       chan struct{}

@@ -309,12 +309,13 @@ func (d *DDP) launch(ctx context.Context, b *bucket) {
 	if !d.dist {
 		return
 	}
-	if b.residual != nil {
-		feedback(b.flat, b.residual)
-	}
 	var opts []collective.ReduceOption
 	if d.opts.compression != collective.NoCompression {
 		opts = append(opts, d.opts.compression)
+	}
+	if b.residual != nil {
+		// The ring carries every fp16 encoding's loss into the next step (collective.Feedback).
+		opts = append(opts, collective.Feedback(b.residual))
 	}
 	b.launchAt = time.Since(d.stepStart).Nanoseconds()
 	b.work = d.g.AllReduceAsync(ctx, b.flat, collective.Avg, opts...)

@@ -41,19 +41,17 @@ type Options struct {
 	// float32) or collective.FP16 (binary16 with a power-of-two scale per chunk: half the
 	// bytes; see FP16Bound).
 	Compression collective.Compression
-	// ErrorFeedback, with FP16 compression, carries each rank's local rounding error into
-	// its next step's gradient. This rank's gradient plus the carried residual is rounded to
-	// binary16 (with one power-of-two scale per bucket) before it enters the ring, the
-	// rounding error is kept as the next residual, and the rounded values are encoded by the
-	// ring without further loss at their first hop. So over T steps, the contributions this
-	// rank actually sent sum to its true gradients minus one bounded residual: the
-	// compression of each rank's OWN gradient is unbiased over time, and gradient
-	// components too small to survive one step's rounding are not lost but delivered later.
-	// It does not correct the rounding the ring applies afterwards to partial sums of
-	// several ranks (n−2 more hops) and to the reduced result (the all-gather): those
-	// depend on all ranks' data and are not known to any one rank; they stay within
-	// FP16Bound of the reduced values, step by step. False (default) sends gradients as
-	// they are. Requires Compression == collective.FP16.
+	// ErrorFeedback, with FP16 compression, carries every rounding error this rank's fp16
+	// encodings make into the next step (collective.Feedback): the partial sums it encodes
+	// at each reduce-scatter hop, and the averaged chunks it owns when it starts the
+	// all-gather. Each bucket keeps one residual per element (a rank encodes each element of
+	// a bucket once per step), added into the value at the same point of the next step
+	// before it is encoded again. Over T steps the averaged gradients the ranks received sum
+	// to the exact sum of the averages minus the last step's residuals: within one step's
+	// FP16Bound, however long the run, instead of T steps' worth of rounding. Components
+	// too small to survive one step's rounding are not lost but delivered later. The
+	// residuals travel in checkpoints. False (default) sends gradients as they are.
+	// Requires Compression == collective.FP16.
 	ErrorFeedback bool
 	// KeepCheckpoints is how many checkpoints SaveCheckpoint keeps in its directory (older
 	// ones are removed after a newer one is safely written). Zero means
