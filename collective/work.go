@@ -10,8 +10,8 @@ type Work struct {
 	h          header
 	buf        []float32
 	residual   []float32 // error feedback (Feedback), or nil
-	data       []byte   // BroadcastBytes: the root's message; the received one on the others
-	parts      [][]byte // AllGatherBytes: every member's message, by group rank
+	data       []byte    // BroadcastBytes: the root's message; the received one on the others
+	parts      [][]byte  // AllGatherBytes: every member's message, by group rank
 	done       chan struct{}
 	err        error
 	finished   bool        // guarded by g.mu: the op completed, a late cancellation is moot
