@@ -63,7 +63,6 @@ type dirView struct {
 	writerClosed, readerClosed *uint32
 	data                       []byte
 	size, mask                 uint64
-	race                       *uint64 // see race_on.go; nil without -race
 }
 
 func word64(mem []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[off])) }
@@ -97,7 +96,6 @@ func viewDir(mem []byte, d int, ringBytes uint64) dirView {
 		data:          mem[data : data+int(ringBytes) : data+int(ringBytes)],
 		size:          ringBytes,
 		mask:          ringBytes - 1,
-		race:          raceToken(mem, d),
 	}
 }
 
@@ -267,7 +265,7 @@ func (l *shmLink) Write(p []byte) (int, error) {
 			copy(d.data, p[written+c:written+n])
 		}
 		l.head += uint64(n)
-		raceRelease(d.race)
+		raceRelease()
 		storeSC64(d.head, l.head)
 		written += n
 		// Wake a sleeping reader only once it has what it asked for; the end of the
@@ -334,7 +332,7 @@ func (l *shmLink) Read(p []byte) (int, error) {
 			return 0, l.corrupt("head")
 		}
 		if avail > 0 {
-			raceAcquire(d.race)
+			raceAcquire()
 			total := int(min(avail, uint64(len(p))))
 			done := 0
 			for done < total {
@@ -364,7 +362,7 @@ func (l *shmLink) Read(p []byte) (int, error) {
 				if v := atomic.LoadUint32(l.peerAbort); v != 0 {
 					return 0, l.peerAborted(v)
 				}
-				raceAcquire(d.race)
+				raceAcquire()
 				return 0, io.EOF
 			}
 			continue
@@ -698,7 +696,7 @@ func (l *shmLink) wakeAll() {
 func (l *shmLink) Close() error {
 	l.closeOnce.Do(func() {
 		// Only Close unmaps, and closeOnce serialises it, so the mapping is valid here.
-		raceRelease(l.tx.race)
+		raceRelease()
 		atomic.StoreUint32(l.tx.writerClosed, 1)
 		atomic.StoreUint32(l.rx.readerClosed, 1)
 		l.closed.Store(true)

@@ -4,9 +4,8 @@ package shmtransport
 
 // See race_on.go: without the race detector these cost nothing.
 
-func raceToken(mem []byte, dir int) *uint64 { return nil }
-func raceRelease(p *uint64)                 {}
-func raceAcquire(p *uint64)                 {}
+func raceRelease() {}
+func raceAcquire() {}
 
 // raceEnabled reports a -race build.
 const raceEnabled = false

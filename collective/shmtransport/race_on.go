@@ -2,48 +2,39 @@
 
 package shmtransport
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync/atomic"
 
-// The race detector tracks only Go memory, so the atomics on the mapping, which order a
-// writer's bytes before the reader's copy, are invisible to it: when both ends of a link live
-// in one process (tests), a chain of events that crosses a link (a rank sends from a buffer,
-// the data goes around the ring, the rank then receives into that buffer) looks like a race.
-// Under -race each direction also publishes through an atomic on a Go variable shared by the
-// two ends in this process, which gives the detector the happens-before edge the mapping
-// provides for real.
+// What the race detector sees of a shared-memory link, and why it needs help.
+//
+// The detector tracks only this process's accesses to Go memory. The mapping lies outside
+// its arenas, so it sees neither the copies into and out of the ring nor the atomics on the
+// ring's control words, and those atomics give it no happens-before edges either (the
+// runtime runs atomics outside the arenas with synchronisation ignored). What it does see
+// are the callers' buffers: a Write reads the caller's slice, a Read writes into one. A ring
+// orders such accesses through other processes: rank r's sender goroutine copies a segment
+// of buf into the link to its right neighbour, the data goes around the ring, and rank r's
+// receiver goroutine later copies the reduced segment into the same buf from the link on its
+// left. The order is real (what the receiver gets depends on what the sender sent), but it
+// runs through other processes, so the detector reports a write (Read's copy into buf) after
+// a read (Write's copy out of buf) with nothing between them. The same happens within one
+// process when both ends of a link live in it (tests), with the edge running through the
+// mapping.
+//
+// The fix is the model Go's own I/O uses for the same blind spot (package syscall's ioSync:
+// a write to any file descriptor happens before a later read from any): every Write on a
+// shared-memory link, after copying the caller's bytes and before publishing them, merges
+// this goroutine's clock into one process-wide variable (an atomic add, which the detector
+// treats as a release that merges), and every Read, once it has seen published bytes and
+// before copying them out, acquires it (an atomic load). So whatever a rank did before it
+// sent data happens, for the detector, before whatever it does with data it receives
+// afterwards on any shared-memory link: the order the ring really provides, and within one
+// process the order of the two ends of a link. It can hide a real race only between
+// accesses that are also separated in time by a send and a later receive, as for pipes and
+// sockets. Without -race (race_off.go) these cost nothing.
+var raceIO uint64
 
-type raceKey struct {
-	nonce [16]byte
-	a, b  uint32 // creator and opener rank
-	dir   int
-}
-
-var (
-	raceMu     sync.Mutex
-	raceTokens = map[raceKey]*uint64{}
-)
-
-func raceToken(mem []byte, dir int) *uint64 {
-	var k raceKey
-	copy(k.nonce[:], mem[56:72])
-	k.a = uint32(mem[28]) | uint32(mem[29])<<8 | uint32(mem[30])<<16 | uint32(mem[31])<<24
-	k.b = uint32(mem[32]) | uint32(mem[33])<<8 | uint32(mem[34])<<16 | uint32(mem[35])<<24
-	k.dir = dir
-	raceMu.Lock()
-	defer raceMu.Unlock()
-	p := raceTokens[k]
-	if p == nil {
-		p = new(uint64)
-		raceTokens[k] = p
-	}
-	return p
-}
-
-func raceRelease(p *uint64) { atomic.AddUint64(p, 1) }
-func raceAcquire(p *uint64) { atomic.LoadUint64(p) }
+func raceRelease() { atomic.AddUint64(&raceIO, 1) }
+func raceAcquire() { atomic.LoadUint64(&raceIO) }
 
 // raceEnabled reports a -race build.
 const raceEnabled = true
