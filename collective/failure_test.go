@@ -239,33 +239,58 @@ func TestCloseWithOpsInFlight(t *testing.T) {
 	g.Close() // idempotent
 }
 
-// TestCloseIsCollective: members closing together do so promptly; a member whose neighbour
-// never closes gives up after Options.Timeout. Over QUIC, the data of the last op reaches
-// every rank although they close right after it (TestInitFromEnvProcesses covers processes).
-func TestCloseIsCollective(t *testing.T) {
+// TestShutdownThenClose: Shutdown is the collective, flushing end (it waits for the ops
+// already issued, then for both neighbours' goodbyes), Close the local, prompt one. Close alone
+// used to wait for the neighbours to close too, up to Options.Timeout (10 s at most): it must
+// now return at once.
+func TestShutdownThenClose(t *testing.T) {
 	noLeaks(t)
 	for _, f := range fabrics() {
 		t.Run(f.name, func(t *testing.T) {
-			// A Close that waited for its Timeout instead of its neighbours would take 20 s;
-			// one that works returns as soon as the neighbours close (generous bound for a
-			// busy machine).
 			j := startJob(t, f, 3, Options{Timeout: 20 * time.Second})
 			j.mustEach(func(r int, g *Group) error {
-				if err := g.AllReduce(ctxT(t), make([]float32, 1<<16), Sum); err != nil {
+				// Shutdown right after issuing: the op still completes, then the goodbyes.
+				buf := make([]float32, 1<<16)
+				for i := range buf {
+					buf[i] = 1
+				}
+				w := g.AllReduceAsync(ctxT(t), buf, Sum)
+				if err := g.Shutdown(ctxT(t)); err != nil {
 					return err
+				}
+				if err := w.Wait(ctxT(t)); err != nil {
+					return fmt.Errorf("op issued before Shutdown: %v", err)
+				}
+				if buf[len(buf)-1] != 3 {
+					return fmt.Errorf("op issued before Shutdown: got %v, want 3", buf[len(buf)-1])
+				}
+				if err := g.Barrier(ctxT(t)); !errors.Is(err, ErrClosed) {
+					return fmt.Errorf("op after Shutdown: %v, want ErrClosed", err)
 				}
 				start := time.Now()
 				g.Close()
-				if el := time.Since(start); el > 10*time.Second {
-					return fmt.Errorf("Close took %v with every member closing", el)
+				if el := time.Since(start); el > time.Second {
+					return fmt.Errorf("Close after Shutdown took %v", el)
 				}
 				return nil
 			})
-			j2 := startJob(t, f, 2, Options{Timeout: 300 * time.Millisecond})
+
+			// Close alone is local and prompt, whatever the neighbours do.
+			j2 := startJob(t, f, 2, Options{Timeout: 2 * time.Second})
 			start := time.Now()
 			j2.groups[0].Close()
-			if el := time.Since(start); el < 250*time.Millisecond || el > 5*time.Second {
-				t.Fatalf("Close alone took %v; want about the 300ms timeout", el)
+			if el := time.Since(start); el > 500*time.Millisecond {
+				t.Fatalf("Close alone took %v; want it prompt (the neighbour never closes)", el)
+			}
+
+			// Shutdown whose neighbour never shuts down gives up when its context ends,
+			// naming the neighbour.
+			j3 := startJob(t, f, 2, Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			err := j3.groups[0].Shutdown(ctx)
+			if err == nil || !strings.Contains(err.Error(), "rank 1's goodbye") {
+				t.Fatalf("Shutdown without the neighbour: %v; want an error naming rank 1", err)
 			}
 		})
 	}

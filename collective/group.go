@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +28,8 @@ const (
 	// the transport (quictransport: Config.PeerTimeout, 15 s by default), whose failure
 	// fails the ops at once.
 	DefaultTimeout = 5 * time.Minute
-	// MaxCloseWait bounds how long Close waits for the ring neighbours (see Group.Close).
+	// MaxCloseWait bounds how long Close of a group that owns its transport, and was not
+	// shut down, waits for the bytes it wrote to be read (see Group.Close).
 	MaxCloseWait = 10 * time.Second
 	// DefaultName is Options.Name when empty.
 	DefaultName = "world"
@@ -138,6 +138,7 @@ type Group struct {
 	err      error
 	busy     bool // the worker is running an op
 	closing  bool // Close has begun (closed is set once the subgroups are closed)
+	shutdown bool // Shutdown has begun: new ops fail with ErrClosed
 	subs     []*Group
 	subCount map[string]int
 
@@ -286,20 +287,85 @@ func (g *Group) Err() error {
 	return g.err
 }
 
-// Close stops the group: its subgroups close, its links close, and its goroutines exit
-// before Close returns. It is idempotent and returns nil. Close does not close a transport
-// passed to New (it does close the one InitFromEnv made).
+// Shutdown ends the group in order (NCCL's Finalize): it waits until the ops already issued
+// have completed, then says goodbye to both ring neighbours: it tells its left neighbour that
+// it has consumed everything sent to it and waits until its right neighbour says the same (or
+// closes its end), which proves that every byte of the ring this member sent was received.
+// For a transport the group owns (InitFromEnv) it then drains it (transport.Shutdowner), so
+// that the goodbye itself and any Send data are consumed too. Subgroups are shut down first.
 //
-// When the group is healthy and idle, Close is collective: it tells its left neighbour that
-// it has consumed everything and waits, at most MaxCloseWait (10 s) or Options.Timeout if
-// shorter, until its right neighbour says the same (or closes, or fails). Only then can the
-// data of the last op still in flight to that neighbour safely be torn down: a transport may
-// drop unsent data when it closes, as QUIC does. So every member should call Close, at about
-// the same time. Data of a Send is covered only once the receiver has taken part in a later
-// collective (a Barrier, say) before closing.
+// Every member should call Shutdown, then Close. Shutdown is collective: it returns once the
+// neighbours have called it too, or ctx ends, or the group fails; it returns nil when the
+// ring was flushed, the group's error if it had failed, and ctx's cause if ctx ended first.
+// Ops issued after Shutdown began fail with ErrClosed. It frees nothing: call Close.
+func (g *Group) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	subs := append([]*Group(nil), g.subs...)
+	g.mu.Unlock()
+	var errs []error
+	for _, s := range subs {
+		errs = append(errs, s.Shutdown(ctx))
+	}
+	if err := g.drainQueue(ctx); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if len(g.ranks) > 1 {
+		errs = append(errs, g.goodbye(ctx))
+	}
+	if sd, ok := g.t.(transport.Shutdowner); ok && g.ownsT {
+		errs = append(errs, sd.Shutdown(ctx))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("collective: rank %d: Shutdown of group %q: %w", g.worldRank, g.name, err)
+	}
+	return nil
+}
+
+// drainQueue marks the group as shutting down (new ops fail with ErrClosed) and waits until
+// the ops issued before have completed.
+func (g *Group) drainQueue(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	g.shutdown = true
+	g.mu.Unlock()
+	for {
+		g.mu.Lock()
+		idle, err := len(g.queue) == 0 && !g.busy, g.err
+		g.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if idle {
+			return nil
+		}
+		// Polling: Shutdown runs once per group, at the end, and ops finish in milliseconds.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the ops in flight: %w", context.Cause(ctx))
+		case <-g.failed:
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// Close releases the group (NCCL's Destroy): its subgroups close, its links close, and its
+// goroutines exit before Close returns. It is local and prompt: it does not wait for the
+// neighbours. It is idempotent and returns nil. Close does not close a transport passed to
+// New (it does close the one InitFromEnv made).
+//
+// Call Shutdown first to end in order. Without it, data of the last op that a neighbour has
+// not read yet may be lost when the transport closes (QUIC drops unsent data), and that
+// neighbour's op fails. So that programs that only call Close keep working, Close of a
+// group that owns its transport and was not shut down drains the transport first
+// (transport.Shutdowner, at most MaxCloseWait): that waits only for bytes already written to
+// be read, which a live neighbour does within its op, never for the neighbour to call Close.
 //
 // Closing a group with ops queued or in flight fails them (wrapping ErrClosed) without
-// waiting, and makes the op in flight fail on the peers too.
+// waiting, and makes the op in flight fail on the peers too (NCCL's Abort is what a failed
+// op does to the transport; see Group).
 func (g *Group) Close() error {
 	g.mu.Lock()
 	if g.closing {
@@ -319,10 +385,14 @@ func (g *Group) Close() error {
 
 	g.mu.Lock()
 	g.closed = true
-	graceful := g.err == nil && len(g.queue) == 0 && !g.busy && len(g.ranks) > 1
+	drain := g.ownsT && !g.shutdown && g.err == nil && len(g.queue) == 0 && !g.busy && len(g.ranks) > 1
 	g.mu.Unlock()
-	if graceful {
-		g.goodbye()
+	if sd, ok := g.t.(transport.Shutdowner); ok && drain {
+		ctx, cancel := context.WithTimeout(context.Background(), MaxCloseWait)
+		if err := sd.Shutdown(ctx); err != nil {
+			g.log.Warn("collective: Close: draining the transport before closing it", "err", err)
+		}
+		cancel()
 	}
 	close(g.quit)
 	signal(g.wake)
@@ -344,42 +414,51 @@ func (g *Group) Close() error {
 }
 
 // goodbye tells the left neighbour that this member has consumed everything it sent, and
-// waits until the right neighbour says the same, closes its end, or fails, bounded by
-// MaxCloseWait and Options.Timeout. Nothing else uses the links by now: the group is idle and closed.
-func (g *Group) goodbye() {
-	linger := MaxCloseWait
-	if g.opts.Timeout > 0 {
-		linger = min(linger, g.opts.Timeout)
+// waits until the right neighbour says the same, closes its end, or fails, or ctx ends.
+// Nothing else uses the links by now: the group is idle and refuses new ops. The goodbye
+// travels against the ring's direction: the left neighbour reads it as its right link.
+func (g *Group) goodbye(ctx context.Context) error {
+	if d, ok := ctx.Deadline(); ok {
+		g.left.SetDeadline(d)
+		g.right.SetDeadline(d)
+		defer g.left.SetDeadline(time.Time{})
+		defer g.right.SetDeadline(time.Time{})
 	}
-	deadline := time.Now().Add(linger)
-	g.left.SetDeadline(deadline)
-	g.right.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() {
+		g.left.SetDeadline(time.Unix(1, 0))
+		g.right.SetDeadline(time.Unix(1, 0))
+	})
+	defer stop()
 	var out, in [headerSize]byte
 	(&header{kind: kindClose, seq: g.seq}).encode(&out)
-	wrote := make(chan struct{})
-	go func() {
-		defer close(wrote)
-		// Against the ring's direction: the left neighbour reads it as its right link. A
-		// failure here only means the left neighbour is gone already, which is fine.
-		g.left.Write(out[:])
-	}()
-	start := time.Now()
+	wrote := make(chan error, 1)
+	go func() { _, err := g.left.Write(out[:]); wrote <- err }()
+	right := g.ranks[(g.rank+1)%len(g.ranks)]
 	err := readFull(g.right, in[:])
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		g.log.Warn("collective: Close: the right neighbour did not close in time; closing anyway",
-			"peer", g.ranks[(g.rank+1)%len(g.ranks)], "waited", time.Since(start))
+	var h header
+	switch {
+	case err == nil:
+		if derr := h.decode(in[:]); derr != nil || h.kind != kindClose {
+			err = fmt.Errorf("rank %d sent %x instead of its goodbye", right, in)
+		} else if h.seq != g.seq {
+			err = &MismatchError{Rank: g.worldRank, Call: fmt.Sprintf("Shutdown after %d ops", g.seq), PeerRank: right, PeerCall: fmt.Sprintf("Shutdown after %d ops", h.seq)}
+		}
+	case errors.Is(err, io.EOF):
+		err = nil // the right neighbour closed its end in order: it had finished reading
+	case ctx.Err() != nil:
+		err = fmt.Errorf("waiting for rank %d's goodbye: %w", right, context.Cause(ctx))
+	default:
+		err = fmt.Errorf("waiting for rank %d's goodbye: %w", right, err)
 	}
-	if err == nil {
-		// Give our own goodbye a moment to leave before the links close under it; if it does
-		// not get through, the left neighbour sees the link close instead, which it also
-		// accepts.
-		select {
-		case <-wrote:
-		case <-time.After(time.Second):
+	if werr := <-wrote; err == nil && werr != nil && !errors.Is(werr, io.EOF) {
+		// The left neighbour may have closed already, having read all it needed: not an
+		// error of ours unless it failed.
+		var pe *transport.PeerError
+		if errors.As(werr, &pe) {
+			err = werr
 		}
 	}
-	g.closeRing() // unblocks the writer if it is still blocked
-	<-wrote
+	return err
 }
 
 func (g *Group) closeRing() {
@@ -448,9 +527,9 @@ func (g *Group) issue(ctx context.Context, w *Work) *Work {
 		return w
 	}
 	g.mu.Lock()
-	if g.closed || g.err != nil {
+	if g.closed || g.shutdown || g.err != nil {
 		err := g.err
-		if g.closed {
+		if g.closed || g.shutdown {
 			err = ErrClosed
 		}
 		g.mu.Unlock()

@@ -81,8 +81,7 @@ func startJob(t testing.TB, f fabric, n int, opts Options) *job {
 	return j
 }
 
-// closeAll closes every rank's group at once: Close is collective (it waits for the ring
-// neighbours to close), as it is when every rank is its own process.
+// closeAll closes every rank's group at once, as separate processes would.
 func (j *job) closeAll() {
 	var wg sync.WaitGroup
 	for _, g := range j.groups {
