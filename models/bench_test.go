@@ -6,9 +6,14 @@ import (
 )
 
 // BenchmarkTrainStep measures one SGD training step (forward, loss,
-// backward, optimizer) at batch 64 and reports samples/s. Run on one core:
+// backward, optimizer) at batch 64 and reports samples/s and GFLOP/s (the
+// layers' forward Cost ×3, less the first layer's unneeded dx). Run on one
+// core:
 //
 //	GOMAXPROCS=1 go test -run=^$ -bench=TrainStep -benchtime=20x ./models
+//
+// go run ./benchmarks/flops prints the same per layer next to the core's
+// measured FMA peak; benchmarks/flops/compare.sh sets it beside an older commit.
 func BenchmarkTrainStep(b *testing.B) {
 	for _, name := range []string{"mlp", "cnn", "mlp-wide"} {
 		b.Run(name, func(b *testing.B) {
@@ -41,18 +46,35 @@ func BenchmarkTrainStep(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			costs, err := m.Costs(ImageShape())
+			if err != nil {
+				b.Fatal(err)
+			}
+			var flops float64
+			first := true // the first layer with parameters computes no dx
+			for i, c := range costs {
+				f := float64(c.FLOPs) * batch
+				hasParams := len(m.Layers()[i].Params()) > 0
+				if !hasParams || first {
+					first = first && !hasParams
+					flops += 2 * f
+				} else {
+					flops += 3 * f
+				}
+			}
 			step() // build and compile the graphs outside the timing
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				step()
 			}
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }
 
 // BenchmarkLayer times forward+backward of single layers at batch 64, to see
-// where a model's step goes.
+// where a model's step goes; GFLOP/s counts forward Cost ×3 (dW and dx).
 func BenchmarkLayer(b *testing.B) {
 	conv1, _ := NewConv2D("conv1", 1, 6, 5, 1, 2, InitHe)
 	conv2, _ := NewConv2D("conv2", 6, 16, 5, 1, 0, InitHe)
@@ -77,6 +99,7 @@ func BenchmarkLayer(b *testing.B) {
 			x := randTensor(rng, c.in...)
 			y, s, _ := c.l.Forward(x, true)
 			dy := randTensor(rng, y.Shape...)
+			flops := 3 * float64(c.l.Cost(c.in[1:]).FLOPs) * float64(c.in[0])
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				_, s, _ = c.l.Forward(x, true)
@@ -84,6 +107,7 @@ func BenchmarkLayer(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }

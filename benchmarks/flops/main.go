@@ -16,8 +16,9 @@
 //
 // FLOPs: a layer's forward FLOPs are its Cost (2·in·out per sample for
 // Linear, 2·C·k·k·Out per output position for Conv2D, plus the bias); its
-// backward is twice that (dW and dx), once for the first layer whose dx
-// nobody needs (Sequential.BackwardParams skips it). The step counts the
+// backward is twice that (dW and dx), once for the first layer with
+// parameters, whose dx nobody needs (Sequential.BackwardParams skips it, and
+// its backward is timed that way here). The step counts the
 // forward and backward FLOPs of every layer; ReLU, pooling and the loss
 // count as their Cost but are tiny next to the products.
 package main
@@ -168,6 +169,13 @@ func measureModel(name string, batch, reps int) ([]Record, error) {
 	layers := m.Layers()
 	in := x
 	stepFLOPs := 0.0
+	firstParams := len(layers) // Sequential.BackwardParams computes no dx from here down
+	for i, l := range layers {
+		if len(l.Params()) > 0 {
+			firstParams = i
+			break
+		}
+	}
 	for i, l := range layers {
 		cost := l.Cost(in.SampleShape())
 		fwdF := float64(cost.FLOPs) * float64(batch)
@@ -179,7 +187,7 @@ func measureModel(name string, batch, reps int) ([]Record, error) {
 		dy := randTensor(rng, y.Shape...)
 		bwdF := 2 * fwdF
 		var back func()
-		if pg, ok := l.(models.ParamGradLayer); ok && i == 0 {
+		if pg, ok := l.(models.ParamGradLayer); ok && i == firstParams {
 			bwdF = fwdF
 			back = func() { pg.BackwardParams(saved, dy) }
 		} else {
