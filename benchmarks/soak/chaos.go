@@ -49,6 +49,7 @@ type chaosConfig struct {
 	hangAfter   time.Duration
 	shmDir      string
 	verbose     bool
+	victim      int
 }
 
 func parseChaosFlags(args []string, out io.Writer) (*chaosConfig, error) {
@@ -69,6 +70,7 @@ func parseChaosFlags(args []string, out io.Writer) (*chaosConfig, error) {
 	fs.DurationVar(&c.hangAfter, "hang-after", 0, "kill gorun and count a hang after this (0: kill-max + 2·peer-timeout + 60s)")
 	fs.StringVar(&c.shmDir, "shm-dir", "/dev/shm", "where the shared-memory files of the job would be left")
 	fs.BoolVar(&c.verbose, "v", false, "print the whole output of every run")
+	fs.IntVar(&c.victim, "victim", -1, "the rank that dies (-1: drawn from each seed)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -96,6 +98,9 @@ func parseChaosFlags(args []string, out io.Writer) (*chaosConfig, error) {
 	}
 	if c.nproc < 2 {
 		return nil, errors.New("--nproc must be ≥ 2")
+	}
+	if c.victim >= c.nproc {
+		return nil, fmt.Errorf("--victim %d: only %d ranks", c.victim, c.nproc)
 	}
 	if c.killMax < c.killMin || c.killMin <= 0 {
 		return nil, errors.New("want 0 < --kill-min ≤ --kill-max")
@@ -163,6 +168,9 @@ func chaosOne(ctx context.Context, c *chaosConfig, tr string, seed uint64, log i
 	runID := fmt.Sprintf("chaos_%s_%d_%s", tr, seed, hex.EncodeToString(rb[:]))
 	kill := c.killMin + time.Duration(mix(seed^0x4b111)%uint64(c.killMax-c.killMin+1))
 	victim := int(mix(seed^0xc4a05) % uint64(c.nproc))
+	if c.victim >= 0 {
+		victim = c.victim
+	}
 	res := chaosResult{Transport: tr, Seed: seed, RunID: runID, Victim: victim, KillAfterS: kill.Seconds(), GorunExit: -1}
 	problem := func(f string, a ...any) { res.Problems = append(res.Problems, fmt.Sprintf(f, a...)) }
 
@@ -170,7 +178,7 @@ func chaosOne(ctx context.Context, c *chaosConfig, tr string, seed uint64, log i
 	args := []string{"--standalone", "--nproc", strconv.Itoa(c.nproc), "--grace", grace.String(), "--transport", tr,
 		"--run-id", runID, c.rankProg,
 		"--ops", "100000000", "--seed", strconv.FormatUint(seed, 10), "--max-bytes", c.maxBytes,
-		"--chaos-kill-after", kill.String(), "--op-timeout", "120s"}
+		"--chaos-kill-after", kill.String(), "--chaos-rank", strconv.Itoa(victim), "--op-timeout", "120s"}
 	cmd := exec.Command(c.gorun, args...)
 	marker := "SOAK_CHAOS_MARKER=" + runID
 	cmd.Env = append(chaosEnv(), marker, "GORUN_PEER_TIMEOUT="+c.peerTimeout.String())

@@ -126,8 +126,8 @@ func TestSoakOverGorun(t *testing.T) {
 			for _, v := range s.Kinds {
 				total += v
 			}
-			if total != ops || len(s.Kinds) != 8 || s.Async == 0 || s.SubgroupOps == 0 {
-				t.Fatalf("kinds %v (async %d, subgroups %d): want all 8 kinds, async and subgroup ops", s.Kinds, s.Async, s.SubgroupOps)
+			if total != ops || len(s.Kinds) != int(numKinds)+2 || s.Async == 0 || s.SubgroupOps == 0 {
+				t.Fatalf("kinds %v (async %d, subgroups %d): want every kind (fp32 and fp16 apart), async and subgroup ops", s.Kinds, s.Async, s.SubgroupOps)
 			}
 			t.Logf("%s: %d ops, %.1f MiB, 0 wrong, %.1fs (job %v)", tr, s.Ops, float64(s.Bytes)/(1<<20), s.WallS, time.Since(start).Round(time.Millisecond))
 		})

@@ -307,8 +307,15 @@ func run(cfg *config, stdout, stderr io.Writer) int {
 		g.Close()
 		return 1
 	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	serr := g.Shutdown(sctx)
+	cancel()
 	wall := time.Since(start)
 	g.Close()
+	if serr != nil {
+		fmt.Fprintf(stderr, "soak: rank %d: Shutdown: %v\n", rank, serr)
+		return 1
+	}
 
 	s := summary{Soak: "done", Transport: transportName(), Ranks: world, Seed: cfg.seed, Ops: cfg.ops,
 		OpsRun: make([]int, world), WrongByRank: make([]int, world), Kinds: map[string]int{},
@@ -487,6 +494,73 @@ func (r *runner) issue(o *op) error {
 			return fmt.Errorf("%v: %w", o, err)
 		}
 		return nil
+	case kBroadcastBytes:
+		var data []byte
+		if me == o.root {
+			data = msgBytes(r.p.seed, o, r.rank, 4*o.count)
+		}
+		got, err := g.BroadcastBytes(r.ctx, data, o.root)
+		if err != nil {
+			return fmt.Errorf("%v: %w", o, err)
+		}
+		r.checkBytes(o, members, got, msgBytes(r.p.seed, o, members[o.root], 4*o.count))
+		return nil
+	case kAllGatherBytes:
+		got, err := g.AllGatherBytes(r.ctx, msgBytes(r.p.seed, o, r.rank, msgLen(r.p.seed, o, r.rank)))
+		if err != nil {
+			return fmt.Errorf("%v: %w", o, err)
+		}
+		if len(got) != len(members) {
+			r.wrongResult(o, members, fmt.Sprintf("%d messages, want %d", len(got), len(members)))
+			return nil
+		}
+		for k, wr := range members {
+			if !r.checkBytes(o, members, got[k], msgBytes(r.p.seed, o, wr, msgLen(r.p.seed, o, wr))) {
+				break
+			}
+		}
+		return nil
+	case kAgree:
+		var mine error
+		if o.fails&(1<<me) != 0 {
+			mine = fmt.Errorf("soak: planned failure of rank %d in op %d", r.rank, o.index)
+		}
+		vals, err := g.Agree(r.ctx, msgBytes(r.p.seed, o, r.rank, msgLen(r.p.seed, o, r.rank)), mine)
+		var ae *collective.AgreementError
+		switch {
+		case o.fails == 0 && err != nil:
+			return fmt.Errorf("%v: %w", o, err)
+		case o.fails == 0:
+			for k, wr := range members {
+				if k >= len(vals) || !r.checkBytes(o, members, vals[k], msgBytes(r.p.seed, o, wr, msgLen(r.p.seed, o, wr))) {
+					break
+				}
+			}
+		case !errors.As(err, &ae):
+			if err == nil {
+				r.wrongResult(o, members, fmt.Sprintf("Agree returned values although members %b failed", o.fails))
+				return nil
+			}
+			return fmt.Errorf("%v: %w", o, err) // the exchange itself failed
+		default:
+			var want, got []int
+			for k, wr := range members {
+				if o.fails&(1<<k) != 0 {
+					want = append(want, wr)
+				}
+			}
+			for _, f := range ae.Failed {
+				got = append(got, f.Rank)
+				if !strings.Contains(f.Msg, fmt.Sprintf("planned failure of rank %d in op %d", f.Rank, o.index)) {
+					r.wrongResult(o, members, fmt.Sprintf("rank %d's failure reads %q", f.Rank, f.Msg))
+					return nil
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) || (mine != nil) != errors.Is(err, mine) {
+				r.wrongResult(o, members, fmt.Sprintf("AgreementError names ranks %v, want %v (own error found: %v): %v", got, want, errors.Is(err, mine), err))
+			}
+		}
+		return nil
 	case kSendRecv:
 		pd.buf = make([]float32, o.count)
 		send := me == o.src
@@ -616,13 +690,56 @@ func (r *runner) check(pd *pending) error {
 		}
 	}
 	if bad != nil {
-		r.wrong++
-		if r.reports < r.cfg.maxReports {
-			r.reports++
-			fmt.Fprintf(r.errOut, "soak: rank %d: WRONG RESULT seed=%d %v members=%v: %v\n", r.rank, r.p.seed, o, members, bad)
-		}
+		r.wrongResult(o, members, bad.String())
 	}
 	return nil
+}
+
+// msgLen is the length of member r's message in a byte collective whose messages differ in
+// length: up to 4·count bytes.
+func msgLen(seed uint64, o *op, r int) int {
+	if o.count == 0 {
+		return 0
+	}
+	return int(stream(seed, o.index, r, purposeInput+10) % uint64(4*o.count+1))
+}
+
+// msgBytes is world rank r's message of n bytes for op o.
+func msgBytes(seed uint64, o *op, r, n int) []byte {
+	b := make([]byte, n)
+	key := stream(seed, o.index, r, purposeInput)
+	for j := 0; j < n; j += 8 {
+		v := mix(key + uint64(j)*0x9e3779b97f4a7c15)
+		for k := 0; k < 8 && j+k < n; k++ {
+			b[j+k] = byte(v >> (8 * k))
+		}
+	}
+	return b
+}
+
+// checkBytes compares a received message; false (and a wrong result) if it differs.
+func (r *runner) checkBytes(o *op, members []int, got, want []byte) bool {
+	if o.index == r.cfg.corruptOp && len(got) > 0 {
+		got = append([]byte(nil), got...)
+		got[0] ^= 1
+	}
+	if len(got) == len(want) && string(got) == string(want) {
+		return true
+	}
+	first := 0
+	for first < min(len(got), len(want)) && got[first] == want[first] {
+		first++
+	}
+	r.wrongResult(o, members, fmt.Sprintf("message of %d bytes, want %d; first difference at byte %d", len(got), len(want), first))
+	return false
+}
+
+func (r *runner) wrongResult(o *op, members []int, what string) {
+	r.wrong++
+	if r.reports < r.cfg.maxReports {
+		r.reports++
+		fmt.Fprintf(r.errOut, "soak: rank %d: WRONG RESULT seed=%d %v members=%v: %s\n", r.rank, r.p.seed, o, members, what)
+	}
 }
 
 // checkedRange is the part of o's buffer that member me checks.

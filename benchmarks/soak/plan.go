@@ -23,10 +23,14 @@ const (
 	kBroadcast
 	kBarrier
 	kSendRecv
+	kBroadcastBytes
+	kAllGatherBytes
+	kAgree
 	numKinds
 )
 
-var kindNames = [numKinds]string{"allreduce", "reducescatter", "allgather", "broadcast", "barrier", "sendrecv"}
+var kindNames = [numKinds]string{"allreduce", "reducescatter", "allgather", "broadcast", "barrier", "sendrecv",
+	"broadcastbytes", "allgatherbytes", "agree"}
 
 func (k kind) String() string { return kindNames[k] }
 
@@ -38,12 +42,13 @@ type op struct {
 	count int  // elements of each member's buffer (for ReduceScatter/AllGather, a multiple of the group size)
 	fp16  bool // AllReduce/ReduceScatter with collective.FP16
 	red   collective.Op
-	async bool // issued with the *Async call and waited later
-	root  int  // Broadcast root (group rank)
-	src   int  // SendRecv sender (group rank)
-	dst   int  // SendRecv receiver (group rank)
-	tag   int  // SendRecv tag
-	mag   int  // inputs of reduce ops are integers in [-2^mag, 2^mag)
+	async bool   // issued with the *Async call and waited later
+	root  int    // Broadcast root (group rank)
+	src   int    // SendRecv sender (group rank)
+	dst   int    // SendRecv receiver (group rank)
+	tag   int    // SendRecv tag
+	mag   int    // inputs of reduce ops are integers in [-2^mag, 2^mag)
+	fails uint64 // Agree: bit m set = group rank m contributes an error
 	// waits lists the indices of earlier async ops (and p2p ops) that every rank waits for
 	// right after issuing this one, in this order (out of issue order on purpose).
 	waits []int
@@ -144,10 +149,16 @@ func (p *plan) nextOp() (op, bool) {
 		o.kind = kAllGather
 	case r < 70:
 		o.kind = kBroadcast
-	case r < 75:
+	case r < 74:
 		o.kind = kBarrier
-	default:
+	case r < 92:
 		o.kind = kSendRecv
+	case r < 95:
+		o.kind = kBroadcastBytes
+	case r < 98:
+		o.kind = kAllGatherBytes
+	default:
+		o.kind = kAgree
 	}
 	if len(p.groups) > 1 && rng.IntN(100) < 35 {
 		o.group = 1 + rng.IntN(len(p.groups)-1)
@@ -166,6 +177,8 @@ func (p *plan) nextOp() (op, bool) {
 		o.count -= o.count % n
 	case kBarrier:
 		o.count = 0
+	case kAllGatherBytes, kAgree:
+		o.count = min(o.count, 64<<10/4) // messages go whole around the ring: keep them small
 	}
 	o.red = collective.Op(1 + rng.IntN(4))
 	// Integers whose sum over the group stays below 2^24 are summed exactly by float32 in
@@ -184,6 +197,9 @@ func (p *plan) nextOp() (op, bool) {
 		o.src = rng.IntN(n)
 		o.dst = (o.src + 1 + rng.IntN(n-1)) % n
 		o.tag = rng.IntN(max(s.tags, 1))
+	}
+	if o.kind == kAgree && rng.IntN(2) == 0 {
+		o.fails = rng.Uint64() & (1<<n - 1)
 	}
 	switch o.kind {
 	case kAllReduce, kReduceScatter, kAllGather, kBroadcast:
