@@ -25,8 +25,9 @@ trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/gorun" ./cmd/gorun
 go build -o "$bin/soak" ./benchmarks/soak
 
-echo "chaos: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short HEAD 2>/dev/null || echo '?') seeds $SEEDS transports $TRANSPORTS nproc $NPROC peer timeout $PEER_TIMEOUT, $(nproc) cores"
+header="chaos: $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') seeds $SEEDS transports $TRANSPORTS nproc $NPROC peer timeout $PEER_TIMEOUT, $(nproc) cores"
 run() {
+	echo "$header"
 	"$bin/soak" chaos --gorun "$bin/gorun" --prog "$bin/soak" --seeds "$SEEDS" --transports "$TRANSPORTS" \
 		--nproc "$NPROC" --peer-timeout "$PEER_TIMEOUT" "$@"
 }

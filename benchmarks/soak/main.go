@@ -2,7 +2,8 @@
 // every result against an independent computation.
 //
 // All ranks draw the same op sequence from --seed: every collective (AllReduce and
-// ReduceScatter in fp32 and fp16, AllGather, Broadcast, Barrier), tagged Send/Recv pairs,
+// ReduceScatter in fp32 and fp16, AllGather, Broadcast, Barrier, BroadcastBytes,
+// AllGatherBytes, Agree with planned member failures), tagged Send/Recv pairs,
 // on the world group and on subgroups (halves, the world in reverse order, a shuffled
 // subset, a single member), with buffer sizes log-uniform from 4 bytes to --max-bytes (and
 // some empty ones), about half of them issued asynchronously and waited later in a shuffled
@@ -16,7 +17,12 @@
 //     only loosen it), and every member of a group must hold the same fp16 AllReduce result
 //     bits (checked at the end through a digest);
 //   - AllGather, Broadcast and Send/Recv move arbitrary finite bit patterns into buffers
-//     pre-filled with other patterns, and must deliver them bit for bit.
+//     pre-filled with other patterns, and must deliver them bit for bit; the byte
+//     collectives must deliver every member's message (of its own length) byte for byte;
+//     Agree must return every value when no member fails, and otherwise an
+//     *AgreementError naming exactly the members that failed, with their messages.
+//
+// The job ends with Group.Shutdown (the flushing end), then Close.
 //
 // Run it under gorun; arguments after the program belong to it:
 //
