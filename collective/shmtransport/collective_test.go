@@ -141,16 +141,6 @@ func TestCollectivesOverFabrics(t *testing.T) {
 	for _, f := range fabrics {
 		for _, n := range []int{2, 3, 4} {
 			t.Run(fmt.Sprintf("%s/n=%d", f.name, n), func(t *testing.T) {
-				if f.name == "mixed" && n > 2 && shmtransport.RaceEnabled {
-					// With every rank in this one process, a mixed ring closes a causal loop
-					// through a QUIC hop (UDP through the kernel, which carries no
-					// happens-before edge for the race detector) and a shared-memory hop: a
-					// rank sends a buffer over QUIC and later, once the data has gone around,
-					// receives into it over shared memory. The detector, seeing no edge,
-					// reports a race that the ring's causality rules out. Ranks in separate
-					// processes (the real case) and the non-race run cover this fabric.
-					t.Skip("mixed QUIC/shm ring in one process: the race detector cannot see the UDP hop's ordering")
-				}
 				ts, groups := startJob(t, f, n)
 				ctx, cancel := context.WithTimeout(context.Background(), jobDeadline)
 				defer cancel()

@@ -2,7 +2,12 @@
 
 package shmtransport
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/ringtrain/ringtrain/collective/transport"
+)
 
 // What the race detector sees of a shared-memory link, and why it needs help.
 //
@@ -38,3 +43,37 @@ func raceAcquire() { atomic.LoadUint64(&raceIO) }
 
 // raceEnabled reports a -race build.
 const raceEnabled = true
+
+// raceBaseLink is, under -race, what a link that stays on the base transport is handed out
+// as: the same edges for the base link's bytes, so that a ring mixing shared-memory and base
+// hops (a full tmpfs leaves some edges on QUIC; tests force some) is as visible to the
+// detector as an all-shm ring. Over TCP Go's syscall package would provide them (ioSync), but
+// the QUIC base transport moves its datagrams with sendmsg/recvmsg, which carry none. A
+// Write releases once the base link has taken the caller's bytes; a Read receives into a
+// private buffer, acquires, and only then copies into the caller's slice, so that the write
+// into it comes after the acquire (an extra copy, under -race only).
+type raceBaseLink struct {
+	transport.Link
+	mu  sync.Mutex // Reads on one link do not overlap in practice; this keeps buf safe if they do
+	buf []byte
+}
+
+func wrapBaseForRace(l transport.Link) transport.Link { return &raceBaseLink{Link: l} }
+
+func (l *raceBaseLink) Write(p []byte) (int, error) {
+	n, err := l.Link.Write(p)
+	raceRelease()
+	return n, err
+}
+
+func (l *raceBaseLink) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) < min(len(p), 1<<20) {
+		l.buf = make([]byte, min(len(p), 1<<20))
+	}
+	n, err := l.Link.Read(l.buf[:min(len(p), len(l.buf))])
+	raceAcquire()
+	copy(p, l.buf[:n])
+	return n, err
+}

@@ -182,6 +182,8 @@ func (t *Transport) establish(e *linkEntry, peer int, channel string) {
 	}
 	if sl, ok := link.(*shmLink); ok && err == nil {
 		t.shm = append(t.shm, sl)
+	} else if err == nil {
+		link = wrapBaseForRace(link) // only under -race: see race_on.go
 	}
 	e.link, e.kind, e.err = link, kind, err
 	e.lazy.settle()
