@@ -128,7 +128,7 @@ func ddpWorkerCmd(ctx context.Context, args []string, out *Reporter) error {
 		return err
 	}
 	if g != nil {
-		defer g.Close()
+		defer leave(ctx, g)
 	}
 	if *batch%world != 0 {
 		return fmt.Errorf("--global-batch %d is not a multiple of the %d ranks", *batch, world)
@@ -296,4 +296,13 @@ func containsEq(s string) bool {
 		}
 	}
 	return false
+}
+
+// leave shuts the group down in order (every byte sent was received), then
+// closes it.
+func leave(ctx context.Context, g *collective.Group) {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	g.Shutdown(sctx)
+	g.Close()
 }

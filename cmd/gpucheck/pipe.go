@@ -62,7 +62,7 @@ func pipeWorkerCmd(ctx context.Context, args []string, out *Reporter) error {
 	if g == nil {
 		return errors.New("pipe-worker runs under gorun (gorun --nproc 2 gpucheck pipe-worker ...)")
 	}
-	defer g.Close()
+	defer leave(ctx, g)
 
 	full, err := models.Build(*model, *seed)
 	if err != nil {

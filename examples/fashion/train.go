@@ -196,15 +196,23 @@ type epochReport struct {
 }
 
 // run trains; rank 0 reports on stdout (progress too, unless --json sends it to stderr).
-func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
+func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) {
 	// Started by gorun (WORLD_SIZE set): join the job. Alone: train without a group.
 	var g *collective.Group
 	if _, ok := os.LookupEnv("WORLD_SIZE"); ok {
-		var err error
 		if g, err = collective.InitFromEnv(ctx); err != nil {
 			return err
 		}
-		defer g.Close()
+		defer func() {
+			// A finished run leaves in order (every byte sent was received by
+			// its neighbours); a failed one just closes.
+			if err == nil {
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				err = g.Shutdown(sctx)
+				cancel()
+			}
+			g.Close()
+		}()
 	}
 	rank, world := 0, 1
 	if g != nil {

@@ -232,7 +232,14 @@ func joinJob(ctx context.Context) (*collective.Group, func(), error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("joining the job: %w", err)
 		}
-		return g, func() { g.Close() }, nil
+		// Leave in order (NCCL's Finalize, then Destroy): every byte sent reaches
+		// its neighbour before the process exits. A failed group just closes.
+		return g, func() {
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			g.Shutdown(sctx)
+			g.Close()
+		}, nil
 	}
 	ts := memtransport.New(1)
 	g, err := collective.New(ctx, ts[0], collective.Options{})
