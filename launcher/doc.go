@@ -14,6 +14,13 @@
 // other nodes' agents join it, authenticated by HMAC challenge-response over the job token, and
 // node 0 decides for everyone when a group starts, stops and restarts.
 //
+// With --nnodes MIN:MAX the job is elastic (elastic.go): the rendezvous host decides each
+// membership, lost nodes make the survivors restart at a new world size, waiting nodes are
+// admitted, and the lowest surviving node takes over the rendezvous when its host is lost
+// (with a majority of the last membership, so that a partition cannot make two jobs).
+//
+// The environment every rank gets is package jobenv's contract.
+//
 // The launcher knows only processes, environment variables and its own node-to-node agreement:
 // it imports nothing of the training code or of package collective.
 //

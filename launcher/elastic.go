@@ -667,6 +667,21 @@ func (l *eleader) loop() error {
 			ms := l.readyMembers()
 			n := 1 + len(ms)
 			quorumOK := l.quorum == nil || 2*l.quorumCount() > len(l.quorum.Members)
+			if l.quorum == nil && len(l.world) > 1 {
+				// Nodes of the last world lost after the attempt ended count as well: this
+				// host keeps the job only with at least half of the last membership.
+				surv := 1
+				for _, m := range l.members {
+					if m.rank > 0 {
+						surv++
+					}
+				}
+				if 2*surv < len(l.world) {
+					return end(fmt.Sprintf("partition: only %d of the %d nodes of world version %d are left; "+
+						"the rendezvous host keeps the job only with at least half of them (the other side may hold a majority)",
+						surv, len(l.world), l.version))
+				}
+			}
 			switch {
 			case !quorumOK && time.Since(rdzvStart) > c.JoinTimeout:
 				return end(fmt.Sprintf("partition: only %d of the %d nodes of world version %d reached this node within --join-timeout %v; "+

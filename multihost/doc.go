@@ -4,7 +4,8 @@
 // --token-file), and train with DDP while faults are injected: a rank killed with SIGKILL in
 // the middle of an AllReduce, a restart from the last checkpoint, a host's link cut, a
 // stranger without the token knocking on every port, and a lossy, slow ring through a UDP
-// relay. After each fault the last checkpoint on disk must still load.
+// relay; and elastic jobs (--nnodes 2:3) that lose a host, take it back, lose the rendezvous
+// host, or are partitioned, and still end with the single-process parameters. After each fault the last checkpoint on disk must still load.
 //
 // The tests need root and iproute2 (CI runs as root) and skip with the reason otherwise:
 //

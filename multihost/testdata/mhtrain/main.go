@@ -22,6 +22,8 @@
 //     (gorun KILLs it after --grace anyway);
 //   - --crash-at-step/--crash-rank: that rank SIGKILLs itself after that step (first attempt
 //     only), for restart tests;
+//   - "mhtrain: rank R world W version V restart K batch B" once the group is formed;
+//   - --global-batch G: the per-rank batch is G ÷ WORLD_SIZE, for elastic jobs;
 //   - --pause-at-step/--pause-file: every rank waits before that step until the file exists;
 //   - MULTIHOST_LISTEN=HOST:PORT and MULTIHOST_ADVERTISE=HOST:PORT (port + LOCAL_RANK for
 //     each rank) pin the data endpoint and the address other ranks dial, to route the ring
@@ -52,8 +54,9 @@ import (
 )
 
 var (
-	rank int
-	shm  *shmtransport.Transport // the job's transport; nil when training alone
+	finished atomic.Bool // run reached its end; the group is shut down cleanly
+	rank     int
+	shm      *shmtransport.Transport // the job's transport; nil when training alone
 )
 
 func main() {
@@ -72,6 +75,7 @@ func main() {
 
 type flags struct {
 	steps, every, hidden, batch int
+	globalBatch                 int
 	lr                          float64
 	dir, out                    string
 	crashAt, crashRank          int
@@ -87,6 +91,8 @@ func parseFlags() flags {
 	flag.IntVar(&f.every, "every", 5, "checkpoint every this many steps (0: never)")
 	flag.IntVar(&f.hidden, "hidden", 32, "hidden units (the first layer has 784×hidden weights)")
 	flag.IntVar(&f.batch, "batch", 8, "samples per rank per step")
+	flag.IntVar(&f.globalBatch, "global-batch", 0, "samples per step over all ranks (overrides --batch with global ÷ WORLD_SIZE): "+
+		"the sample order and the trajectory then do not depend on the world size, as an elastic job needs")
 	flag.Float64Var(&f.lr, "lr", 0.05, "SGD learning rate (momentum 0.9)")
 	flag.StringVar(&f.dir, "dir", "", "checkpoint directory (rank 0 writes it; empty: no checkpoints)")
 	flag.StringVar(&f.out, "out", "", "directory for every rank's final parameters (params-rank<R>.bin)")
@@ -143,7 +149,18 @@ func join(ctx context.Context) (*collective.Group, func(), error) {
 		tr.Close()
 		return nil, nil, err
 	}
-	return g, func() { g.Close(); tr.Close() }, nil
+	return g, func() {
+		// Finalize before Destroy: the last op's bytes reach the neighbours before this rank
+		// goes (a prompt Close would fail a neighbour still reading them).
+		// Only after success: a failed run closes at once.
+		if finished.Load() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = g.Shutdown(sctx)
+		}
+		g.Close()
+		tr.Close()
+	}, nil
 }
 
 // shiftPort returns host:(port+off).
@@ -182,6 +199,14 @@ func run() error {
 		rank, world = g.Rank(), g.Size()
 	}
 
+	if f.globalBatch > 0 {
+		if f.globalBatch%world != 0 {
+			return fmt.Errorf("--global-batch %d is not a multiple of the world size %d", f.globalBatch, world)
+		}
+		f.batch = f.globalBatch / world
+	}
+	fmt.Printf("mhtrain: rank %d world %d version %s restart %s batch %d\n", rank, world,
+		os.Getenv("GORUN_WORLD_VERSION"), os.Getenv("GORUN_RESTART_COUNT"), f.batch)
 	fc1, err1 := models.NewLinear("fc1", 784, f.hidden, models.InitHe)
 	fc2, err2 := models.NewLinear("fc2", f.hidden, 10, models.InitGlorot)
 	if err := errors.Join(err1, err2); err != nil {
@@ -311,5 +336,6 @@ func run() error {
 		}
 	}
 	fmt.Printf("mhtrain: rank %d done after step %d\n", rank, st.Step)
+	finished.Store(true)
 	return nil
 }
