@@ -19,6 +19,12 @@ var tinyCaps = Options{BucketCapMB: 600.0 / (1 << 20), FirstBucketCapMB: 300.0 /
 // per step) and returns every rank's parameters after every step, and rank 0's buckets.
 func trainRanks(t *testing.T, n, b, micro, steps int, opts Options) ([][][][]float32, []BucketInfo) {
 	t.Helper()
+	return trainRanksWith(t, n, b, micro, steps, opts, sgd)
+}
+
+// trainRanksWith is trainRanks with the optimizer made by mkOpt.
+func trainRanksWith(t *testing.T, n, b, micro, steps int, opts Options, mkOpt func(testing.TB, *models.Sequential) models.Optimizer) ([][][][]float32, []BucketInfo) {
+	t.Helper()
 	gs := startJob(t, n)
 	snaps := make([][][][]float32, n)
 	var buckets []BucketInfo
@@ -32,7 +38,7 @@ func trainRanks(t *testing.T, n, b, micro, steps int, opts Options) ([][][][]flo
 		if r == 0 {
 			buckets = d.Buckets()
 		}
-		opt := sgd(t, m)
+		opt := mkOpt(t, m)
 		gb := n * b * micro
 		for s := range steps {
 			mine := shard(globalBatch(s, gb), r, n)
@@ -59,6 +65,12 @@ func trainRanks(t *testing.T, n, b, micro, steps int, opts Options) ([][][][]flo
 // on the global batches, and the ranks with each other after every step.
 func checkAgainstReference(t *testing.T, snaps [][][][]float32, gb, steps int, tol float64) {
 	t.Helper()
+	checkAgainstReferenceWith(t, snaps, gb, steps, tol, sgd)
+}
+
+// checkAgainstReferenceWith is checkAgainstReference with the optimizer made by mkOpt.
+func checkAgainstReferenceWith(t *testing.T, snaps [][][][]float32, gb, steps int, tol float64, mkOpt func(testing.TB, *models.Sequential) models.Optimizer) {
+	t.Helper()
 	for r := 1; r < len(snaps); r++ {
 		for s := range snaps[r] {
 			if err := sameBits(snaps[0][s], snaps[r][s]); err != nil {
@@ -67,7 +79,7 @@ func checkAgainstReference(t *testing.T, snaps [][][][]float32, gb, steps int, t
 		}
 	}
 	ref := smallModel(t, 40, 1)
-	referenceTrain(t, ref, sgd(t, ref), steps, gb)
+	referenceTrain(t, ref, mkOpt(t, ref), steps, gb)
 	want := paramsOf(ref)
 	got := snaps[0][steps-1]
 	names := ref.Params()
@@ -111,6 +123,45 @@ func TestAccumulationMatchesLargeBatch(t *testing.T) {
 	const n, b, micro, steps = 2, 4, 3, 5
 	snaps, _ := trainRanks(t, n, b, micro, steps, tinyCaps)
 	checkAgainstReference(t, snaps, n*b*micro, steps, 1e-5)
+}
+
+// TestClippingAndAccumulationMatchLargeBatch: 2 ranks × 3 micro-batches of 4, with the
+// global gradient norm clipped after the AllReduce (and the clip active: the limit is
+// below the norms seen), equal one process with batch 24 clipping the same way.
+func TestClippingAndAccumulationMatchLargeBatch(t *testing.T) {
+	const n, b, micro, steps, maxNorm = 2, 4, 3, 5, 0.05
+	var mu sync.Mutex
+	var clipped int
+	clipSGD := func(t testing.TB, m *models.Sequential) models.Optimizer {
+		o, err := models.NewClippingOptimizer(sgd(t, m), m, maxNorm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &normWatch{ClippingOptimizer: o, seen: func(norm float64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if norm > maxNorm {
+				clipped++
+			}
+		}}
+	}
+	snaps, _ := trainRanksWith(t, n, b, micro, steps, tinyCaps, clipSGD)
+	checkAgainstReferenceWith(t, snaps, n*b*micro, steps, 1e-5, clipSGD)
+	if clipped == 0 {
+		t.Fatal("no step clipped: the test would not see a wrong clip")
+	}
+}
+
+// normWatch reports each step's gradient norm before clipping.
+type normWatch struct {
+	*models.ClippingOptimizer
+	seen func(float64)
+}
+
+func (w *normWatch) Step() error {
+	err := w.ClippingOptimizer.Step()
+	w.seen(w.LastNorm())
+	return err
 }
 
 // TestLowLevelNoSync drives BackwardNoSync/Backward/Wait by hand and checks the reduced
