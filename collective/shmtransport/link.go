@@ -1,6 +1,7 @@
 package shmtransport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -728,4 +729,35 @@ func (l *shmLink) Close() error {
 		l.closeErr = errors.Join(errs...)
 	})
 	return l.closeErr
+}
+
+// drain waits until the peer has read every byte published on this link's sending side
+// before the call (its tail reached that head), or has closed its end (it will read no
+// more: an orderly end), or until the link fails or ctx ends. It polls: it runs once, at
+// the end of a job.
+func (l *shmLink) drain(ctx context.Context) error {
+	if !l.enter() {
+		return nil // closed locally: its data was flushed or given up by Close
+	}
+	defer l.leave()
+	target := atomic.LoadUint64(l.tx.head)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for wait := 10 * time.Microsecond; ; wait = min(2*wait, time.Millisecond) {
+		tail := atomic.LoadUint64(l.tx.tail)
+		if int64(tail-target) >= 0 || atomic.LoadUint32(l.tx.readerClosed) != 0 {
+			return nil
+		}
+		if err := l.stateErr(); err != nil {
+			return err
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("shmtransport: rank %d has not read the last %d bytes written to it: %w",
+				l.peer, target-tail, context.Cause(ctx))
+		case <-timer.C:
+		}
+	}
 }

@@ -69,7 +69,13 @@ func allreduceChild() error {
 			}
 		}
 	}
-	fmt.Printf("ok left=%s right=%s\n", tr.Kind((r+n-1)%n), tr.Kind((r+1)%n))
+	kinds := fmt.Sprintf("left=%s right=%s", tr.Kind((r+n-1)%n), tr.Kind((r+1)%n))
+	// Flush before closing: the last chunks of the last AllReduce may still be on their way to
+	// a neighbour, and closing a QUIC connection drops them.
+	if err := tr.Shutdown(ctx); err != nil {
+		return err
+	}
+	fmt.Println("ok " + kinds)
 	return nil
 }
 
