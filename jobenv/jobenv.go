@@ -74,6 +74,8 @@ const (
 	// PeerTimeout is how soon a dead or silent peer is detected (default 15s). gorun's node
 	// agents follow it too: a node silent for GORUN_PEER_TIMEOUT is lost.
 	PeerTimeout = "GORUN_PEER_TIMEOUT"
+	// ShmDir is the directory of the shared-memory segments (default /dev/shm).
+	ShmDir = "GORUN_SHM_DIR"
 )
 
 // Var documents one variable of the contract.
@@ -112,6 +114,7 @@ var Vars = []Var{
 	{GoMaxProcs, "cores ÷ nproc", "`--threads-per-rank`, else gorun's own `GOMAXPROCS`, else the node's usable cores divided by nproc, at least 1", true},
 	{JoinTimeout, "120s", "a rank that never arrives: every other rank fails after this, naming the missing ranks", false},
 	{PeerTimeout, "15s", "a peer that dies or vanishes is detected within this, the error names it; gorun's node agents use it too", false},
+	{ShmDir, "/dev/shm", "directory of the shared-memory segments (8 MiB + 4 KiB per link); an edge whose pages cannot be reserved there stays on the base transport, with one warning naming it", false},
 }
 
 // Markdown renders Vars as the Markdown table the documentation carries.

@@ -3,6 +3,7 @@ package shmtransport
 import (
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/jobenv"
 	"io"
 	"io/fs"
 	"os"
@@ -17,7 +18,7 @@ const DefaultDir = "/dev/shm"
 
 // EnvShmDir names the environment variable that overrides DefaultDir (for Options.Dir left
 // empty, and for CleanStale): a directory on a tmpfs that every rank of a host sees.
-const EnvShmDir = "GORUN_SHM_DIR"
+const EnvShmDir = jobenv.ShmDir
 
 // DirFromEnv returns $GORUN_SHM_DIR, or DefaultDir when it is unset or empty.
 func DirFromEnv() string {
