@@ -13,14 +13,15 @@ import (
 // output [Out, (H+2·pad−k)/stride+1, (W+2·pad−k)/stride+1]. Weight
 // ("<name>.weight") is [Out, C, k, k], bias ("<name>.bias") is [Out].
 //
-// The layer computes with im2col and the GEMM of internal/sgemm, image by
-// image (see conv_kernels.go): the forward is W[Out × C·k·k] · col[C·k·k ×
-// OH·OW] written straight into the image's NCHW output; the backward
-// recomputes the image's col from the saved input (no per-call column
-// buffers kept alive between Forward and Backward) and multiplies dW +=
-// dY·colᵀ and dcol = Wᵀ·dY, then scatters dcol back (col2im). The column
-// buffers are reused per layer: steady-state training allocates only the
-// returned tensors.
+// The layer computes with im2col and the GEMM of internal/sgemm, one GEMM
+// per direction for the whole batch (see conv_kernels.go): im2col writes
+// every image's columns side by side into col[C·k·k × N·OH·OW], the forward
+// is yt = W[Out × C·k·k] · col, copied into the NCHW output with the bias;
+// the backward recomputes col from the saved input (no column buffers kept
+// alive between Forward and Backward), gathers dy into the same
+// [Out × N·OH·OW] layout and multiplies dW += dyt·colᵀ and dcol = Wᵀ·dyt,
+// then scatters dcol back (col2im). The buffers are reused per layer:
+// steady-state training allocates only the returned tensors.
 type Conv2D struct {
 	name                    string
 	in, out, k, stride, pad int
@@ -95,17 +96,23 @@ func (c *Conv2D) Forward(x Tensor, _ bool) (Tensor, Saved, error) {
 		return Tensor{}, nil, err
 	}
 	g := c.geom(x.Shape)
-	y := NewTensor(x.Shape[0], c.out, g.oh, g.ow)
-	sc := c.scratch.get(g.ckk * g.ohw)
+	n := x.Shape[0]
+	ld := n * g.ohw // columns of the batch-wide col and of yt
+	y := NewTensor(n, c.out, g.oh, g.ow)
+	sc := c.scratch.get(g.ckk*ld, c.out*ld)
 	defer c.scratch.put(sc)
-	for n := range x.Shape[0] {
-		g.im2col(sc.col, x.Data[n*g.inSize:][:g.inSize])
-		yn := y.Data[n*g.outSize:][:g.outSize]
+	for i := range n {
+		g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
+	}
+	// yt[Out × N·OH·OW] = W[Out × C·k·k] · col[C·k·k × N·OH·OW]: one GEMM for
+	// the batch (per-image GEMMs are thin: 6×784 or 16×100 outputs, and the
+	// 100-wide one wastes most of its last column strip).
+	sgemm.Gemm(false, false, c.out, ld, g.ckk, 1, c.weight.Value, g.ckk, sc.col, ld, 0, sc.yt, ld)
+	for i := range n {
+		yn := y.Data[i*g.outSize:][:g.outSize]
 		for o, b := range c.bias.Value {
-			fill(yn[o*g.ohw:][:g.ohw], b)
+			addBias(yn[o*g.ohw:][:g.ohw], sc.yt[o*ld+i*g.ohw:][:g.ohw], b)
 		}
-		// y_n[Out × OH·OW] = W[Out × C·k·k] · col[C·k·k × OH·OW] + y_n (the bias)
-		sgemm.Gemm(false, false, c.out, g.ohw, g.ckk, 1, c.weight.Value, g.ckk, sc.col, g.ohw, 1, yn, g.ohw)
 	}
 	return y, &tensorSaved{owner: c, x: x}, nil
 }
@@ -134,28 +141,38 @@ func (c *Conv2D) backward(x, dy Tensor, wantDX bool) (Tensor, error) {
 	if err := checkGrad(c, dy, []int{x.Shape[0], c.out, g.oh, g.ow}); err != nil {
 		return Tensor{}, err
 	}
+	n := x.Shape[0]
+	ld := n * g.ohw
 	var dx Tensor
 	if wantDX {
 		dx = NewTensor(x.Shape...)
 	}
-	sc := c.scratch.get(g.ckk * g.ohw)
+	sc := c.scratch.get(g.ckk*ld, c.out*ld)
 	defer c.scratch.put(sc)
-	if wantDX && len(sc.dcol) < g.ckk*g.ohw {
-		sc.dcol = make([]float32, g.ckk*g.ohw)
-	}
-	dW, db := c.weight.Grad, c.bias.Grad
-	for n := range x.Shape[0] {
-		dyn := dy.Data[n*g.outSize:][:g.outSize]
+	// dyt[Out × N·OH·OW]: dy with the batch moved inside each channel's row,
+	// the layout of the forward's yt; db is its row sums.
+	db := c.bias.Grad
+	for i := range n {
+		dyn := dy.Data[i*g.outSize:][:g.outSize]
 		for o := range db {
-			db[o] += sum32(dyn[o*g.ohw:][:g.ohw])
+			src := dyn[o*g.ohw:][:g.ohw]
+			copy(sc.yt[o*ld+i*g.ohw:][:g.ohw], src)
 		}
-		g.im2col(sc.col, x.Data[n*g.inSize:][:g.inSize])
-		// dW[Out × C·k·k] += dY_n[Out × OH·OW] · col[C·k·k × OH·OW]ᵀ
-		sgemm.Gemm(false, true, c.out, g.ckk, g.ohw, 1, dyn, g.ohw, sc.col, g.ohw, 1, dW, g.ckk)
-		if wantDX {
-			// dcol[C·k·k × OH·OW] = Wᵀ · dY_n, scattered back into dx_n.
-			sgemm.Gemm(true, false, g.ckk, g.ohw, c.out, 1, c.weight.Value, g.ckk, dyn, g.ohw, 0, sc.dcol, g.ohw)
-			g.col2im(dx.Data[n*g.inSize:][:g.inSize], sc.dcol)
+	}
+	for o := range db {
+		db[o] += sum32(sc.yt[o*ld:][:ld])
+	}
+	for i := range n {
+		g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
+	}
+	// dW[Out × C·k·k] += dyt[Out × N·OH·OW] · col[C·k·k × N·OH·OW]ᵀ
+	sgemm.Gemm(false, true, c.out, g.ckk, ld, 1, sc.yt, ld, sc.col, ld, 1, c.weight.Grad, g.ckk)
+	if wantDX {
+		// dcol[C·k·k × N·OH·OW] = Wᵀ · dyt (into col, no longer needed),
+		// scattered back into dx image by image.
+		sgemm.Gemm(true, false, g.ckk, ld, c.out, 1, c.weight.Value, g.ckk, sc.yt, ld, 0, sc.col, ld)
+		for i := range n {
+			g.col2im(dx.Data[i*g.inSize:][:g.inSize], sc.col[i*g.ohw:], ld)
 		}
 	}
 	return dx, nil
@@ -260,10 +277,12 @@ type scratchPool struct {
 	free []*convScratch
 }
 
-type convScratch struct{ col, dcol []float32 }
+// convScratch is the batch-wide column matrix and the [Out × N·OH·OW]
+// output (or output gradient) of one call.
+type convScratch struct{ col, yt []float32 }
 
-// get returns a scratch whose col holds at least n values.
-func (p *scratchPool) get(n int) *convScratch {
+// get returns a scratch whose col holds at least n values and yt m.
+func (p *scratchPool) get(n, m int) *convScratch {
 	p.mu.Lock()
 	var sc *convScratch
 	if k := len(p.free); k > 0 {
@@ -276,6 +295,9 @@ func (p *scratchPool) get(n int) *convScratch {
 	}
 	if len(sc.col) < n {
 		sc.col = make([]float32, n)
+	}
+	if len(sc.yt) < m {
+		sc.yt = make([]float32, m)
 	}
 	return sc
 }

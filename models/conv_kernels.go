@@ -1,5 +1,10 @@
 package models
 
+import (
+	"math"
+	"unsafe"
+)
+
 // Loops behind Conv2D and MaxPool2D: im2col/col2im for one image and max
 // pooling over whole planes. They index flat slices only (no interfaces, no
 // allocations); slices are re-sliced to their exact length first so the
@@ -25,16 +30,17 @@ func (g *convGeom) validCols(kj int) (lo, hi int) {
 	return lo, max(lo, hi)
 }
 
-// im2col writes col[(ci·k+ki)·k+kj][oy·ow+ox] = x[ci][oy·s−pad+ki][ox·s−pad+kj]
-// (zero outside the image) for one image x [C H W].
-func (g *convGeom) im2col(col, x []float32) {
-	col = col[:g.ckk*g.ohw]
+// im2col writes col[((ci·k+ki)·k+kj)·ld + oy·ow+ox] = x[ci][oy·s−pad+ki][ox·s−pad+kj]
+// (zero outside the image) for one image x [C H W]: a C·k·k × OH·OW matrix
+// with row stride ld (≥ OH·OW; the batch's images sit side by side).
+func (g *convGeom) im2col(col []float32, ld int, x []float32) {
+	col = col[:(g.ckk-1)*ld+g.ohw]
 	r := 0
 	for ci := range g.c {
 		xc := x[ci*g.h*g.w:][:g.h*g.w]
 		for ki := range g.k {
 			for kj := range g.k {
-				dst := col[r*g.ohw:][:g.ohw]
+				dst := col[r*ld:][:g.ohw]
 				r++
 				lo, hi := g.validCols(kj)
 				off := kj - g.pad // input column of output column 0
@@ -61,16 +67,16 @@ func (g *convGeom) im2col(col, x []float32) {
 	}
 }
 
-// col2im adds col back into one image's gradient dx [C H W]: the adjoint of
-// im2col (overlapping windows add up).
-func (g *convGeom) col2im(dx, col []float32) {
-	col = col[:g.ckk*g.ohw]
+// col2im adds col (row stride ld) back into one image's gradient dx
+// [C H W]: the adjoint of im2col (overlapping windows add up).
+func (g *convGeom) col2im(dx, col []float32, ld int) {
+	col = col[:(g.ckk-1)*ld+g.ohw]
 	r := 0
 	for ci := range g.c {
 		dc := dx[ci*g.h*g.w:][:g.h*g.w]
 		for ki := range g.k {
 			for kj := range g.k {
-				src := col[r*g.ohw:][:g.ohw]
+				src := col[r*ld:][:g.ohw]
 				r++
 				lo, hi := g.validCols(kj)
 				off := kj - g.pad
@@ -157,23 +163,13 @@ func (g *poolGeom) backward(dx, dy, x []float32, planes int) {
 				dyr := dyp[oy*g.ow:][:g.ow]
 				for ox, d := range dyr {
 					a, b, c, e := r0[2*ox], r0[2*ox+1], r1[2*ox], r1[2*ox+1]
-					m := max2x2(a, b, c, e)
-					// the first of the four equal to the maximum, checked last-to-first
-					// so the final assignment wins (conditional moves, no branches)
+					// the first of the four holding the maximum: the same > chain
+					// as max2x2, the index computed from the comparisons' 0/1
+					// values (no branches: random data would mispredict them)
 					j := i0 + 2*ox
-					k := j
-					if e == m {
-						k = j + g.w + 1
-					}
-					if c == m {
-						k = j + g.w
-					}
-					if b == m {
-						k = j + 1
-					}
-					if a == m {
-						k = j
-					}
+					kab := j + b2i(b > a)
+					kce := j + g.w + b2i(e > c)
+					k := kab + (kce-kab)*b2i(max2(c, e) > max2(a, b))
 					dxp[k] += d
 				}
 			}
@@ -188,23 +184,31 @@ func (g *poolGeom) backward(dx, dy, x []float32, planes int) {
 }
 
 // max2x2 is the maximum of a 2×2 window, the same value the general path's
-// first-maximum scan finds (the > chain, written as selects).
+// first-maximum scan finds (the > chain). The selects are done on the bits:
+// Go compiles a float32 select to a branch, which random data mispredicts
+// half the time, and an integer one to a CMOV.
 func max2x2(a, b, c, d float32) float32 {
-	if b > a {
-		a = b
-	}
-	if d > c {
-		c = d
-	}
-	if c > a {
-		a = c
-	}
-	return a
+	return max2(max2(a, b), max2(c, d))
 }
 
-func fill(s []float32, v float32) {
-	for i := range s {
-		s[i] = v
+// max2 is b if b > a, else a, selected on the bits (a CMOV, no branch).
+func max2(a, b float32) float32 {
+	ta, tb := math.Float32bits(a), math.Float32bits(b)
+	if b > a {
+		ta = tb
+	}
+	return math.Float32frombits(ta)
+}
+
+// b2i is 1 for true, 0 for false, read from the bool's byte (a SETcc, not
+// a branch).
+func b2i(b bool) int { return int(*(*uint8)(unsafe.Pointer(&b))) }
+
+// addBias sets dst = src + b.
+func addBias(dst, src []float32, b float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = v + b
 	}
 }
 

@@ -4,6 +4,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"strings"
 
 	"github.com/ringtrain/ringtrain/internal/sgemm"
 )
@@ -12,7 +13,18 @@ const buildName = "new"
 
 // gemmPeakKernel is the FMA loop of the same instruction set as the GEMM's
 // micro-kernel: the peak the GEMM is measured against.
-const gemmPeakKernel = "avx2-fma"
+var gemmPeakKernel = peakFor(sgemm.KernelName())
+
+// peakFor names the FMA loop of a micro-kernel's instruction set.
+func peakFor(kernel string) string {
+	switch {
+	case strings.HasPrefix(kernel, "avx512"):
+		return "avx512-fma"
+	case strings.HasPrefix(kernel, "avx2"):
+		return "avx2-fma"
+	}
+	return "go"
+}
 
 // gemmShapes are the products of a Linear layer at batch 64: forward x·W,
 // weight gradient xᵀ·dy, input gradient dy·Wᵀ (m×n×k, C is m×n).
@@ -35,7 +47,22 @@ var gemmShapes = []struct {
 	{"cnn conv2 fwd/img 16x100x150", false, false, 16, 100, 150},
 }
 
+// gemmRecords times every shape on every assembly micro-kernel this machine
+// runs (the one Gemm uses first): Record.Name is "<shape> [<kernel>]".
 func gemmRecords(reps int) []Record {
+	var recs []Record
+	for _, k := range sgemm.Kernels() {
+		if peakFor(k) == "go" {
+			continue
+		}
+		restore, _ := sgemm.UseKernel(k)
+		recs = append(recs, gemmKernelRecords(reps, k)...)
+		restore()
+	}
+	return recs
+}
+
+func gemmKernelRecords(reps int, kernel string) []Record {
 	var recs []Record
 	rng := rand.New(rand.NewPCG(2, 2))
 	for _, s := range gemmShapes {
@@ -49,7 +76,7 @@ func gemmRecords(reps int) []Record {
 		a, b, c := randSlice(rng, s.m*s.k), randSlice(rng, s.k*s.n), make([]float32, s.m*s.n)
 		call := func() { sgemm.Gemm(s.tA, s.tB, s.m, s.n, s.k, 1, a, lda, b, ldb, 0, c, s.n) }
 		call()
-		recs = append(recs, Record{Kind: "gemm", Name: s.name, Ms: best(reps, call), FLOPs: 2 * float64(s.m) * float64(s.n) * float64(s.k)})
+		recs = append(recs, Record{Kind: "gemm", Name: s.name + " [" + kernel + "]", Ms: best(reps, call), FLOPs: 2 * float64(s.m) * float64(s.n) * float64(s.k)})
 	}
 	return recs
 }

@@ -89,7 +89,7 @@ func main() {
 		case "peak":
 			fmt.Printf("peak  %-28s %8.1f GFLOP/s\n", r.Name, r.GFLOPs)
 		case "gemm":
-			fmt.Printf("gemm  %-28s %8.3f ms %8.1f GFLOP/s %5.0f%% of %s peak\n", r.Name, r.Ms, r.GFLOPs, 100*r.GFLOPs/peakOf(gemmPeakKernel), gemmPeakKernel)
+			fmt.Printf("gemm  %-44s %8.3f ms %8.1f GFLOP/s %5.0f%% of avx512-fma %5.0f%% of avx2-fma\n", r.Name, r.Ms, r.GFLOPs, 100*r.GFLOPs/peakOf("avx512-fma"), 100*r.GFLOPs/peakOf("avx2-fma"))
 		case "layer":
 			if strings.HasPrefix(r.Name, "conv") || strings.HasPrefix(r.Name, "fc") {
 				fmt.Printf("layer %-8s %-20s %8.3f ms %8.1f GFLOP/s\n", r.Model, r.Name, r.Ms, r.GFLOPs)
@@ -100,7 +100,7 @@ func main() {
 			fmt.Printf("step  %-8s %-20s %8.3f ms %8.1f GFLOP/s %8.0f samples/s\n", r.Model, r.Name, r.Ms, r.GFLOPs, r.PerSec)
 		}
 	}
-	fmt.Printf("# GOMAXPROCS=%d, %s, build %s, batch %d, best of %d\n", runtime.GOMAXPROCS(0), runtime.GOARCH, buildName, *batch, *reps)
+	fmt.Printf("# GOMAXPROCS=%d, %s, build %s, batch %d, best of %d, GEMM kernel %s\n", runtime.GOMAXPROCS(0), runtime.GOARCH, buildName, *batch, *reps, gemmPeakKernel)
 	for _, k := range peakKernels() {
 		g := measurePeak(k, *reps)
 		peaks[k.name] = g

@@ -2,9 +2,6 @@
 
 package sgemm
 
-// kernel is the portable Go micro-kernel on architectures without an
-// assembly one.
-var kernel = kernelGo
-
-// KernelName says which micro-kernel Gemm uses.
-func KernelName() string { return "go" }
+// kernels lists the micro-kernels this machine can run, preferred first:
+// the portable Go one on architectures without an assembly kernel.
+func kernels() []microKernel { return []microKernel{goKernel16, goKernel32} }

@@ -5,16 +5,18 @@ import (
 	"unsafe"
 )
 
-// Register tile of the micro-kernel: MR rows of C by NR columns.
+// Register tile of the micro-kernel: MR rows of C by nr columns, where nr
+// (16 or 32) is the active kernel's width, chosen at start-up (kernel_*.go);
+// maxNR bounds it for the buffers.
 const (
-	MR = 6
-	NR = 16
+	MR    = 6
+	maxNR = 32
 )
 
-// Cache blocking. kc×NR floats of packed B (16 KiB) and kc×MR of packed A
-// (6 KiB) fit L1 together; mc×kc of packed A (144 KiB) sits in L2; kc×nc of
+// Cache blocking. kc×nr floats of packed B (16 or 32 KiB) and kc×MR of
+// packed A (6 KiB) fit L1 together (48 KiB on Zen 4/5); mc×kc of packed A (144 KiB) sits in L2; kc×nc of
 // packed B (2 MiB) in L3 (2048 measured at least as fast as 4080 and 1024 on
-// the 64×4096×4096 products of mlp-wide). mc is a multiple of MR, nc of NR.
+// the 64×4096×4096 products of mlp-wide). mc is a multiple of MR, nc of maxNR.
 const (
 	kcBlock = 256
 	mcBlock = 144
@@ -24,10 +26,10 @@ const (
 // workspace holds the packing buffers of one call.
 type workspace struct {
 	a []float32 // mcBlock × kcBlock, MR-row slivers
-	b []float32 // kcBlock × ncBlock, NR-column slivers
+	b []float32 // kcBlock × ncBlock, nr-column slivers
 	// tile receives edge tiles (the kernel is called through a function
 	// variable, so a stack array would escape).
-	tile [MR * NR]float32
+	tile [MR * maxNR]float32
 }
 
 // workspaces is a free list of packing buffers. Unlike a sync.Pool it is
@@ -72,11 +74,12 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	}
 	ws := getWorkspace()
 	defer putWorkspace(ws)
+	mk := active
 	for jc := 0; jc < n; jc += ncBlock {
 		nb := min(ncBlock, n-jc)
 		for pc := 0; pc < k; pc += kcBlock {
 			kb := min(kcBlock, k-pc)
-			packB(ws.b, transB, b, ldb, pc, jc, kb, nb)
+			packB(ws.b, mk.nr, transB, b, ldb, pc, jc, kb, nb)
 			bt := beta
 			if pc > 0 {
 				bt = 1
@@ -84,7 +87,7 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 			for ic := 0; ic < m; ic += mcBlock {
 				mb := min(mcBlock, m-ic)
 				packA(ws.a, transA, a, lda, ic, pc, mb, kb)
-				macroKernel(mb, nb, kb, alpha, ws.a, ws.b, bt, c[ic*ldc+jc:], ldc, &ws.tile)
+				macroKernel(mk, mb, nb, kb, alpha, ws.a, ws.b, bt, c[ic*ldc+jc:], ldc, &ws.tile)
 			}
 		}
 	}
@@ -93,7 +96,8 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 // macroKernel multiplies a packed mb×kb block of A by a packed kb×nb block of
 // B into C (whose element (0,0) is c[0]), one MR×NR tile at a time. Edge
 // tiles are computed into a full tile (scratch) and merged.
-func macroKernel(mb, nb, kb int, alpha float32, ap, bp []float32, beta float32, c []float32, ldc int, tile *[MR * NR]float32) {
+func macroKernel(mk microKernel, mb, nb, kb int, alpha float32, ap, bp []float32, beta float32, c []float32, ldc int, tile *[MR * maxNR]float32) {
+	NR, kernel := mk.nr, mk.fn
 	for jr := 0; jr < nb; jr += NR {
 		nr := min(NR, nb-jr)
 		bs := unsafe.Pointer(&bp[(jr/NR)*kb*NR])
@@ -172,7 +176,7 @@ func packA(dst []float32, trans bool, a []float32, lda, ic, pc, mb, kb int) {
 // packB copies the kb×nb block of op(B) at (pc, jc) into NR-column slivers:
 // sliver s holds columns jc+s·NR.., laid out k-major (NR values per k), the
 // last one zero-padded to NR columns.
-func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kb, nb int) {
+func packB(dst []float32, NR int, trans bool, b []float32, ldb, pc, jc, kb, nb int) {
 	if !trans {
 		// op(B)(p, j) = b[p*ldb+j]. Walk B row by row (each row read once,
 		// sequentially, which the prefetchers follow; a sliver at a time would
@@ -199,13 +203,13 @@ func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kb, nb int) {
 		if cols < NR {
 			clear(d)
 		}
-		packBTrans(d, b, ldb, pc, jc+s*NR, kb, cols)
+		packBTrans(d, NR, b, ldb, pc, jc+s*NR, kb, cols)
 	}
 }
 
 // packBTrans fills a sliver from cols rows of b (transposed B), four rows at
 // a time so the stores of one k step stay in one cache line.
-func packBTrans(d []float32, b []float32, ldb, pc, j0, kb, cols int) {
+func packBTrans(d []float32, NR int, b []float32, ldb, pc, j0, kb, cols int) {
 	j := 0
 	for ; j+4 <= cols; j += 4 {
 		r0 := b[(j0+j+0)*ldb+pc:][:kb]

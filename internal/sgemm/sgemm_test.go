@@ -108,7 +108,7 @@ func TestGemmBlocks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	cases := []struct{ m, n, k int }{
 		{mcBlock + 7, 33, kcBlock + 5},
-		{2*mcBlock + 1, NR + 1, 2*kcBlock + 3},
+		{2*mcBlock + 1, maxNR + 1, 2*kcBlock + 3},
 		{9, ncBlock + 19, kcBlock + 1},
 		{64, 512, 784},
 	}
@@ -150,34 +150,61 @@ func TestGemmDegenerate(t *testing.T) {
 	}
 }
 
-// TestKernelsAgree runs the selected micro-kernel against the portable one.
+// withKernel runs f with Gemm on the micro-kernel k.
+func withKernel(k microKernel, f func()) {
+	saved := active
+	active = k
+	defer func() { active = saved }()
+	f()
+}
+
+// TestKernelsAgree runs every micro-kernel this machine supports against the
+// portable one of the same width.
 func TestKernelsAgree(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	for _, kc := range []int{0, 1, 3, 4, 5, 8, 255} {
-		for _, beta := range []float32{0, 1, -0.75} {
-			a, b := randSlice(rng, kc*MR+1), randSlice(rng, kc*NR+1)
-			c1 := randSlice(rng, MR*20)
-			c2 := append([]float32(nil), c1...)
-			kernel(kc, &a[0], &b[0], &c1[0], 20, 1.5, beta)
-			kernelGo(kc, &a[0], &b[0], &c2[0], 20, 1.5, beta)
-			for i := range c1 {
-				if d := math.Abs(float64(c1[i] - c2[i])); d > 1e-5*float64(kc+1) {
-					t.Fatalf("%s vs go, kc=%d beta=%v: c[%d] %v vs %v", KernelName(), kc, beta, i, c1[i], c2[i])
+	for _, k := range kernels() {
+		ref := goKernel16
+		if k.nr == 32 {
+			ref = goKernel32
+		}
+		for _, kc := range []int{0, 1, 3, 4, 5, 8, 255} {
+			for _, beta := range []float32{0, 1, -0.75} {
+				a, b := randSlice(rng, kc*MR+1), randSlice(rng, kc*k.nr+1)
+				c1 := randSlice(rng, MR*40)
+				c2 := append([]float32(nil), c1...)
+				k.fn(kc, &a[0], &b[0], &c1[0], 40, 1.5, beta)
+				ref.fn(kc, &a[0], &b[0], &c2[0], 40, 1.5, beta)
+				for i := range c1 {
+					if d := math.Abs(float64(c1[i] - c2[i])); d > 1e-5*float64(kc+1) {
+						t.Fatalf("%s vs %s, kc=%d beta=%v: c[%d] %v vs %v", k.name, ref.name, kc, beta, i, c1[i], c2[i])
+					}
 				}
 			}
 		}
 	}
 }
 
-// TestGemmGoKernel runs the whole blocked multiply on the portable kernel
-// (what !amd64 and CPUs without AVX2/FMA get).
-func TestGemmGoKernel(t *testing.T) {
-	saved := kernel
-	kernel = kernelGo
-	defer func() { kernel = saved }()
-	rng := rand.New(rand.NewPCG(9, 10))
-	for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
-		checkCase(t, rng, tr[0], tr[1], 23, 37, kcBlock+9, 1, 0.5, 0.5)
+// TestGemmEveryKernel runs the whole blocked multiply on every kernel this
+// machine supports, the portable ones included (what !amd64 and CPUs
+// without AVX2/FMA get).
+func TestGemmEveryKernel(t *testing.T) {
+	t.Logf("active kernel: %s", KernelName())
+	for _, k := range kernels() {
+		t.Run(k.name, func(t *testing.T) {
+			withKernel(k, func() {
+				rng := rand.New(rand.NewPCG(9, 10))
+				for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+					checkCase(t, rng, tr[0], tr[1], 23, 37, kcBlock+9, 1, 0.5, 0.5)
+					checkCase(t, rng, tr[0], tr[1], 64, 2*maxNR+5, 64, 2, 1, 0)
+					checkCase(t, rng, tr[0], tr[1], mcBlock+5, ncBlock+33, 7, 0, -1, 1)
+				}
+				for _, m := range []int{1, 5, 6, 7, 13} {
+					for _, n := range []int{1, 15, 16, 17, 31, 32, 33, 65} {
+						checkCase(t, rng, false, m%2 == 1, m, n, 19, 1, 1, 0)
+					}
+				}
+			})
+		})
 	}
 }
 
