@@ -17,8 +17,9 @@ import (
 // per direction for the whole batch (see conv_kernels.go): im2col writes
 // every image's columns side by side into col[C·k·k × N·OH·OW], the forward
 // is yt = W[Out × C·k·k] · col, copied into the NCHW output with the bias;
-// the backward recomputes col from the saved input (no column buffers kept
-// alive between Forward and Backward), gathers dy into the same
+// the backward reuses the col of the latest training Forward when it is
+// that Forward's (the layer keeps one; otherwise it recomputes col from
+// the saved input), gathers dy into the same
 // [Out × N·OH·OW] layout and multiplies dW += dyt·colᵀ and dcol = Wᵀ·dyt,
 // then scatters dcol back (col2im). The buffers are reused per layer:
 // steady-state training allocates only the returned tensors.
@@ -28,6 +29,44 @@ type Conv2D struct {
 	init                    Init
 	weight, bias            *Param
 	scratch                 scratchPool
+
+	// cache is the scratch of the latest training Forward, whose col the
+	// matching Backward uses instead of running im2col again (cacheGen
+	// names that Forward; gen counts them). A Backward of any other Forward
+	// (pipeline micro-batches, a Backward run twice) recomputes col.
+	cacheMu       sync.Mutex
+	cache         *convScratch
+	cacheGen, gen uint64
+}
+
+// convSaved is a Conv2D's saved input and the number of its Forward.
+type convSaved struct {
+	owner *Conv2D
+	x     Tensor
+	gen   uint64
+}
+
+func (s *convSaved) Bytes() int64 { return int64(len(s.x.Data)) * 4 }
+
+func (c *Conv2D) saved(saved Saved) (*convSaved, error) {
+	s, ok := saved.(*convSaved)
+	if !ok || s == nil || s.owner != c {
+		return nil, fmt.Errorf("layer %q: %w", c.name, ErrSaved)
+	}
+	return s, nil
+}
+
+// takeCache returns the cached scratch if it holds the col of Forward gen
+// (and removes it from the cache), else nil.
+func (c *Conv2D) takeCache(gen uint64) *convScratch {
+	c.cacheMu.Lock()
+	defer c.cacheMu.Unlock()
+	if c.cache == nil || c.cacheGen != gen {
+		return nil
+	}
+	sc := c.cache
+	c.cache = nil
+	return sc
 }
 
 var _ ParamGradLayer = (*Conv2D)(nil)
@@ -91,7 +130,7 @@ func (c *Conv2D) InitParams(rng *rand.Rand) {
 }
 
 // Forward implements Layer.
-func (c *Conv2D) Forward(x Tensor, _ bool) (Tensor, Saved, error) {
+func (c *Conv2D) Forward(x Tensor, train bool) (Tensor, Saved, error) {
 	if err := checkInput(c, x); err != nil {
 		return Tensor{}, nil, err
 	}
@@ -100,7 +139,6 @@ func (c *Conv2D) Forward(x Tensor, _ bool) (Tensor, Saved, error) {
 	ld := n * g.ohw // columns of the batch-wide col and of yt
 	y := NewTensor(n, c.out, g.oh, g.ow)
 	sc := c.scratch.get(g.ckk*ld, c.out*ld)
-	defer c.scratch.put(sc)
 	for i := range n {
 		g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
 	}
@@ -114,29 +152,42 @@ func (c *Conv2D) Forward(x Tensor, _ bool) (Tensor, Saved, error) {
 			addBias(yn[o*g.ohw:][:g.ohw], sc.yt[o*ld+i*g.ohw:][:g.ohw], b)
 		}
 	}
-	return y, &tensorSaved{owner: c, x: x}, nil
+	if !train {
+		c.scratch.put(sc)
+		return y, &convSaved{owner: c, x: x}, nil
+	}
+	c.cacheMu.Lock()
+	c.gen++
+	gen, old := c.gen, c.cache
+	c.cache, c.cacheGen = sc, gen
+	c.cacheMu.Unlock()
+	if old != nil {
+		c.scratch.put(old)
+	}
+	return y, &convSaved{owner: c, x: x, gen: gen}, nil
 }
 
 // Backward implements Layer.
 func (c *Conv2D) Backward(saved Saved, dy Tensor) (Tensor, error) {
-	x, err := savedTensor(c, saved)
+	s, err := c.saved(saved)
 	if err != nil {
 		return Tensor{}, err
 	}
-	return c.backward(x, dy, true)
+	return c.backward(s, dy, true)
 }
 
 // BackwardParams implements ParamGradLayer.
 func (c *Conv2D) BackwardParams(saved Saved, dy Tensor) error {
-	x, err := savedTensor(c, saved)
+	s, err := c.saved(saved)
 	if err != nil {
 		return err
 	}
-	_, err = c.backward(x, dy, false)
+	_, err = c.backward(s, dy, false)
 	return err
 }
 
-func (c *Conv2D) backward(x, dy Tensor, wantDX bool) (Tensor, error) {
+func (c *Conv2D) backward(s *convSaved, dy Tensor, wantDX bool) (Tensor, error) {
+	x := s.x
 	g := c.geom(x.Shape)
 	if err := checkGrad(c, dy, []int{x.Shape[0], c.out, g.oh, g.ow}); err != nil {
 		return Tensor{}, err
@@ -147,7 +198,14 @@ func (c *Conv2D) backward(x, dy Tensor, wantDX bool) (Tensor, error) {
 	if wantDX {
 		dx = NewTensor(x.Shape...)
 	}
-	sc := c.scratch.get(g.ckk*ld, c.out*ld)
+	var sc *convScratch
+	if s.gen != 0 {
+		sc = c.takeCache(s.gen)
+	}
+	haveCol := sc != nil
+	if !haveCol {
+		sc = c.scratch.get(g.ckk*ld, c.out*ld)
+	}
 	defer c.scratch.put(sc)
 	// dyt[Out × N·OH·OW]: dy with the batch moved inside each channel's row,
 	// the layout of the forward's yt; db is its row sums.
@@ -162,8 +220,10 @@ func (c *Conv2D) backward(x, dy Tensor, wantDX bool) (Tensor, error) {
 	for o := range db {
 		db[o] += sum32(sc.yt[o*ld:][:ld])
 	}
-	for i := range n {
-		g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
+	if !haveCol {
+		for i := range n {
+			g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
+		}
 	}
 	// dW[Out × C·k·k] += dyt[Out × N·OH·OW] · col[C·k·k × N·OH·OW]ᵀ
 	sgemm.Gemm(false, true, c.out, g.ckk, ld, 1, sc.yt, ld, sc.col, ld, 1, c.weight.Grad, g.ckk)

@@ -7,6 +7,11 @@
 # speed-ups per layer and step. Raw JSON lines, the table and the machine's
 # description go to OUT.
 #
+# When MODELS includes cnn and PY (default /usr/bin/python3) imports torch,
+# each round also runs torch_lenet.py (the same LeNet step in PyTorch, one
+# thread) right after the new binary, and the summary ends with the cnn
+# step's samples/s against PyTorch's (best vs best, median of rounds).
+#
 #   benchmarks/flops/compare.sh                      # ROUNDS=3 REPS=8
 #   ROUNDS=5 MODELS=cnn OUT=/tmp/x benchmarks/flops/compare.sh
 set -euo pipefail
@@ -17,6 +22,9 @@ BASE=${BASE:-$first^}
 ROUNDS=${ROUNDS:-3}
 REPS=${REPS:-8}
 MODELS=${MODELS:-mlp,mlp-wide,cnn}
+PY=${PY:-/usr/bin/python3}
+torch=0
+if [[ ,$MODELS, == *,cnn,* ]] && "$PY" -c 'import torch' 2>/dev/null; then torch=1; fi
 OUT=${OUT:-benchmarks/results/cpu/$(date -u +%Y%m%d-%H%M)}
 mkdir -p "$OUT"
 tmp=$(mktemp -d)
@@ -41,6 +49,7 @@ cat "$OUT/sysinfo.txt"
 
 : > "$OUT/old.jsonl"
 : > "$OUT/new.jsonl"
+[[ $torch == 1 ]] && : > "$OUT/torch.jsonl"
 for r in $(seq "$ROUNDS"); do
 	echo "round $r/$ROUNDS: old" >&2
 	GOMAXPROCS=1 "$tmp/flops-old" -models "$MODELS" -reps "$REPS" -json "$tmp/o.jsonl" > "$OUT/old-round$r.txt"
@@ -48,6 +57,23 @@ for r in $(seq "$ROUNDS"); do
 	echo "round $r/$ROUNDS: new" >&2
 	GOMAXPROCS=1 "$tmp/flops-new" -models "$MODELS" -reps "$REPS" -json "$tmp/n.jsonl" > "$OUT/new-round$r.txt"
 	cat "$tmp/n.jsonl" >> "$OUT/new.jsonl"
+	if [[ $torch == 1 ]]; then
+		echo "round $r/$ROUNDS: torch" >&2
+		OMP_NUM_THREADS=1 "$PY" benchmarks/flops/torch_lenet.py --reps "$REPS" --json "$OUT/torch.jsonl" > "$OUT/torch-round$r.txt"
+	fi
 done
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (after the run)" >> "$OUT/sysinfo.txt"
 "$tmp/flops-new" -compare "$OUT/old.jsonl" "$OUT/new.jsonl" | tee "$OUT/compare.txt"
+if [[ $torch == 1 ]]; then
+	"$PY" - "$OUT/new.jsonl" "$OUT/torch.jsonl" <<'PYEOF' | tee -a "$OUT/compare.txt"
+import json, statistics, sys
+def steps(path):
+    return [r["ms"] for r in map(json.loads, open(path)) if r.get("kind") == "step" and r.get("model") == "cnn"]
+go, pt = steps(sys.argv[1]), steps(sys.argv[2])
+print("cnn step vs PyTorch (one thread each, batch 64): go %s ms, torch %s ms" % (
+    " ".join("%.3f" % v for v in go), " ".join("%.3f" % v for v in pt)))
+print("cnn samples/s ratio go/torch: best %.2fx, median of rounds %.2fx, per round %s" % (
+    min(pt) / min(go), statistics.median(pt) / statistics.median(go),
+    " ".join("%.2fx" % (t / g) for g, t in zip(go, pt))))
+PYEOF
+fi

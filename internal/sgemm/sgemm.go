@@ -207,18 +207,22 @@ func packB(dst []float32, NR int, trans bool, b []float32, ldb, pc, jc, kb, nb i
 	}
 }
 
-// packBTrans fills a sliver from cols rows of b (transposed B), four rows at
-// a time so the stores of one k step stay in one cache line.
+// packBTrans fills a sliver from cols rows of b (transposed B), eight rows
+// at a time so the stores of one k step fill 32 contiguous bytes.
 func packBTrans(d []float32, NR int, b []float32, ldb, pc, j0, kb, cols int) {
 	j := 0
-	for ; j+4 <= cols; j += 4 {
+	for ; j+8 <= cols; j += 8 {
 		r0 := b[(j0+j+0)*ldb+pc:][:kb]
 		r1 := b[(j0+j+1)*ldb+pc:][:kb]
 		r2 := b[(j0+j+2)*ldb+pc:][:kb]
 		r3 := b[(j0+j+3)*ldb+pc:][:kb]
+		r4 := b[(j0+j+4)*ldb+pc:][:kb]
+		r5 := b[(j0+j+5)*ldb+pc:][:kb]
+		r6 := b[(j0+j+6)*ldb+pc:][:kb]
+		r7 := b[(j0+j+7)*ldb+pc:][:kb]
 		for p := range kb {
-			q := d[p*NR+j:][:4]
-			q[0], q[1], q[2], q[3] = r0[p], r1[p], r2[p], r3[p]
+			q := (*[8]float32)(d[p*NR+j:][:8])
+			q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p], r6[p], r7[p]
 		}
 	}
 	for ; j < cols; j++ {
