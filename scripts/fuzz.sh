@@ -67,7 +67,13 @@ for d in "${dirs[@]}"; do
 		else
 			fail=$((fail + 1)); failed+=("$rel $t")
 			why="exit $rc"
-			[ $rc -eq 124 ] || [ $rc -eq 137 ] && why="no end within ${FUZZ_TIMEOUT}s (hang?)"
+			if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+				why="no end within ${FUZZ_TIMEOUT}s (hang?)"
+			elif grep -qE -- '--- FAIL: Fuzz|Failing input written to|panic:' "$tmp"; then
+				why="exit $rc: the fuzzer found a failing input"
+			elif grep -qE '\[build failed\]|^vet: |\[setup failed\]' "$tmp"; then
+				why="exit $rc: build or vet failed (not a fuzz finding)"
+			fi
 			printf 'FAIL  %-45s %-32s %4ds  %s\n' "$rel" "$t" "$dt" "$why"
 			after=$(ls "$d/testdata/fuzz/$t" 2>/dev/null | wc -l)
 			[ "$after" -gt "$before" ] && echo "      new crasher(s) in $rel/testdata/fuzz/$t/ (rerun: go test -run '$t/<name>' $rel)"
