@@ -92,7 +92,11 @@ func (g *Group) reduceOp(ctx context.Context, kind opKind, buf []float32, op Op,
 			return failedWork(fmt.Errorf("collective: %v: Feedback residual has %d elements for a buffer of %d", kind, len(rc.residual), len(buf)))
 		}
 	}
-	return g.issue(ctx, &Work{h: g.dataHeader(kind, len(buf), op, rc.compression, 0), buf: buf, residual: rc.residual})
+	h := g.dataHeader(kind, len(buf), op, rc.compression, 0)
+	if kind == kindAllReduce {
+		h.algo = g.alg.tuner.choose(len(buf), rc.compression, rc.feedback) // tuner.go
+	}
+	return g.issue(ctx, &Work{h: h, buf: buf, residual: rc.residual})
 }
 
 // AllGather gathers every member's block into every member's buf: buf is Size() blocks of

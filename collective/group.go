@@ -58,6 +58,20 @@ type Options struct {
 	// opens is prefixed with it, and subgroups derive theirs from it. All ranks must use the
 	// same name. Empty means DefaultName ("world").
 	Name string
+
+	// Algorithm forces the AllReduce algorithm of the group and its subgroups: "ring",
+	// "hier", "rd" (the recursive family: rd or rhd, whichever the tuner's model prefers),
+	// "rhd", or "auto" (the tuner picks per call). Empty means GORUN_ALGO, or "ring" when
+	// that is unset (see defaultMode in tuner.go). An algorithm that cannot run a call (see tuner.go) falls back to the
+	// ring. All ranks must use the same setting; a mismatch fails the op (MismatchError).
+	Algorithm string
+	// Hosts, when not nil, gives the host identity of every world rank (by world rank),
+	// replacing what the transport reports (HostIdentifier). Tests simulate several hosts
+	// with it. All ranks must pass the same list.
+	Hosts []string
+	// Tuner is the α-β table the tuner models the algorithms with. Nil means the table
+	// InitFromEnv agreed on (rank 0's), or GORUN_TUNER_FILE, or the committed defaults.
+	Tuner *TunerTable
 }
 
 func (o Options) withDefaults() Options {
@@ -160,6 +174,8 @@ type Group struct {
 
 	p2pMu    sync.Mutex
 	p2pLinks map[p2pKey]*p2pLink
+
+	alg algoState // topology, tuner and the links of the algorithms other than the ring (algo.go)
 }
 
 // New makes the group of every rank of t (group rank = world rank), opening its ring links.
@@ -215,6 +231,9 @@ func newGroup(ctx context.Context, t transport.Transport, opts Options, name str
 	}
 	g.run.g = g
 	g.run.wake = make(chan struct{}, 1)
+	if err := g.alg.init(g); err != nil {
+		return nil, err
+	}
 	g.wd.init(g)
 	if n := len(ranks); n > 1 {
 		if err := g.openRing(ctx); err != nil {
@@ -309,6 +328,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	if err := g.drainQueue(ctx); err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	errs = append(errs, g.alg.shutdown(ctx))
 	if len(g.ranks) > 1 {
 		errs = append(errs, g.goodbye(ctx))
 	}
@@ -397,6 +417,7 @@ func (g *Group) Close() error {
 	close(g.quit)
 	signal(g.wake)
 	g.closeRing()
+	g.alg.close()
 	g.p2pMu.Lock()
 	for _, pl := range g.p2pLinks {
 		if pl.link != nil {
@@ -602,6 +623,9 @@ func (g *Group) execute(w *Work) error {
 	}
 	if len(g.ranks) == 1 {
 		return nil // every collective of one member is the identity (Avg divides by 1)
+	}
+	if w.h.algo != algoRing {
+		return g.executeAlgo(w) // algo.go
 	}
 	x := &g.run
 	x.reset(w)

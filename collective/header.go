@@ -27,7 +27,7 @@ import (
 //	[4]     dtype       (element type of the caller's buffer: none, fp32, bytes)
 //	[5]     reduce      (Op, 0 when the op does not reduce)
 //	[6]     compression (Compression: how values are encoded on the wire)
-//	[7]     algorithm   (algoRing = 0; room for the algorithms to come)
+//	[7]     algorithm   (ring 0, rd 1, rhd 2, hier 3)
 //	[8:16]  seq         (per-group op sequence number; per (peer, tag) message number for Send)
 //	[16:24] count       (number of elements of the caller's buffer; 0 for variable-length bytes)
 //	[24:32] arg         (Broadcast root, Send tag; 0 otherwise), signed
@@ -55,18 +55,28 @@ const (
 )
 
 // algorithm identifies how a collective moves its data. Ranks must agree on it as on the
-// chunk size; today every collective runs on the ring.
+// chunk size. Only AllReduce has algorithms other than the ring (see tuner.go, which picks
+// one per call, rdouble.go and hier.go).
 type algorithm uint8
 
 const (
-	algoRing algorithm = iota
-	algoMax            = algoRing
+	algoRing algorithm = iota // ring.go: reduce-scatter + all-gather around the ring
+	algoRD                    // rdouble.go: recursive doubling, whole buffer per step
+	algoRHD                   // rdouble.go: Rabenseifner, recursive halving + doubling
+	algoHier                  // hier.go: intra-host reduce-scatter, inter-host AllReduce, intra-host all-gather
+	algoMax  = algoHier
 )
 
 func (a algorithm) String() string {
 	switch a {
 	case algoRing:
 		return "ring"
+	case algoRD:
+		return "rd"
+	case algoRHD:
+		return "rhd"
+	case algoHier:
+		return "hier"
 	}
 	return fmt.Sprintf("algorithm(%d)", uint8(a))
 }

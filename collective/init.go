@@ -58,5 +58,8 @@ func InitFromEnv(ctx context.Context, opts ...Options) (*Group, error) {
 		return nil, errors.Join(err, t.Close())
 	}
 	g.ownsT = true
+	if err := g.agreeTuner(ctx); err != nil { // tuner.go: every rank uses rank 0's table
+		return nil, errors.Join(err, g.Close())
+	}
 	return g, nil
 }

@@ -127,7 +127,7 @@ func establish(ctx context.Context, cfg Config, server *rendezvous.Server) (_ *T
 	if err = t.bind(loop); err != nil {
 		return nil, err
 	}
-	self := peerEntry{Fingerprint: rendezvous.Fingerprint(t.cert.Certificate[0])}
+	self := peerEntry{Fingerprint: rendezvous.Fingerprint(t.cert.Certificate[0]), Host: localHostID()}
 	if self.Addr, err = t.advertise(loop); err != nil {
 		return nil, err
 	}

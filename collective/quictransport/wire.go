@@ -41,18 +41,31 @@ func wireErr(format string, args ...any) error {
 type peerEntry struct {
 	Addr        string
 	Fingerprint [32]byte
+	// Host identifies the machine (boot and network namespace) the rank runs on, so that
+	// every rank knows every rank's host whatever carries the links (see HostIDs); empty
+	// from a build that did not publish it.
+	Host string
 }
 
-// Entry layout: version(1) fingerprint(32) addrLen(1) addr.
+// Entry layout: version(1) fingerprint(32) addrLen(1) addr [hostLen(1) host]; the host
+// part is present only when Host is not empty.
 func encodeEntry(e peerEntry) ([]byte, error) {
 	if len(e.Addr) == 0 || len(e.Addr) > maxAddrLen {
 		return nil, fmt.Errorf("quictransport: address %q must be 1..%d bytes", e.Addr, maxAddrLen)
 	}
-	b := make([]byte, 0, 34+len(e.Addr))
+	if len(e.Host) > maxAddrLen {
+		return nil, fmt.Errorf("quictransport: host identity %q longer than %d bytes", e.Host, maxAddrLen)
+	}
+	b := make([]byte, 0, 35+len(e.Addr)+len(e.Host))
 	b = append(b, wireVersion)
 	b = append(b, e.Fingerprint[:]...)
 	b = append(b, byte(len(e.Addr)))
-	return append(b, e.Addr...), nil
+	b = append(b, e.Addr...)
+	if e.Host != "" {
+		b = append(b, byte(len(e.Host)))
+		b = append(b, e.Host...)
+	}
+	return b, nil
 }
 
 func decodeEntry(b []byte) (peerEntry, error) {
@@ -65,10 +78,16 @@ func decodeEntry(b []byte) (peerEntry, error) {
 	}
 	copy(e.Fingerprint[:], b[1:33])
 	n := int(b[33])
-	if n == 0 || len(b) != 34+n {
+	if n == 0 || len(b) < 34+n {
 		return e, wireErr("peer entry address length %d does not match %d remaining bytes", n, len(b)-34)
 	}
-	e.Addr = string(b[34:])
+	e.Addr = string(b[34 : 34+n])
+	if rest := b[34+n:]; len(rest) > 0 {
+		if m := int(rest[0]); m == 0 || len(rest) != 1+m {
+			return e, wireErr("peer entry host length %d does not match %d remaining bytes", m, len(rest)-1)
+		}
+		e.Host = string(rest[1:])
+	}
 	return e, nil
 }
 

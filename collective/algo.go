@@ -1,0 +1,182 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ringtrain/ringtrain/collective/transport"
+)
+
+// algoState is what a group keeps for the AllReduce algorithms other than the ring: where
+// its members run (Topology), the tuner that picks an algorithm per call, the links of
+// recursive doubling (opened on first use) and the two internal groups of the hierarchical
+// algorithm (made on first use).
+//
+// Every non-ring op still sends its header once around the group's ring (to the right
+// neighbour, checked by it against its own call) while the algorithm runs: a rank that chose
+// another algorithm (or another count, op...) is caught there even when the algorithm's own
+// messages would never meet it, and fails with a MismatchError naming the field.
+type algoState struct {
+	g     *Group
+	topo  Topology
+	tuner tuner
+
+	mu     sync.Mutex // guards links, local, cross and closed against Close
+	links  map[int]transport.Link
+	local  *Group // hier: the members on this host
+	cross  *Group // hier: the members of the other hosts with this member's local rank
+	closed bool
+
+	hdrOut, hdrIn [headerSize]byte // the ring lap of the header
+	msgHdr        [headerSize]byte // recursive doubling: the header ahead of every message
+	peerHdr       [headerSize]byte
+	scratchIn     []byte     // one received message
+	scratchOut    []byte     // one encoded message (fp16) or header+payload (small fp32)
+	wrote         chan error // the writing side of an exchange
+}
+
+func (a *algoState) init(g *Group) error {
+	a.g = g
+	a.wrote = make(chan error, 1)
+	hosts, err := worldHostIDs(g.t, g.opts)
+	if err != nil {
+		return err
+	}
+	a.topo = makeTopology(hosts, g.ranks)
+	return a.tuner.init(g, a.topo)
+}
+
+// link returns the recursive-doubling link to group rank peer, opening it on first use
+// (both ends open it in the same step, so a transport that waits for the peer is fine).
+func (a *algoState) link(ctx context.Context, peer int) (transport.Link, error) {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil, ErrClosed
+	}
+	l := a.links[peer]
+	a.mu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+	g := a.g
+	if g.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.opts.Timeout)
+		defer cancel()
+	}
+	l, err := g.t.Link(ctx, g.ranks[peer], g.name+".rd")
+	if err != nil {
+		return nil, &transport.PeerError{Rank: g.ranks[peer], Err: fmt.Errorf("opening the recursive-doubling link: %w", err)}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		l.Close()
+		return nil, ErrClosed
+	}
+	if a.links == nil {
+		a.links = make(map[int]transport.Link)
+	}
+	a.links[peer] = l
+	return l, nil
+}
+
+// shutdown shuts the internal groups down in a fixed order (the same on every rank).
+func (a *algoState) shutdown(ctx context.Context) error {
+	a.mu.Lock()
+	local, cross := a.local, a.cross
+	a.mu.Unlock()
+	var errs []error
+	for _, s := range []*Group{local, cross} {
+		if s != nil {
+			errs = append(errs, s.Shutdown(ctx))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// close releases the links and internal groups (Group.Close).
+func (a *algoState) close() {
+	a.mu.Lock()
+	a.closed = true
+	links, local, cross := a.links, a.local, a.cross
+	a.links = nil
+	a.mu.Unlock()
+	for _, l := range links {
+		l.Close()
+	}
+	for _, s := range []*Group{local, cross} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// executeAlgo runs an op whose header names an algorithm other than the ring (on the
+// group's worker goroutine): the header's lap to the right neighbour, concurrently with the
+// algorithm itself.
+func (g *Group) executeAlgo(w *Work) error {
+	a := &g.alg
+	g.wd.start(w)
+	defer g.wd.stop()
+	g.run.headerIn.Store(false)
+	g.run.recvFinished.Store(false)
+	lap := make(chan error, 1)
+	go func() {
+		err := a.headerLap(w)
+		if err != nil {
+			// At once: the algorithm may be waiting for a peer that runs something else.
+			err = g.fail(w.h.describe(showSeq), err)
+		}
+		lap <- err
+	}()
+	var err error
+	switch w.h.algo {
+	case algoRD, algoRHD:
+		err = a.recursive(w)
+	case algoHier:
+		err = a.hier(w)
+	default:
+		err = fmt.Errorf("collective: algorithm %v not implemented", w.h.algo)
+	}
+	if err != nil {
+		err = g.fail(w.h.describe(showSeq), err)
+	}
+	if lerr := <-lap; lerr != nil && err == nil {
+		err = lerr
+	}
+	return err
+}
+
+// headerLap sends this op's header to the right neighbour and checks the left one's.
+func (a *algoState) headerLap(w *Work) error {
+	g := a.g
+	w.h.encode(&a.hdrOut)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := g.right.Write(a.hdrOut[:])
+		wrote <- err
+	}()
+	err := readFull(g.left, a.hdrIn[:])
+	if err == nil {
+		n := len(g.ranks)
+		left := g.ranks[mod(g.rank-1, n)]
+		var h header
+		if derr := h.decode(a.hdrIn[:]); derr != nil {
+			err = fmt.Errorf("from rank %d: %w", left, derr)
+		} else {
+			err = mismatch(g.worldRank, &w.h, left, &h)
+		}
+		if err == nil {
+			g.run.headerIn.Store(true)
+			g.run.progress.Add(1)
+		}
+	}
+	if werr := <-wrote; err == nil {
+		err = werr
+	}
+	return err
+}

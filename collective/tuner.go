@@ -1,0 +1,522 @@
+package collective
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/ringtrain/ringtrain/collective/quictransport"
+	"github.com/ringtrain/ringtrain/collective/shmtransport"
+	"github.com/ringtrain/ringtrain/collective/transport"
+	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
+)
+
+// The tuner picks the AllReduce algorithm of each call from the bytes, the group's size, its
+// hosts and the kinds of link between its members, with an α-β model per link kind: a
+// message of b bytes over a link of kind k costs α_k + b/bw_k, and reducing b bytes costs
+// b/γ. It predicts, for every algorithm that can run the call, the time of its schedule
+// (the step counts and sizes documented in ring.go, rdouble.go and hier.go) and takes the
+// fastest; ties go to the lower algorithm id (ring first).
+//
+// Every member must pick the same algorithm (the op header carries it, and a rank that
+// picked another fails the op with a MismatchError), so every input is agreed: the size and
+// the Topology are the same everywhere, and InitFromEnv makes every rank use rank 0's table
+// and link kinds (BroadcastBytes at init). Within one process (New over any transport)
+// the table is the same anyway.
+//
+// Table, by precedence: Options.Tuner; GORUN_TUNER_FILE (a JSON file like alphabeta.json);
+// the committed alphabeta.json, measured on the development machine by
+// `go run ./benchmarks/alphabeta` (which prints a new one). Algorithm: Options.Algorithm, or
+// GORUN_ALGO, or auto.
+
+// AlgoEnv and TunerFileEnv name the environment variables the tuner reads (see jobenv).
+const (
+	AlgoEnv      = "GORUN_ALGO"
+	TunerFileEnv = "GORUN_TUNER_FILE"
+)
+
+// LinkCost is the α-β cost of one kind of link.
+type LinkCost struct {
+	// AlphaUS is the latency of one message, in microseconds (a hop of the ring, small).
+	AlphaUS float64 `json:"alpha_us"`
+	// GBps is the bandwidth of one link while every rank sends to one peer and receives from
+	// another (a ring exchange), in 10^9 bytes per second.
+	GBps float64 `json:"gbps"`
+}
+
+// TunerTable is the α-β table the tuner models algorithms with.
+type TunerTable struct {
+	// Source says where the numbers come from (command, machine, date).
+	Source string `json:"source,omitempty"`
+	// Links maps a link kind ("mem", "shm", "quic", "tcp", "tls") to its cost. A kind
+	// missing from the table costs as "quic".
+	Links map[string]LinkCost `json:"links"`
+	// ReduceGBps is the speed of reducing received float32 data into the buffer, in
+	// 10^9 bytes per second (γ); zero means free.
+	ReduceGBps float64 `json:"reduce_gbps"`
+}
+
+//go:embed alphabeta.json
+var defaultTable []byte
+
+// DefaultTunerTable returns the committed table (alphabeta.json).
+func DefaultTunerTable() *TunerTable {
+	t, err := ParseTunerTable(defaultTable)
+	if err != nil {
+		panic("collective: alphabeta.json: " + err.Error())
+	}
+	return t
+}
+
+// ParseTunerTable decodes a JSON table and checks it.
+func ParseTunerTable(b []byte) (*TunerTable, error) {
+	var t TunerTable
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("collective: tuner table: %w", err)
+	}
+	if len(t.Links) == 0 {
+		return nil, errors.New("collective: tuner table: no links")
+	}
+	for k, c := range t.Links {
+		if !(c.AlphaUS >= 0) || !(c.GBps > 0) || math.IsInf(c.AlphaUS, 0) || math.IsInf(c.GBps, 0) {
+			return nil, fmt.Errorf("collective: tuner table: link %q: alpha_us must be ≥ 0 and gbps > 0, got %+v", k, c)
+		}
+	}
+	if !(t.ReduceGBps >= 0) {
+		return nil, fmt.Errorf("collective: tuner table: reduce_gbps %v", t.ReduceGBps)
+	}
+	return &t, nil
+}
+
+// cost returns α (seconds) and β (seconds per byte) of kind.
+func (t *TunerTable) cost(kind string) (alpha, beta float64) {
+	c, ok := t.Links[kind]
+	if !ok {
+		c, ok = t.Links["quic"]
+	}
+	if !ok { // a table without quic: the slowest entry
+		keys := make([]string, 0, len(t.Links))
+		for k := range t.Links {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if l := t.Links[k]; !ok || l.GBps < c.GBps {
+				c, ok = l, true
+			}
+		}
+	}
+	return c.AlphaUS * 1e-6, 1 / (c.GBps * 1e9)
+}
+
+func (t *TunerTable) gamma() float64 {
+	if t.ReduceGBps <= 0 {
+		return 0
+	}
+	return 1 / (t.ReduceGBps * 1e9)
+}
+
+// defaultMode applies when neither Options.Algorithm nor GORUN_ALGO is set: the ring, as
+// before the tuner existed. "auto" is opt-in for now: the other algorithms pass the same
+// correctness tests, but a failure in the middle of one can reach a rank as a link error
+// before the peer's abort notice does (the ring always reads the notice from its
+// neighbour), and each of their ops allocates a few goroutines (TestAllReduceAllocs holds
+// the ring to a small constant).
+const defaultMode = modeRing
+
+// algoMode is what Options.Algorithm / GORUN_ALGO asked for.
+type algoMode uint8
+
+const (
+	modeAuto algoMode = iota
+	modeRing
+	modeRD // the recursive family: rd or rhd, by the model
+	modeRHD
+	modeHier
+)
+
+func (m algoMode) String() string {
+	return [...]string{"auto", "ring", "rd", "rhd", "hier"}[m]
+}
+
+func parseAlgoMode(s string) (algoMode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "auto":
+		return modeAuto, nil
+	case "ring":
+		return modeRing, nil
+	case "rd":
+		return modeRD, nil
+	case "rhd":
+		return modeRHD, nil
+	case "hier":
+		return modeHier, nil
+	}
+	return 0, fmt.Errorf("collective: unknown algorithm %q (want ring, hier, rd, rhd or auto)", s)
+}
+
+// linkKinds are the kinds of link between members on one host and on different hosts.
+type linkKinds struct {
+	Intra string `json:"intra"`
+	Inter string `json:"inter"`
+}
+
+// LinkKinder may be implemented by a transport (or a wrapper exposing Base) to tell the
+// tuner what carries its links: intra between ranks on one host, inter across hosts, as
+// named in the tuner's table ("shm", "quic", "tcp", "tls", ...).
+type LinkKinder interface {
+	LinkKinds() (intra, inter string)
+}
+
+// detectKinds looks through the transport's wrappers for what carries its links.
+func detectKinds(t transport.Transport) linkKinds {
+	k := linkKinds{}
+	for tr := t; tr != nil; {
+		if lk, ok := tr.(LinkKinder); ok {
+			i, e := lk.LinkKinds()
+			if k.Intra == "" {
+				k.Intra = i
+			}
+			if k.Inter == "" {
+				k.Inter = e
+			}
+			return k
+		}
+		switch tr.(type) {
+		case *shmtransport.Transport:
+			if k.Intra == "" {
+				k.Intra = "shm"
+			}
+		case *quictransport.Transport:
+			return k.fill("quic")
+		case *memtransport.Transport:
+			return k.fill("mem")
+		}
+		b, ok := tr.(interface{ Base() transport.Transport })
+		if !ok {
+			break
+		}
+		tr = b.Base()
+	}
+	return k.fill("quic")
+}
+
+func (k linkKinds) fill(base string) linkKinds {
+	if k.Intra == "" {
+		k.Intra = base
+	}
+	if k.Inter == "" {
+		k.Inter = base
+	}
+	return k
+}
+
+// tuner is a group's algorithm chooser.
+type tuner struct {
+	mode  algoMode
+	table *TunerTable
+	kinds linkKinds
+	topo  Topology
+	n     int
+	// Precomputed from the topology: whether the ring, each recursive-doubling distance
+	// (by log2) and the fold cross hosts.
+	ringInter bool
+	rdInter   []bool
+	foldInter bool
+}
+
+func (t *tuner) init(g *Group, topo Topology) error {
+	mode, err := parseAlgoMode(g.opts.Algorithm)
+	if err != nil {
+		return err
+	}
+	if g.opts.Algorithm == "" {
+		mode = defaultMode
+		if v := os.Getenv(AlgoEnv); v != "" {
+			if mode, err = parseAlgoMode(v); err != nil {
+				return fmt.Errorf("%s: %w", AlgoEnv, err)
+			}
+		}
+	}
+	table := g.opts.Tuner
+	if table == nil {
+		if path := os.Getenv(TunerFileEnv); path != "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("collective: %s: %w", TunerFileEnv, err)
+			}
+			if table, err = ParseTunerTable(b); err != nil {
+				return fmt.Errorf("collective: %s=%s: %w", TunerFileEnv, path, err)
+			}
+		} else {
+			table = DefaultTunerTable()
+		}
+	}
+	t.setup(mode, table, detectKinds(g.t), topo)
+	return nil
+}
+
+func (t *tuner) setup(mode algoMode, table *TunerTable, kinds linkKinds, topo Topology) {
+	t.mode, t.table, t.kinds, t.topo = mode, table, kinds, topo
+	n := len(topo.HostOf)
+	t.n = n
+	t.ringInter = topo.NumHosts() > 1
+	p := pof2Below(max(n, 1))
+	rem := n - p
+	rank := func(q int) int {
+		if q < rem {
+			return 2*q + 1
+		}
+		return q + rem
+	}
+	t.rdInter = t.rdInter[:0]
+	for d := 1; d < p; d *= 2 {
+		inter := false
+		for q := 0; q < p && !inter; q++ {
+			inter = topo.HostOf[rank(q)] != topo.HostOf[rank(q^d)]
+		}
+		t.rdInter = append(t.rdInter, inter)
+	}
+	t.foldInter = false
+	for r := 0; r+1 < 2*rem; r += 2 {
+		if topo.HostOf[r] != topo.HostOf[r+1] {
+			t.foldInter = true
+		}
+	}
+}
+
+func (t *tuner) link(inter bool) (alpha, beta float64) {
+	if inter {
+		return t.table.cost(t.kinds.Inter)
+	}
+	return t.table.cost(t.kinds.Intra)
+}
+
+// candidates lists the algorithms the mode allows for a call, in id order.
+// It returns them in a fixed array and a count, so that a call allocates nothing.
+func (t *tuner) candidates(feedback bool) (out [algoMax + 1]algorithm, n int) {
+	var c []algorithm
+	switch t.mode {
+	case modeAuto:
+		c = []algorithm{algoRing, algoRD, algoRHD, algoHier}
+	case modeRing:
+		c = []algorithm{algoRing}
+	case modeRD:
+		c = []algorithm{algoRD, algoRHD}
+	case modeRHD:
+		c = []algorithm{algoRHD}
+	case modeHier:
+		c = []algorithm{algoHier}
+	}
+	for _, a := range c {
+		switch {
+		case a == algoRD && feedback:
+		case a == algoHier && !hierApplicable(t.topo):
+		default:
+			out[n] = a
+			n++
+		}
+	}
+	return out, n
+}
+
+// choose picks the algorithm of an AllReduce of count float32 values.
+func (t *tuner) choose(count int, comp Compression, feedback bool) algorithm {
+	if t.n <= 1 || t.mode == modeRing {
+		return algoRing
+	}
+	best, bestT := algoRing, math.Inf(1)
+	cands, nc := t.candidates(feedback)
+	switch nc {
+	case 0:
+		return algoRing // nothing forced can run the call: the ring can
+	case 1:
+		return cands[0]
+	}
+	for _, a := range cands[:nc] {
+		if p := t.predict(a, count, comp, feedback); p < bestT {
+			best, bestT = a, p
+		}
+	}
+	return best
+}
+
+// predict models the time in seconds of an AllReduce of count values with algorithm a.
+func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool) float64 {
+	n := float64(t.n)
+	wire := float64(4 * count)
+	if comp == FP16 {
+		wire = float64(2 * count) // the chunk prefixes are negligible
+	}
+	red := float64(4*count) * t.table.gamma() // reducing the whole buffer once
+	p := pof2Below(max(t.n, 1))
+	fold := 0.0
+	if t.n != p {
+		al, be := t.link(t.foldInter)
+		fold = 2*(al+wire*be) + red
+	}
+	switch a {
+	case algoRing:
+		al, be := t.link(t.ringInter)
+		return 2*(n-1)*(al+wire/n*be) + (n-1)/n*red
+	case algoRD:
+		s := fold
+		for _, inter := range t.rdInter {
+			al, be := t.link(inter)
+			s += al + wire*be + red
+		}
+		return s
+	case algoRHD:
+		s := fold
+		frac := 0.5
+		for i := len(t.rdInter) - 1; i >= 0; i-- { // d = p/2 .. 1
+			al, be := t.link(t.rdInter[i])
+			s += 2*(al+wire*frac*be) + frac*red
+			frac /= 2
+		}
+		return s
+	case algoHier:
+		if !hierApplicable(t.topo) {
+			return math.Inf(1)
+		}
+		L := float64(t.topo.LocalSize())
+		H := t.topo.NumHosts()
+		al, be := t.table.cost(t.kinds.Intra)
+		local := 2*(L-1)*(al+wire/L*be) + (L-1)/L*red
+		var inner tuner
+		innerTopo := makeTopology(seqHosts(H, 1), seqRanks(H))
+		mode := t.mode
+		if mode == modeHier {
+			mode = modeAuto
+		}
+		inner.setup(mode, t.table, t.kinds, innerTopo)
+		segCount := int(math.Ceil(float64(count) / L))
+		ia := inner.choose(segCount, comp, feedback)
+		return local + inner.predict(ia, segCount, comp, feedback)
+	}
+	return math.Inf(1)
+}
+
+func seqRanks(n int) []int {
+	r := make([]int, n)
+	for i := range r {
+		r[i] = i
+	}
+	return r
+}
+
+// seqHosts names the hosts of n ranks placed perHost to a host, in rank order.
+func seqHosts(n, perHost int) []string {
+	h := make([]string, n)
+	for i := range h {
+		h[i] = fmt.Sprintf("h%d", i/perHost)
+	}
+	return h
+}
+
+// Model is the tuner's model of a job shape, for projections and for tools: ranks placed
+// RanksPerHost to a host in rank order, intra- and inter-host links of the given kinds.
+type Model struct {
+	Table        *TunerTable
+	Ranks        int
+	RanksPerHost int
+	Intra, Inter string
+	// Algorithm restricts the choice as Options.Algorithm does ("" = auto).
+	Algorithm string
+}
+
+func (m Model) tuner() (*tuner, error) {
+	mode, err := parseAlgoMode(m.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	if m.Ranks < 1 || m.RanksPerHost < 1 {
+		return nil, fmt.Errorf("collective: Model: %d ranks, %d per host", m.Ranks, m.RanksPerHost)
+	}
+	table := m.Table
+	if table == nil {
+		table = DefaultTunerTable()
+	}
+	var t tuner
+	t.setup(mode, table, linkKinds{Intra: m.Intra, Inter: m.Inter}.fill("quic"), makeTopology(seqHosts(m.Ranks, m.RanksPerHost), seqRanks(m.Ranks)))
+	return &t, nil
+}
+
+// Choose returns the algorithm the tuner picks for an AllReduce of bytes (float32, no
+// compression) and its predicted time in seconds.
+func (m Model) Choose(bytes int) (string, float64, error) {
+	t, err := m.tuner()
+	if err != nil {
+		return "", 0, err
+	}
+	a := t.choose(bytes/4, NoCompression, false)
+	return a.String(), t.predict(a, bytes/4, NoCompression, false), nil
+}
+
+// Predict returns the modelled time in seconds of an AllReduce of bytes with the named
+// algorithm ("ring", "rd", "rhd", "hier"); +Inf where it cannot run.
+func (m Model) Predict(algo string, bytes int) (float64, error) {
+	t, err := m.tuner()
+	if err != nil {
+		return 0, err
+	}
+	for a := algoRing; a <= algoMax; a++ {
+		if a.String() == algo {
+			return t.predict(a, bytes/4, NoCompression, false), nil
+		}
+	}
+	return 0, fmt.Errorf("collective: unknown algorithm %q", algo)
+}
+
+// Algorithm returns the algorithm g's tuner picks for an AllReduce of count float32 values
+// with the given options (what the op header will carry), e.g. "ring", "rd", "rhd", "hier".
+func (g *Group) Algorithm(count int, opts ...ReduceOption) string {
+	var rc reduceConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyReduce(&rc)
+		}
+	}
+	return g.alg.tuner.choose(count, rc.compression, rc.feedback).String()
+}
+
+// tunerAgreement is what rank 0 broadcasts at InitFromEnv.
+type tunerAgreement struct {
+	Table *TunerTable `json:"table"`
+	Kinds linkKinds   `json:"kinds"`
+}
+
+// agreeTuner makes every member use rank 0's table and link kinds (BroadcastBytes). It is a
+// setup op: the sequence numbers of the user's ops still start at 0.
+func (g *Group) agreeTuner(ctx context.Context) error {
+	if len(g.ranks) == 1 {
+		return nil
+	}
+	var mine []byte
+	if g.rank == 0 {
+		var err error
+		if mine, err = json.Marshal(tunerAgreement{Table: g.alg.tuner.table, Kinds: g.alg.tuner.kinds}); err != nil {
+			return err
+		}
+	}
+	b, err := g.BroadcastBytes(ctx, mine, 0)
+	if err != nil {
+		return fmt.Errorf("collective: agreeing on the tuner table: %w", err)
+	}
+	var ag tunerAgreement
+	if err := json.Unmarshal(b, &ag); err != nil || ag.Table == nil {
+		return fmt.Errorf("collective: rank 0's tuner table: %v", err)
+	}
+	g.alg.tuner.setup(g.alg.tuner.mode, ag.Table, ag.Kinds.fill("quic"), g.alg.topo)
+	g.opts.Tuner = ag.Table
+	g.mu.Lock()
+	g.seq = 0
+	g.mu.Unlock()
+	return nil
+}
