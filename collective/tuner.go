@@ -15,6 +15,7 @@ import (
 	"github.com/ringtrain/ringtrain/collective/shmtransport"
 	"github.com/ringtrain/ringtrain/collective/transport"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
+	"github.com/ringtrain/ringtrain/jobenv"
 )
 
 // The tuner picks the AllReduce algorithm of each call from the bytes, the group's size, its
@@ -37,8 +38,8 @@ import (
 
 // AlgoEnv and TunerFileEnv name the environment variables the tuner reads (see jobenv).
 const (
-	AlgoEnv      = "GORUN_ALGO"
-	TunerFileEnv = "GORUN_TUNER_FILE"
+	AlgoEnv      = jobenv.Algo
+	TunerFileEnv = jobenv.TunerFile
 )
 
 // LinkCost is the α-β cost of one kind of link.

@@ -76,6 +76,13 @@ const (
 	PeerTimeout = "GORUN_PEER_TIMEOUT"
 	// ShmDir is the directory of the shared-memory segments (default /dev/shm).
 	ShmDir = "GORUN_SHM_DIR"
+	// Algo forces the AllReduce algorithm: ring (default), hier, rd, rhd or auto (the tuner).
+	Algo = "GORUN_ALGO"
+	// TunerFile is a JSON α-β table replacing the committed one (rank 0's is used by all).
+	TunerFile = "GORUN_TUNER_FILE"
+	// HostID replaces the host identity a rank publishes at the rendezvous (default: boot id
+	// and network namespace), e.g. to simulate hosts on one machine.
+	HostID = "GORUN_HOST_ID"
 )
 
 // Var documents one variable of the contract.
@@ -115,6 +122,9 @@ var Vars = []Var{
 	{JoinTimeout, "120s", "a rank that never arrives: every other rank fails after this, naming the missing ranks", false},
 	{PeerTimeout, "15s", "a peer that dies or vanishes is detected within this, the error names it; gorun's node agents use it too", false},
 	{ShmDir, "/dev/shm", "directory of the shared-memory segments (8 MiB + 4 KiB per link); an edge whose pages cannot be reserved there stays on the base transport, with one warning naming it", false},
+	{Algo, "ring", "AllReduce algorithm: `ring`, `hier` (reduce-scatter on each host, AllReduce across hosts, all-gather on the host; the ring where hosts hold unequal rank counts), `rd` (recursive doubling or Rabenseifner, whichever the model prefers), `rhd` (Rabenseifner), `auto` (the α-β tuner picks per call); every rank must use the same", false},
+	{TunerFile, "committed table", "JSON α-β table per link kind for the tuner (as printed by `go run ./benchmarks/alphabeta`); rank 0's table is the one every rank uses", false},
+	{HostID, "boot id + network namespace", "host identity a rank publishes at the rendezvous; ranks with equal identities count as one host (hierarchical AllReduce, tuner)", false},
 }
 
 // Markdown renders Vars as the Markdown table the documentation carries.

@@ -1,6 +1,7 @@
 package quictransport
 
 import (
+	"github.com/ringtrain/ringtrain/jobenv"
 	"os"
 	"strings"
 )
@@ -8,7 +9,7 @@ import (
 // HostIDEnv names an environment variable that, when set, replaces the host identity this
 // rank publishes (for tests that simulate several hosts on one machine, and for sites whose
 // machines cannot be told apart otherwise).
-const HostIDEnv = "GORUN_HOST_ID"
+const HostIDEnv = jobenv.HostID
 
 // localHostID identifies the machine this process runs on, as far as the placement of
 // collectives is concerned: the kernel boot id and the network namespace (multi-host tests
