@@ -155,11 +155,12 @@ func (g *Group) executeAlgo(w *Work) error {
 func (a *algoState) headerLap(w *Work) error {
 	g := a.g
 	w.h.encode(&a.hdrOut)
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := g.right.Write(a.hdrOut[:])
-		wrote <- err
-	}()
+	// Written before reading: the right neighbour reads its left header first thing in every
+	// non-ring op, and everything written before on this link belongs to ops it completes
+	// without waiting for this rank, so the write cannot wait on anything that waits on us.
+	if _, err := g.right.Write(a.hdrOut[:]); err != nil {
+		return err
+	}
 	err := readFull(g.left, a.hdrIn[:])
 	if err == nil {
 		n := len(g.ranks)
@@ -174,9 +175,6 @@ func (a *algoState) headerLap(w *Work) error {
 			g.run.headerIn.Store(true)
 			g.run.progress.Add(1)
 		}
-	}
-	if werr := <-wrote; err == nil {
-		err = werr
 	}
 	return err
 }

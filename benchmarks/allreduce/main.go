@@ -67,6 +67,7 @@ type config struct {
 	chunk      int
 	timeout    time.Duration
 	cpuprofile string
+	algos      []string // --algo: one group per algorithm; "" = the package default
 }
 
 func main() {
@@ -112,6 +113,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.chunk, "chunk", 0, "collective.Options.ChunkBytes (0: the package default)")
 	fs.DurationVar(&c.timeout, "timeout", 0, "collective.Options.Timeout (0: the package default)")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file")
+	algoS := fs.String("algo", "", "AllReduce algorithms to time interleaved, comma-separated: ring, rd, rhd, hier, auto (empty: GORUN_ALGO or the package default); the JSON's algo says what ran")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: allreduce [flags]\n\nnccl-tests style AllReduce sweep; see the package doc.\n\n")
 		fs.PrintDefaults()
@@ -121,6 +123,10 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.algos = []string{""}
+	if *algoS != "" {
+		c.algos = strings.Split(*algoS, ",")
 	}
 	var err error
 	if c.min, err = parseSize(*minS); err != nil {
@@ -226,8 +232,9 @@ func (c config) sizes() []int64 {
 
 // rankCtx is what one rank benchmarks with.
 type rankCtx struct {
-	g *collective.Group
-	t transport.Transport
+	g     *collective.Group
+	t     transport.Transport
+	algos []*collective.Group // by cfg.algos
 }
 
 func (c config) groupOptions() collective.Options {
@@ -276,6 +283,20 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		wg.Go(func() {
 			ranks[i].t = t
 			ranks[i].g, errs[i] = collective.New(ctx, t, cfg.groupOptions())
+			for _, a := range cfg.algos {
+				if errs[i] != nil {
+					return
+				}
+				if a == "" {
+					ranks[i].algos = append(ranks[i].algos, ranks[i].g)
+					continue
+				}
+				o := cfg.groupOptions()
+				o.Name, o.Algorithm = "algo-"+a, a
+				var ag *collective.Group
+				ag, errs[i] = collective.New(ctx, t, o)
+				ranks[i].algos = append(ranks[i].algos, ag)
+			}
 		})
 	}
 	wg.Wait()
@@ -291,6 +312,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			if err := benchRank(ctx, cfg, rc, label, w); err != nil {
 				errs[i] = fmt.Errorf("rank %d: %w", rc.t.Rank(), err)
 			}
+			for _, ag := range rc.algos {
+				ag.Close()
+			}
 			rc.g.Close()
 		})
 	}
@@ -301,6 +325,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 // row is one JSON line of the output.
 type row struct {
 	Op         string  `json:"op"`
+	Algo       string  `json:"algo,omitempty"` // the AllReduce algorithm that ran (the tuner's choice with auto)
 	Ranks      int     `json:"ranks"`
 	Bytes      int64   `json:"bytes"`
 	Dtype      string  `json:"dtype"`
@@ -325,6 +350,8 @@ type row struct {
 // variant is one thing timed at each size: an AllReduce of one dtype, or the ring exchange.
 type variant struct {
 	dtype string // "fp32", "fp16", or "raw" for the exchange
+	algo  string // what ran (Group.Algorithm)
+	asked string // what --algo asked for
 	run   func() error
 	times []float64
 	cpu   []float64 // process CPU time per iteration (µs)
@@ -351,7 +378,7 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 		if cores := runtime.NumCPU(); cfg.local > 0 && n > cores {
 			fmt.Fprintf(out, "# note: %d ranks share %d CPU cores in this process: the figures are CPU-bound\n", n, cores)
 		}
-		fmt.Fprintf(out, "%10s %5s %10s %10s %10s %11s %11s", "size", "dtype", "time_us", "min_us", "max_us", "algbw_GB/s", "busbw_GB/s")
+		fmt.Fprintf(out, "%10s %10s %10s %10s %10s %11s %11s", "size", "dtype/algo", "time_us", "min_us", "max_us", "algbw_GB/s", "busbw_GB/s")
 		if ex != nil {
 			fmt.Fprintf(out, " %10s %9s", "link_GB/s", "bus/link")
 		}
@@ -369,17 +396,21 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 		// iteration, so that they share whatever else the machine is doing.
 		var vs []*variant
 		relErr := map[string]float64{}
-		for _, dt := range cfg.dtypes {
-			var opts []collective.ReduceOption
-			if dt == "fp16" {
-				opts = append(opts, collective.FP16)
+		for ai, ag := range rc.algos {
+			for _, dt := range cfg.dtypes {
+				var opts []collective.ReduceOption
+				if dt == "fp16" {
+					opts = append(opts, collective.FP16)
+				}
+				e, err := checkOnce(ctx, ag, b, cfg.op, opts)
+				if err != nil {
+					return fmt.Errorf("%s %s %s: %w", human(size), dt, cfg.algos[ai], err)
+				}
+				v := &variant{dtype: dt, algo: ag.Algorithm(len(b), opts...), asked: cfg.algos[ai],
+					run: func() error { return ag.AllReduce(ctx, b, cfg.op, opts...) }}
+				relErr[dt+"/"+v.asked] = e
+				vs = append(vs, v)
 			}
-			e, err := checkOnce(ctx, g, b, cfg.op, opts)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", human(size), dt, err)
-			}
-			relErr[dt] = e
-			vs = append(vs, &variant{dtype: dt, run: func() error { return g.AllReduce(ctx, b, cfg.op, opts...) }})
 		}
 		if ex != nil {
 			vs = append(vs, &variant{dtype: "raw", run: func() error { return ex.exchange(int(size)) }})
@@ -414,8 +445,8 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 			if err != nil {
 				return err
 			}
-			r := row{Op: "allreduce", Ranks: n, Bytes: size, Dtype: v.dtype, Reduce: cfg.op.String(),
-				TimeUS: med, MinUS: lo, MaxUS: hi, MaxRelErr: relErr[v.dtype], Iters: cfg.iters,
+			r := row{Op: "allreduce", Algo: v.algo, Ranks: n, Bytes: size, Dtype: v.dtype, Reduce: cfg.op.String(),
+				TimeUS: med, MinUS: lo, MaxUS: hi, MaxRelErr: relErr[v.dtype+"/"+v.asked], Iters: cfg.iters,
 				Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU()}
 			if cfg.local > 0 {
 				// With every rank in this process, its CPU time per op is the whole job's:
@@ -438,7 +469,11 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 				enc.Encode(r)
 				continue
 			}
-			fmt.Fprintf(out, "%10s %5s %10.1f %10.1f %10.1f %11.3f %11.3f", human(size), r.Dtype, r.TimeUS, r.MinUS, r.MaxUS, r.AlgBWGBs, r.BusBWGBs)
+			dt := r.Dtype
+			if r.Algo != "" {
+				dt += "/" + r.Algo
+			}
+			fmt.Fprintf(out, "%10s %10s %10.1f %10.1f %10.1f %11.3f %11.3f", human(size), dt, r.TimeUS, r.MinUS, r.MaxUS, r.AlgBWGBs, r.BusBWGBs)
 			if ex != nil {
 				fmt.Fprintf(out, " %10.3f %9.2f", link, r.BusBWGBs/link)
 			}
