@@ -735,7 +735,18 @@ func (t *Transport) failWith(local, cause error, publish bool) {
 	t.mu.Unlock()
 
 	var wg sync.WaitGroup
-	if publish && t.store != nil {
+	// Rank 0 serves the store: when it is the rank that died, posting there can only
+	// wait out its timeout (measured: the detecting rank's op returned 3-5 s late, the
+	// others at once), so skip it; likewise when the store connection already ended.
+	storeGone := guilty == 0 && t.cfg.Rank != 0
+	if t.store != nil {
+		select {
+		case <-t.store.Done():
+			storeGone = true
+		default:
+		}
+	}
+	if publish && t.store != nil && !storeGone {
 		// Tell ranks we have no connection to, through the store. Bounded, since the
 		// store itself may be what failed.
 		wg.Go(func() {
