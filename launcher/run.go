@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/collective/shmtransport"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -103,6 +105,10 @@ func Run(ctx context.Context, cfg *Config) error {
 		}
 	}
 
+	// Once every rank of this node is gone (the deferred calls run in reverse), remove
+	// the shared-memory files whose creators are dead: a rank killed between creating a
+	// segment and its peer opening it (which unlinks it) leaves the file behind.
+	defer cleanSharedMemory(c.Env, r.say)
 	sp := newSpawner()
 	defer sp.close()
 	r.group = &localGroup{
@@ -291,4 +297,20 @@ func exitCode(err error, stderr io.Writer) int {
 		return je.Code
 	}
 	return 1
+}
+
+// cleanSharedMemory removes this host's shared-memory files left by dead processes
+// (shmtransport.CleanStaleIn: files of live creators, other jobs' included, stay).
+func cleanSharedMemory(env []string, say func(string, ...any)) {
+	dir := strings.TrimSpace(envValue(env, jobenv.ShmDir))
+	if dir == "" {
+		dir = shmtransport.DefaultDir
+	}
+	removed, err := shmtransport.CleanStaleIn(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		say("warning: cleaning %s: %v", dir, err)
+	}
+	if len(removed) > 0 {
+		say("removed %d shared-memory file(s) left by killed ranks in %s", len(removed), dir)
+	}
 }
