@@ -6,7 +6,9 @@ import (
 )
 
 func TestSchedules(t *testing.T) {
-	near := func(got, want float32) bool { return math.Abs(float64(got-want)) <= 1e-7*math.Max(1, math.Abs(float64(want))) }
+	near := func(got, want float32) bool {
+		return math.Abs(float64(got-want)) <= 1e-7*math.Max(1, math.Abs(float64(want)))
+	}
 	cases := []struct {
 		cfg  ScheduleConfig
 		at   []int64
