@@ -61,8 +61,17 @@ const (
 	// MinNodes and MaxNodes are the bounds of --nnodes MIN:MAX (both NNODES when fixed).
 	MinNodes = "GORUN_MIN_NODES"
 	MaxNodes = "GORUN_MAX_NODES"
-	// Transport selects the rank-to-rank transport: auto, quic or shm (--transport).
+	// Transport selects what carries links between hosts (and between ranks of one host when
+	// GORUN_SHM is off): tls (default), tcp or quic (--transport). The old spellings auto
+	// (= tls with shared memory) and shm (= GORUN_SHM=require) still work, with a note.
 	Transport = "GORUN_TRANSPORT"
+	// Shm says whether ranks of one host use shared memory: on (default), off, or require
+	// (--shm).
+	Shm = "GORUN_SHM"
+	// SocketIfname is the network interface (or IP address) every rank advertises and binds
+	// for QUIC and TCP (--iface), like NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME. Empty: the
+	// address that reaches MASTER_ADDR.
+	SocketIfname = "GORUN_SOCKET_IFNAME"
 	// GoMaxProcs is each rank's GOMAXPROCS (--threads-per-rank, else cores ÷ nproc).
 	GoMaxProcs = "GOMAXPROCS"
 )
@@ -74,6 +83,9 @@ const (
 	// PeerTimeout is how soon a dead or silent peer is detected (default 15s). gorun's node
 	// agents follow it too: a node silent for GORUN_PEER_TIMEOUT is lost.
 	PeerTimeout = "GORUN_PEER_TIMEOUT"
+	// Streams is the number of TCP connections per data link (default 1), striped, so that
+	// one edge can use several cores and NIC queues.
+	Streams = "GORUN_STREAMS"
 	// ShmDir is the directory of the shared-memory segments (default /dev/shm).
 	ShmDir = "GORUN_SHM_DIR"
 	// Algo forces the AllReduce algorithm: ring (default), hier, rd, rhd or auto (the tuner).
@@ -117,10 +129,13 @@ var Vars = []Var{
 	{Elastic, "0", "`1` when started with `--nnodes MIN:MAX`", true},
 	{MinNodes, "NNODES", "lower bound of `--nnodes MIN:MAX`", true},
 	{MaxNodes, "NNODES", "upper bound of `--nnodes MIN:MAX`", true},
-	{Transport, "auto", "`--transport`: `auto`, `quic` or `shm`", true},
+	{Transport, "tls", "`--transport`: what carries links between hosts (and between ranks of one host with `--shm off`): `tls` (TLS 1.3 over TCP, pinned certificates), `tcp` (plaintext after a token handshake; not encrypted), `quic`; old spellings `auto` (= `tls`) and `shm` (= `--shm require`) still work with a note", true},
+	{Shm, "on", "`--shm`: `on` (ranks of one host share memory), `off` (every link takes `--transport`), `require` (fail naming a peer that cannot)", true},
+	{SocketIfname, "", "`--iface`: interface name or IP address every rank advertises and binds (QUIC and TCP); unset: the address that reaches `MASTER_ADDR`. gorun sets it with `--iface`", false},
 	{GoMaxProcs, "cores ÷ nproc", "`--threads-per-rank`, else gorun's own `GOMAXPROCS`, else the node's usable cores divided by nproc, at least 1", true},
 	{JoinTimeout, "120s", "a rank that never arrives: every other rank fails after this, naming the missing ranks", false},
 	{PeerTimeout, "15s", "a peer that dies or vanishes is detected within this, the error names it; gorun's node agents use it too", false},
+	{Streams, "1", "TCP connections per data link (`tls`/`tcp`), striped in 256 KiB blocks, 1 to 64", false},
 	{ShmDir, "/dev/shm", "directory of the shared-memory segments (8 MiB + 4 KiB per link); an edge whose pages cannot be reserved there stays on the base transport, with one warning naming it", false},
 	{Algo, "ring", "AllReduce algorithm: `ring`, `hier` (reduce-scatter on each host, AllReduce across hosts, all-gather on the host; the ring where hosts hold unequal rank counts), `rd` (recursive doubling or Rabenseifner, whichever the model prefers), `rhd` (Rabenseifner), `auto` (the α-β tuner picks per call); every rank must use the same", false},
 	{TunerFile, "committed table", "JSON α-β table per link kind for the tuner (as printed by `go run ./benchmarks/alphabeta`); rank 0's table is the one every rank uses", false},

@@ -51,8 +51,12 @@ var flagDefs = []flagDef{
 		help: "read the job secret from FILE (surrounding white space ignored)"},
 	{name: "threads-per-rank", arg: "N", def: "GOMAXPROCS, else cores / nproc",
 		help: "GOMAXPROCS of every rank"},
-	{name: "transport", arg: "NAME", def: "auto", env: "GORUN_TRANSPORT",
-		help: "rank-to-rank transport: auto, quic or shm (exported as GORUN_TRANSPORT)"},
+	{name: "transport", arg: "NAME", def: "tls", env: "GORUN_TRANSPORT",
+		help: "what carries links between hosts (and between ranks of one host with --shm off): tls (TLS 1.3 over TCP), tcp (plaintext, not encrypted) or quic; old auto = tls, shm = --shm require"},
+	{name: "shm", arg: "on|off", def: "on", env: "GORUN_SHM",
+		help: "shared memory between ranks of one host: on, off, or require (fail naming a peer that cannot)"},
+	{name: "iface", arg: "NAME|IP", def: "the address that reaches the master", env: "GORUN_SOCKET_IFNAME",
+		help: "network interface (or address) every rank advertises and binds, like NCCL_SOCKET_IFNAME"},
 	{name: "run-id", arg: "ID", def: "random", env: "GORUN_RUN_ID",
 		help: "job name given to ranks as GORUN_RUN_ID (node 0's value wins)"},
 	{name: "join-timeout", arg: "DURATION", def: "5m",
@@ -83,6 +87,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	var (
 		nproc, nodeRank, masterPort, maxRestarts, threads                    intValue
 		nnodes, masterAddr, logDir, token, tokenFile, transport, runID, rdzv stringValue
+		shm, iface                                                           stringValue
 		grace, joinTimeout, settle                                           durationValue
 		standalone                                                           boolValue
 	)
@@ -90,7 +95,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 		"nproc": &nproc, "nnodes": &nnodes, "node-rank": &nodeRank, "master-addr": &masterAddr,
 		"master-port": &masterPort, "standalone": &standalone, "max-restarts": &maxRestarts,
 		"grace": &grace, "log-dir": &logDir, "token": &token, "token-file": &tokenFile,
-		"threads-per-rank": &threads, "transport": &transport, "run-id": &runID,
+		"threads-per-rank": &threads, "transport": &transport, "shm": &shm, "iface": &iface, "run-id": &runID,
 		"join-timeout": &joinTimeout, "rdzv-endpoints": &rdzv, "settle": &settle,
 	}
 	for _, d := range flagDefs {
@@ -121,6 +126,11 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	}
 
 	c := &Config{Target: rest[0], Args: rest[1:]}
+	// torchrun users write "gorun ... prog.go -- --flag": a "--" right after TARGET only
+	// separates gorun's flags from the program's and is dropped (write "-- --" to pass one).
+	if len(c.Args) > 0 && c.Args[0] == "--" {
+		c.Args = c.Args[1:]
+	}
 	slurm, err := slurmDefaults(env)
 	if err != nil {
 		return nil, err
@@ -207,6 +217,14 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	if !transport.set && c.Transport != "" && !contains(Transports, c.Transport) {
 		return nil, usagef("environment GORUN_TRANSPORT=%q: must be one of %v", c.Transport, Transports)
 	}
+	c.Shm = strings.ToLower(strings.TrimSpace(firstOf(shm, env, []string{jobenv.Shm}, "")))
+	if !shm.set && c.Shm != "" && !contains(ShmModes, c.Shm) {
+		return nil, usagef("environment GORUN_SHM=%q: must be one of %v", c.Shm, ShmModes)
+	}
+	if c.Transport == "shm" && c.Shm == "" {
+		c.Shm = "require" // the old --transport shm
+	}
+	c.Iface = firstOf(iface, env, []string{jobenv.SocketIfname}, "")
 	c.RunID = firstOf(runID, env, []string{jobenv.RunID}, "")
 	c.LogDir = logDir.v
 	c.Standalone = standalone.v

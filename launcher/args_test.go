@@ -68,6 +68,16 @@ func TestParseArgsPrecedence(t *testing.T) {
 			func(c *Config) string { return c.Transport + " " + c.RunID }},
 		{"transport from env", []string{"prog"}, []string{"GORUN_TRANSPORT= QUIC "},
 			func(c *Config) string { return c.Transport }},
+		{"shm, iface", []string{"--transport", "tcp", "--shm", "off", "--iface", "eth1", "prog"}, []string{"GORUN_SHM=on"},
+			func(c *Config) string { return sp(c.Transport, c.Shm, c.Iface) }},
+		{"old shm means require", []string{"--transport", "shm", "prog"}, nil,
+			func(c *Config) string { return sp(c.Transport, c.Shm) }},
+		{"shm and iface from env", []string{"prog"}, []string{"GORUN_SHM=off", "GORUN_SOCKET_IFNAME=10.0.0.2"},
+			func(c *Config) string { return sp(c.Shm, c.Iface) }},
+		{"-- after the target is dropped", []string{"prog", "--", "--min", "4"}, nil,
+			func(c *Config) string { return strings.Join(c.Args, " ") }},
+		{"-- -- passes one", []string{"prog", "--", "--", "x"}, nil,
+			func(c *Config) string { return strings.Join(c.Args, " ") }},
 	}
 	want := []string{
 		sp(1, 1, 0, "", DefaultMasterPort, 0, DefaultGrace, ""),
@@ -82,6 +92,11 @@ func TestParseArgsPrecedence(t *testing.T) {
 		"true  0 1",
 		"shm r1",
 		"quic",
+		"tcp off eth1",
+		"shm require",
+		"off 10.0.0.2",
+		"--min 4",
+		"-- x",
 	}
 	for i, tc := range cases {
 		c, err := ParseArgs(tc.args, envMap(tc.env...))
@@ -134,7 +149,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"p"}, []string{"NNODES=x"}, "NNODES=\"x\" is not an integer"},
 		{[]string{"p"}, []string{"SLURM_NODEID=first"}, "SLURM_NODEID"},
 		{[]string{"p"}, []string{"NNODES=2", "MASTER_ADDR=h"}, "needs a token"},
-		{[]string{"p"}, []string{"GORUN_TRANSPORT=tcp"}, "GORUN_TRANSPORT=\"tcp\""},
+		{[]string{"p"}, []string{"GORUN_TRANSPORT=udp"}, "GORUN_TRANSPORT=\"udp\""},
+		{[]string{"p"}, []string{"GORUN_SHM=maybe"}, "GORUN_SHM=\"maybe\""},
 		{[]string{"--token", "t", "p"}, []string{"NNODES=2", "NODE_RANK=2", "MASTER_ADDR=h"}, "--node-rank must be in [0, 2)"},
 	}
 	for _, tc := range cases {

@@ -22,7 +22,12 @@ const DefaultSettle = 10 * time.Second
 const DefaultJoinTimeout = 5 * time.Minute
 
 // Transports lists the accepted values of --transport (exported to ranks as GORUN_TRANSPORT).
-var Transports = []string{"auto", "quic", "shm"}
+// auto and shm are the old spellings (auto = tls with shared memory, shm = --shm require);
+// they still work, with a note.
+var Transports = []string{"tls", "tcp", "quic", "auto", "shm"}
+
+// ShmModes lists the accepted values of --shm (exported to ranks as GORUN_SHM).
+var ShmModes = []string{"on", "off", "require"}
 
 // Config describes one job as seen from one node. [ParseArgs] fills it from a command line
 // and an environment; library users may build one directly. The zero value of every field is
@@ -86,8 +91,14 @@ type Config struct {
 	// ThreadsPerRank sets each rank's GOMAXPROCS. Zero means the GOMAXPROCS found in Env if
 	// any, else the node's usable cores divided among its ranks (at least 1).
 	ThreadsPerRank int
-	// Transport is exported to ranks as GORUN_TRANSPORT. Empty means "auto".
+	// Transport is exported to ranks as GORUN_TRANSPORT: what carries links between hosts
+	// (tls, tcp or quic; the old auto and shm are still accepted). Empty means "tls".
 	Transport string
+	// Shm is exported to ranks as GORUN_SHM: on, off or require. Empty means "on".
+	Shm string
+	// Iface is exported to ranks as GORUN_SOCKET_IFNAME when not empty: the interface or
+	// address ranks advertise and bind.
+	Iface string
 
 	// Env is the base environment of every rank ("KEY=value" entries); the launcher's own
 	// variables are set on top of it. Nil means the launcher's own environment (os.Environ).
@@ -142,7 +153,10 @@ func (c Config) withDefaults() Config {
 		c.JoinTimeout = DefaultJoinTimeout
 	}
 	if c.Transport == "" {
-		c.Transport = "auto"
+		c.Transport = "tls"
+	}
+	if c.Shm == "" {
+		c.Shm = "on"
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = time.Second
@@ -192,6 +206,9 @@ func (c *Config) validate() error {
 	}
 	if !contains(Transports, c.Transport) {
 		return usagef("--transport must be one of %v, got %q", Transports, c.Transport)
+	}
+	if !contains(ShmModes, c.Shm) {
+		return usagef("--shm must be one of %v, got %q", ShmModes, c.Shm)
 	}
 	return nil
 }

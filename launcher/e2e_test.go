@@ -41,7 +41,7 @@ func TestEnvAndBuildOnce(t *testing.T) {
 		want := map[string]string{
 			"RANK": strconv.Itoa(r), "LOCAL_RANK": strconv.Itoa(r), "WORLD_SIZE": "3", "LOCAL_WORLD_SIZE": "3",
 			"NODE_RANK": "0", "NNODES": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": envs[0]["MASTER_PORT"],
-			"GORUN_TOKEN": token, "GORUN_RUN_ID": "job42", "GORUN_RESTART_COUNT": "0", "GORUN_TRANSPORT": "auto",
+			"GORUN_TOKEN": token, "GORUN_RUN_ID": "job42", "GORUN_RESTART_COUNT": "0", "GORUN_TRANSPORT": "tls", "GORUN_SHM": "on",
 			"EXE": exe, "ARGS": "--lr|0.1|x y",
 		}
 		for k, v := range want {

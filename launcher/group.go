@@ -129,8 +129,12 @@ func (g *localGroup) rankEnv(l, attempt int) []string {
 		jobenv.Elastic:                  elastic,
 		jobenv.MinNodes:                 strconv.Itoa(c.MinNodes),
 		jobenv.MaxNodes:                 strconv.Itoa(c.MaxNodes),
-		jobenv.Transport:                c.Transport,
+		jobenv.Transport:                rankTransport(c.Transport),
+		jobenv.Shm:                      c.Shm,
 		jobenv.GoMaxProcs:               g.gomaxprocs,
+	}
+	if c.Iface != "" {
+		set[jobenv.SocketIfname] = c.Iface
 	}
 	return mergeEnv(g.baseEnv, set)
 }
@@ -440,4 +444,13 @@ func formatSummary(res *attemptResult, header string) string {
 		fmt.Fprintf(&b, "gorun: %6d  %s%s\n", ex.rank, ex.how(), mark)
 	}
 	return b.String()
+}
+
+// rankTransport is the GORUN_TRANSPORT ranks get: the old spellings auto and shm become tls
+// (gorun printed their deprecation; shm's "require" travels in GORUN_SHM).
+func rankTransport(t string) string {
+	if t == "auto" || t == "shm" {
+		return "tls"
+	}
+	return t
 }

@@ -77,6 +77,14 @@ func Run(ctx context.Context, cfg *Config) error {
 	if len(c.Token) < 16 {
 		r.say("warning: the job token is only %d characters; use at least 16 random ones", len(c.Token))
 	}
+	switch c.Transport {
+	case "auto":
+		r.say("note: --transport auto is deprecated: it now means --transport tls --shm on (the default)")
+	case "shm":
+		r.say("note: --transport shm is deprecated: it now means --shm require")
+	case "tcp":
+		r.say("warning: --transport tcp: data between ranks is NOT encrypted (plain TCP after an authenticated handshake); use it only on a trusted network")
+	}
 
 	tgt, err := resolveTarget(c.Target)
 	if err != nil {

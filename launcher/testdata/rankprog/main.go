@@ -51,7 +51,7 @@ func main() {
 	case "env":
 		for _, k := range []string{"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
 			"NNODES", "MASTER_ADDR", "MASTER_PORT", "GORUN_TOKEN", "GORUN_RUN_ID", "GORUN_RESTART_COUNT",
-			"GORUN_TRANSPORT", "GOMAXPROCS"} {
+			"GORUN_TRANSPORT", "GORUN_SHM", "GOMAXPROCS"} {
 			fmt.Printf("%s=%s\n", k, os.Getenv(k))
 		}
 		fmt.Printf("RUNTIME_GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
