@@ -272,7 +272,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		ts = []transport.Transport{q}
 	}
 	defer func() {
+		// The groups do not own these transports: drain them before closing.
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
 		for _, t := range ts {
+			if s, ok := t.(transport.Shutdowner); ok {
+				s.Shutdown(sctx)
+			}
 			t.Close()
 		}
 	}()
@@ -312,6 +318,15 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			if err := benchRank(ctx, cfg, rc, label, w); err != nil {
 				errs[i] = fmt.Errorf("rank %d: %w", rc.t.Rank(), err)
 			}
+			// Leave in order (every byte sent is read before anyone closes), then free.
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			for _, ag := range rc.algos {
+				if ag != rc.g {
+					ag.Shutdown(sctx)
+				}
+			}
+			rc.g.Shutdown(sctx)
+			cancel()
 			for _, ag := range rc.algos {
 				ag.Close()
 			}
