@@ -49,6 +49,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/collective/quictransport"
+	"github.com/ringtrain/ringtrain/collective/stack"
 	"github.com/ringtrain/ringtrain/collective/transport"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
 )
@@ -261,15 +262,15 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			ts = append(ts, q)
 		}
 	default:
-		qc, err := quictransport.ConfigFromEnv()
+		// Through gorun: the transports users get from collective.InitFromEnv (composed by
+		// package stack from --transport, --shm, --iface and GORUN_STREAMS); the groups and
+		// the --baseline exchange run over these same links.
+		st, err := stack.FromEnv(ctx, nil)
 		if err != nil {
 			return err
 		}
-		q, err := quictransport.Establish(ctx, qc)
-		if err != nil {
-			return err
-		}
-		ts = []transport.Transport{q}
+		label = st.Settings.String()
+		ts = []transport.Transport{st}
 	}
 	defer func() {
 		// The groups do not own these transports: drain them before closing.
@@ -339,23 +340,25 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 // row is one JSON line of the output.
 type row struct {
-	Op         string  `json:"op"`
-	Algo       string  `json:"algo,omitempty"` // the AllReduce algorithm that ran (the tuner's choice with auto)
-	Ranks      int     `json:"ranks"`
-	Bytes      int64   `json:"bytes"`
-	Dtype      string  `json:"dtype"`
-	Reduce     string  `json:"reduce,omitempty"`
-	TimeUS     float64 `json:"time_us"`
-	MinUS      float64 `json:"min_us"`
-	MaxUS      float64 `json:"max_us"`
-	AlgBWGBs   float64 `json:"algbw_gbs"`
-	BusBWGBs   float64 `json:"busbw_gbs"`
-	LinkGBs    float64 `json:"link_gbs,omitempty"`
-	MaxRelErr  float64 `json:"max_rel_err"`
-	Iters      int     `json:"iters"`
-	Transport  string  `json:"transport"`
-	ChunkBytes int     `json:"chunk_bytes"`
-	Cores      int     `json:"cores"`
+	Op        string  `json:"op"`
+	Algo      string  `json:"algo,omitempty"` // the AllReduce algorithm that ran (the tuner's choice with auto)
+	Ranks     int     `json:"ranks"`
+	Bytes     int64   `json:"bytes"`
+	Dtype     string  `json:"dtype"`
+	Reduce    string  `json:"reduce,omitempty"`
+	TimeUS    float64 `json:"time_us"`
+	MinUS     float64 `json:"min_us"`
+	MaxUS     float64 `json:"max_us"`
+	AlgBWGBs  float64 `json:"algbw_gbs"`
+	BusBWGBs  float64 `json:"busbw_gbs"`
+	LinkGBs   float64 `json:"link_gbs,omitempty"`
+	MaxRelErr float64 `json:"max_rel_err"`
+	Iters     int     `json:"iters"`
+	Transport string  `json:"transport"`
+	// Links says what carries rank 0's links, by peer ("1:tls,3:tls"); through gorun only.
+	Links      string `json:"links,omitempty"`
+	ChunkBytes int    `json:"chunk_bytes"`
+	Cores      int    `json:"cores"`
 	// ProcessCPUUS is the median CPU time (user+system, all threads) the process used per
 	// iteration, with --local only: all ranks' work for one op. Unlike time_us it hardly
 	// depends on what else the machine runs.
@@ -463,6 +466,9 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 			r := row{Op: "allreduce", Algo: v.algo, Ranks: n, Bytes: size, Dtype: v.dtype, Reduce: cfg.op.String(),
 				TimeUS: med, MinUS: lo, MaxUS: hi, MaxRelErr: relErr[v.dtype+"/"+v.asked], Iters: cfg.iters,
 				Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU()}
+			if k := g.LinkKinds(); len(k) > 0 {
+				r.Links = stack.KindsString(k)
+			}
 			if cfg.local > 0 {
 				// With every rank in this process, its CPU time per op is the whole job's:
 				// what a machine too busy to give the job its cores would charge.

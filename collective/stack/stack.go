@@ -281,3 +281,16 @@ func Establish(ctx context.Context, cfg quictransport.Config, s Settings) (*Tran
 // Base returns the top layer (shared memory, else the data links), so that code looking
 // through wrappers (host identities) finds every layer.
 func (t *Transport) Base() transport.Transport { return t.Transport }
+
+// String is the settings as benchmarks label them: "tls shm=off", with streams and iface
+// when set.
+func (s Settings) String() string {
+	out := s.Transport.String() + " shm=" + s.Shm.String()
+	if s.Streams > 1 {
+		out += " streams=" + strconv.Itoa(s.Streams)
+	}
+	if s.Iface != "" {
+		out += " iface=" + s.Iface
+	}
+	return out
+}
