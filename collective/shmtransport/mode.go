@@ -20,8 +20,12 @@ const (
 	ModeShm
 )
 
-// EnvTransport is the environment variable ModeFromEnv reads (set by gorun's --transport).
-const EnvTransport = "GORUN_TRANSPORT"
+// EnvTransport and EnvShm are the environment variables ModeFromEnv reads (set by gorun's
+// --transport and --shm).
+const (
+	EnvTransport = "GORUN_TRANSPORT"
+	EnvShm       = "GORUN_SHM"
+)
 
 // String returns the name ParseMode accepts: "auto", "quic" or "shm".
 func (m Mode) String() string {
@@ -36,10 +40,11 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// ParseMode parses "auto", "quic" or "shm" (case-insensitive; "" means auto).
+// ParseMode parses "auto", "quic" or "shm" (case-insensitive; "" means auto). "tls" and
+// "tcp", which name the link between hosts (package datalink), leave shared memory on: auto.
 func ParseMode(s string) (Mode, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", "auto":
+	case "", "auto", "tls", "tcp":
 		return ModeAuto, nil
 	case "quic":
 		return ModeQUIC, nil
@@ -49,8 +54,21 @@ func ParseMode(s string) (Mode, error) {
 	return ModeAuto, fmt.Errorf("shmtransport: unknown transport %q (want auto, quic or shm)", s)
 }
 
-// ModeFromEnv reads the mode from GORUN_TRANSPORT; unset or empty means ModeAuto.
+// ModeFromEnv reads the mode from GORUN_SHM when it is set (on: ModeAuto, off: ModeQUIC,
+// i.e. every link stays on the base transport, require: ModeShm), else from
+// GORUN_TRANSPORT; both unset or empty mean ModeAuto.
 func ModeFromEnv() (Mode, error) {
+	if v := strings.ToLower(strings.TrimSpace(os.Getenv(EnvShm))); v != "" {
+		switch v {
+		case "on":
+			return ModeAuto, nil
+		case "off":
+			return ModeQUIC, nil
+		case "require":
+			return ModeShm, nil
+		}
+		return ModeAuto, fmt.Errorf("shmtransport: %s=%q: want on, off or require", EnvShm, v)
+	}
 	v := os.Getenv(EnvTransport)
 	m, err := ParseMode(v)
 	if err != nil {

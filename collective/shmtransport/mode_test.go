@@ -9,7 +9,7 @@ func TestModeFromEnv(t *testing.T) {
 	for _, c := range []struct {
 		env  string
 		want Mode
-	}{{"", ModeAuto}, {"auto", ModeAuto}, {"QUIC", ModeQUIC}, {" shm ", ModeShm}} {
+	}{{"", ModeAuto}, {"auto", ModeAuto}, {"QUIC", ModeQUIC}, {" shm ", ModeShm}, {"tls", ModeAuto}, {"tcp", ModeAuto}} {
 		t.Setenv(EnvTransport, c.env)
 		m, err := ModeFromEnv()
 		if err != nil || m != c.want {
@@ -19,10 +19,22 @@ func TestModeFromEnv(t *testing.T) {
 			t.Errorf("String: %q", m.String())
 		}
 	}
-	t.Setenv(EnvTransport, "tcp")
+	t.Setenv(EnvTransport, "udp")
 	_, err := ModeFromEnv()
-	if err == nil || !strings.Contains(err.Error(), EnvTransport) || !strings.Contains(err.Error(), `"tcp"`) {
+	if err == nil || !strings.Contains(err.Error(), EnvTransport) || !strings.Contains(err.Error(), `"udp"`) {
 		t.Fatalf("bad value: %v, want an error naming the variable and the value", err)
+	}
+	// GORUN_SHM, when set, wins.
+	t.Setenv(EnvTransport, "quic")
+	for v, want := range map[string]Mode{"on": ModeAuto, "off": ModeQUIC, "require": ModeShm} {
+		t.Setenv(EnvShm, v)
+		if m, err := ModeFromEnv(); err != nil || m != want {
+			t.Errorf("%s=%s: %v, %v; want %v", EnvShm, v, m, err, want)
+		}
+	}
+	t.Setenv(EnvShm, "maybe")
+	if _, err := ModeFromEnv(); err == nil || !strings.Contains(err.Error(), EnvShm) {
+		t.Fatalf("bad GORUN_SHM: %v", err)
 	}
 }
 
