@@ -3,6 +3,7 @@ package multihost
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,12 +25,13 @@ import (
 )
 
 var (
-	flagHosts  = flag.Int("hosts", 4, "hosts (network namespaces), one rank each")
-	flagRate   = flag.String("rate", "1gbit", "tbf rate of every host's link, as tc writes it (\"\": unshaped)")
-	flagSize   = flag.String("size", "64MiB", "AllReduce buffer size (float32 bytes)")
-	flagIters  = flag.Int("iters", 5, "timed iterations per dtype")
-	flagWarmup = flag.Int("warmup", 2, "untimed iterations per dtype")
-	flagOut    = flag.String("out", "", "append the JSON lines of the runs to this file")
+	flagHosts     = flag.Int("hosts", 4, "hosts (network namespaces), one rank each")
+	flagRate      = flag.String("rate", "1gbit", "tbf rate of every host's link, as tc writes it (\"\": unshaped)")
+	flagSize      = flag.String("size", "64MiB", "AllReduce buffer size (float32 bytes)")
+	flagIters     = flag.Int("iters", 5, "timed iterations per dtype")
+	flagWarmup    = flag.Int("warmup", 2, "untimed iterations per dtype")
+	flagOut       = flag.String("out", "", "append the JSON lines of the runs to this file")
+	flagTransport = flag.String("transport", "", "gorun --transport between the hosts: tls (gorun's default), tcp or quic")
 )
 
 // row is the part of benchmarks/allreduce's JSON line this benchmark reads.
@@ -180,7 +182,8 @@ func runJob(b *testing.B, c *netcluster.Cluster, hosts int, args ...string) []ro
 	for i := 0; i < hosts; i++ {
 		res[i] = &result{}
 		cmd := c.Command(ctx, i, build.gorun, append([]string{"--nnodes", strconv.Itoa(hosts), "--node-rank", strconv.Itoa(i),
-			"--master-addr", c.IP(0), "--master-port", "29500", "--token-file", tok, "--nproc", "1", build.reduce}, args...)...)
+			"--master-addr", c.IP(0), "--master-port", "29500", "--token-file", tok, "--nproc", "1",
+			"--transport", cmp.Or(*flagTransport, "tls"), build.reduce}, args...)...)
 		cmd.Stdout, cmd.Stderr = &res[i].out, &res[i].errOut
 		cmd.WaitDelay = 5 * time.Second
 		if err := cmd.Start(); err != nil {
