@@ -269,8 +269,8 @@ func TestStrangerRefused(t *testing.T) {
 	checkCheckpoint(t, ckpt, trainHidden, trainEvery)
 }
 
-// TestLossyDelayedRing routes every ring link of a 3-host × 2-rank job (QUIC everywhere,
-// GORUN_TRANSPORT=quic) through UDP relays that drop 5% of the datagrams and delay each by
+// TestLossyDelayedRing routes every ring link of a 3-host × 2-rank job (QUIC everywhere:
+// --transport quic --shm off) through UDP relays that drop 5% of the datagrams and delay each by
 // 2 ms, in both directions: each rank advertises its relay's address instead of its own.
 // Training must still finish with the parameters of the single-process run, and the relays
 // must have carried (and dropped) the ring's traffic.
@@ -293,7 +293,7 @@ func TestLossyDelayedRing(t *testing.T) {
 	ckpt, out := filepath.Join(tmp, "ckpt"), tmp
 	nodes := startJob(t, ctx, c, jobSpec{
 		nodes: 3, nproc: nproc,
-		gorunArgs: []string{"--transport", "quic"},
+		gorunArgs: []string{"--transport", "quic", "--shm", "off"},
 		nodeEnv: func(h int) []string {
 			return []string{fmt.Sprintf("MULTIHOST_LISTEN=0.0.0.0:%d", dataPort),
 				"MULTIHOST_ADVERTISE=" + net.JoinHostPort(c.IP(h), fmt.Sprint(relayPort))}

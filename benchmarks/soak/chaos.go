@@ -175,10 +175,10 @@ func chaosOne(ctx context.Context, c *chaosConfig, tr string, seed uint64, log i
 	problem := func(f string, a ...any) { res.Problems = append(res.Problems, fmt.Sprintf(f, a...)) }
 
 	grace := c.peerTimeout + 4*time.Second
-	args := []string{"--standalone", "--nproc", strconv.Itoa(c.nproc), "--grace", grace.String(), "--transport", tr,
-		"--run-id", runID, c.rankProg,
+	args := append([]string{"--standalone", "--nproc", strconv.Itoa(c.nproc), "--grace", grace.String()}, gorunTransportFlags(tr)...)
+	args = append(args, "--run-id", runID, c.rankProg,
 		"--ops", "100000000", "--seed", strconv.FormatUint(seed, 10), "--max-bytes", c.maxBytes,
-		"--chaos-kill-after", kill.String(), "--chaos-rank", strconv.Itoa(victim), "--op-timeout", "120s"}
+		"--chaos-kill-after", kill.String(), "--chaos-rank", strconv.Itoa(victim), "--op-timeout", "120s")
 	cmd := exec.Command(c.gorun, args...)
 	marker := "SOAK_CHAOS_MARKER=" + runID
 	cmd.Env = append(chaosEnv(), marker, "GORUN_PEER_TIMEOUT="+c.peerTimeout.String())

@@ -67,7 +67,7 @@ func TestMain(m *testing.M) {
 func gorunSoak(t *testing.T, transport string, timeout time.Duration, soakArgs ...string) (int, string) {
 	t.Helper()
 	gorun, soak := binaries(t)
-	args := append([]string{"--standalone", "--nproc", "4", "--transport", transport, soak}, soakArgs...)
+	args := append(append(append([]string{"--standalone", "--nproc", "4"}, gorunTransportFlags(transport)...), soak), soakArgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gorun, args...)

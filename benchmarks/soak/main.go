@@ -354,10 +354,30 @@ func run(cfg *config, stdout, stderr io.Writer) int {
 }
 
 func transportName() string {
+	// On one host the links are shared memory unless gorun turned it off
+	// (--shm off), then they are GORUN_TRANSPORT's kind.
+	if os.Getenv("GORUN_SHM") == "off" {
+		if t := os.Getenv("GORUN_TRANSPORT"); t != "" {
+			return t
+		}
+	}
+	if os.Getenv("GORUN_SHM") != "" {
+		return "shm"
+	}
 	if t := os.Getenv("GORUN_TRANSPORT"); t != "" {
 		return t
 	}
 	return "auto"
+}
+
+// gorunTransportFlags are gorun's flags for a soak transport on one host: "shm" forces
+// shared memory; any other (quic, tls, tcp) turns shared memory off so that the links
+// really are of that kind.
+func gorunTransportFlags(tr string) []string {
+	if tr == "shm" {
+		return []string{"--shm", "require"}
+	}
+	return []string{"--transport", tr, "--shm", "off"}
 }
 
 // namesRank reports whether err's message names world rank v ("rank v" as a whole word).
