@@ -46,7 +46,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/collective/quictransport"
-	"github.com/ringtrain/ringtrain/collective/shmtransport"
+	"github.com/ringtrain/ringtrain/collective/stack"
 	"github.com/ringtrain/ringtrain/collective/transport"
 	"github.com/ringtrain/ringtrain/ddp"
 	"github.com/ringtrain/ringtrain/models"
@@ -56,7 +56,7 @@ import (
 var (
 	finished atomic.Bool // run reached its end; the group is shut down cleanly
 	rank     int
-	shm      *shmtransport.Transport // the job's transport; nil when training alone
+	shm      *stack.Transport // the job's transport; nil when training alone
 )
 
 func main() {
@@ -128,21 +128,17 @@ func join(ctx context.Context) (*collective.Group, func(), error) {
 		}
 	}
 	rank = cfg.Rank
-	base, err := quictransport.Establish(ctx, cfg)
+	// The job's transports as collective.InitFromEnv composes them (--transport, --shm), on
+	// the QUIC config above (the tests' relays may move the advertised addresses).
+	settings, err := stack.SettingsFromEnv()
 	if err != nil {
 		return nil, nil, err
 	}
-	fmt.Printf("mhtrain: rank %d pid %d data %s advertised %q\n", cfg.Rank, os.Getpid(), base.LocalAddr(), cfg.AdvertiseAddr)
-	mode, err := shmtransport.ModeFromEnv()
+	tr, err := stack.Establish(ctx, cfg, settings)
 	if err != nil {
-		base.Close()
 		return nil, nil, err
 	}
-	tr, err := shmtransport.Wrap(base, shmtransport.Options{Mode: mode})
-	if err != nil {
-		base.Close()
-		return nil, nil, err
-	}
+	fmt.Printf("mhtrain: rank %d pid %d data %s advertised %q transport %s\n", cfg.Rank, os.Getpid(), tr.QUIC.LocalAddr(), cfg.AdvertiseAddr, settings)
 	shm = tr
 	g, err := collective.New(ctx, tr, collective.Options{})
 	if err != nil {
