@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -282,6 +283,10 @@ func startJob(t *testing.T, ctx context.Context, c *netcluster.Cluster, s jobSpe
 		args := []string{"--nnodes", strconv.Itoa(s.nodes), "--node-rank", strconv.Itoa(i),
 			"--master-addr", c.IP(0), "--master-port", strconv.Itoa(masterPort), "--token-file", tok,
 			"--nproc", strconv.Itoa(s.nproc), "--join-timeout", "60s"}
+		if tr := os.Getenv("MULTIHOST_TRANSPORT"); tr != "" && !slices.Contains(s.gorunArgs, "--transport") {
+			// Run the suite over another link between hosts: MULTIHOST_TRANSPORT=tcp go test ./multihost
+			args = append(args, "--transport", tr)
+		}
 		args = append(append(args, s.gorunArgs...), bins.train)
 		args = append(args, s.args...)
 		env := append([]string(nil), s.env...)
