@@ -178,8 +178,9 @@ func TestKilledPeerDetected(t *testing.T) {
 			t.Fatalf("%s still blocked %v after the peer was killed", c.what, 5*peerTimeout)
 		}
 	}
-	if d := time.Since(killed); d > 2*peerTimeout {
-		// Generous bound (the machine is shared): detection should take about peerTimeout.
+	if d := time.Since(killed); d > 3*peerTimeout {
+		// Generous bound: detection takes about peerTimeout, but under -race on a shared
+		// 2-core machine (load 10) the last of the three waiters was seen at 2.35×.
 		t.Errorf("detection took %v, want within about %v", d, peerTimeout)
 	}
 	if _, err := l.Write([]byte("late")); err == nil {
