@@ -223,12 +223,12 @@ func main() {
 // joinJob returns the world group: the gorun job's when WORLD_SIZE is set,
 // else a group of this process alone. Ranks meet over QUIC
 // (collective.InitFromEnv's transport); links between ranks on the same host
-// then move their bytes through shared memory unless GORUN_TRANSPORT (gorun
-// --transport) says quic. The hand-offs between stages are small, frequent
+// then move their bytes through shared memory unless GORUN_SHM (gorun --shm)
+// is off; other links take GORUN_TRANSPORT (tls by default). The hand-offs between stages are small, frequent
 // and on the critical path, where shared memory's latency pays most.
 func joinJob(ctx context.Context) (*collective.Group, func(), error) {
 	if os.Getenv("WORLD_SIZE") != "" {
-		g, err := collective.InitFromEnv(ctx) // honours GORUN_TRANSPORT; g owns its transport
+		g, err := collective.InitFromEnv(ctx) // honours GORUN_TRANSPORT and GORUN_SHM; g owns its transport
 		if err != nil {
 			return nil, nil, fmt.Errorf("joining the job: %w", err)
 		}
