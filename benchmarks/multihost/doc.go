@@ -6,13 +6,20 @@
 //	go test -run '^$' -bench AllReduceHosts -benchtime 1x ./benchmarks/multihost/ \
 //	    [-args -hosts 4 -rate 1gbit -size 64MiB -iters 5 -warmup 2 -out results.jsonl]
 //
+// The link between hosts is gorun's default (TLS over TCP) unless -transport (or
+// GORUN_TRANSPORT) names tcp or quic.
+//
 // Figures: busbw against the link rate (a ring's bus bandwidth is what each rank's link
-// carries, so it can at best equal the link rate), the raw ring exchange over the same QUIC
-// transport in the same job (the ceiling the transport reaches on these links), fp16's
+// carries, so it can at best equal the link rate), the raw ring exchange over the same
+// links in the same job (the ceiling the transport reaches on these links), fp16's
 // AllReduce time against fp32's, and two diagnostics: the share of the machine's CPU time
 // that was busy during each job, and the packets the tbf queues dropped.
 //
-// # Results on the development machine (2 cores, shared with other builds)
+// # Results on the development machine (2 cores, shared with other builds), over QUIC
+//
+// These figures predate the TLS/TCP data plane (QUIC was then the only link between hosts);
+// today's runs, over TLS by default, are in benchmarks/results/rerun-7a95480/multihost and
+// benchmarks/results/dataplane.
 //
 // 64 MiB, median of 5, JSON lines in results/:
 //

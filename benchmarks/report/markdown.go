@@ -63,7 +63,7 @@ func writeMachine(b *bufio.Writer, r *Results) {
 	row("GOMAXPROCS per rank", fmt.Sprintf("%d (gorun --threads-per-rank)", m.GOMAXPROCSPerRank))
 	tr := s.Transport
 	if tr == "" {
-		tr = "gorun's default (GORUN_TRANSPORT unset: auto, shared memory between ranks of one host)"
+		tr = "gorun's default (shared memory between ranks of one host, TLS over TCP between hosts)"
 	}
 	row("transport, training", tr)
 	sweepTr := map[string]bool{}

@@ -307,7 +307,15 @@ func rankMain() error {
 	if err != nil {
 		return err
 	}
-	defer g.Close()
+	defer func() {
+		// Leave in order: Close is prompt and local, so without the flush a rank that
+		// finished first could cut its peer's last op (the group does not own tr).
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		g.Shutdown(sctx)
+		tr.Shutdown(sctx)
+		g.Close()
+	}()
 	n, rank := g.Size(), g.Rank()
 	size, iters, warmup := envInt("SHMBENCH_BYTES"), envInt("SHMBENCH_ITERS"), envInt("SHMBENCH_WARMUP")
 	rep := rankReport{Rank: rank, OK: true}
