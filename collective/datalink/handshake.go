@@ -92,6 +92,11 @@ func (t *Transport) handshake(ctx context.Context, bl transport.Link, peer int, 
 	}
 	mode := decide(&lo, &hi)
 	if mode == ModeQUIC {
+		if lo.shm && hi.shm && lo.host != "" && lo.host == hi.host {
+			t.mu.Lock()
+			t.local[peer] = true
+			t.mu.Unlock()
+		}
 		return bl, t.opts.BaseKind, nil
 	}
 	if hi.addr == "" {

@@ -35,7 +35,10 @@ type Transport struct {
 	data    []*dataLink
 	pending map[[nonceLen]byte]*pending
 	logged  map[int]string // kind last logged per peer
-	closed  bool
+	// local marks peers on this host whose links are left to the shared-memory layer
+	// above (Options.Shm), so the log does not claim their bytes take the base.
+	local  map[int]bool
+	closed bool
 
 	life      context.Context // ends at Close
 	endLife   context.CancelFunc
@@ -82,6 +85,7 @@ func Wrap(base transport.Transport, opts Options) (*Transport, error) {
 		links:   make(map[linkKey]*entry),
 		pending: make(map[[nonceLen]byte]*pending),
 		logged:  make(map[int]string),
+		local:   make(map[int]bool),
 		stop:    make(chan struct{}),
 	}
 	t.id = o.Identity
@@ -219,8 +223,11 @@ func (t *Transport) establish(e *entry, peer int, channel string) {
 	if first {
 		t.logged[peer] = kind
 	}
+	local := t.local[peer]
 	t.mu.Unlock()
-	if first {
+	if first && local {
+		t.log.Info(fmt.Sprintf("datalink: rank %d is on this host: its links are left to the shared-memory layer (the base, %s, carries its setup)", peer, kind), "peer", peer)
+	} else if first {
 		attrs := []any{"peer", peer, "link", kind}
 		if dl, ok := link.(*dataLink); ok {
 			attrs = append(attrs, "streams", len(dl.conns), "local", dl.conns[0].LocalAddr().String(), "remote", dl.conns[0].RemoteAddr().String())
