@@ -217,7 +217,7 @@ func (t *Transport) establish(e *entry, peer int, channel string) {
 		dl.start()
 	}
 	e.link, e.kind, e.err = link, kind, err
-	e.lazy.settle()
+	e.lazy.Settle(link, err)
 	close(e.ready)
 	first := err == nil && t.logged[peer] != kind
 	if first {

@@ -91,12 +91,12 @@ func tryLinkPair(ts []*Transport, a, b int, ch string) (transport.Link, transpor
 // settled waits (at most 20 s) for the setup of a link returned by Link and returns the
 // link it settled on: a *shmLink or the base link.
 func settled(l transport.Link) (transport.Link, error) {
-	z, ok := l.(*lazyLink)
+	z, ok := l.(*transport.Lazy)
 	if !ok {
 		return l, nil
 	}
 	z.SetDeadline(time.Now().Add(20 * time.Second))
-	r, err := z.wait()
+	r, err := z.Wait()
 	z.SetDeadline(time.Time{})
 	return r, err
 }

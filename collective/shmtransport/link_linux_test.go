@@ -448,7 +448,7 @@ func TestZeroAllocsStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := a.(*lazyLink); !ok {
+	if _, ok := a.(*transport.Lazy); !ok {
 		t.Fatalf("Link returned %T", a)
 	}
 	a.SetDeadline(time.Now().Add(time.Hour))

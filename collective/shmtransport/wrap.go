@@ -46,8 +46,8 @@ type linkKey struct {
 }
 
 type linkEntry struct {
-	ready chan struct{} // closed when link/kind/err are set
-	lazy  *lazyLink     // what Link hands out
+	ready chan struct{}   // closed when link/kind/err are set
+	lazy  *transport.Lazy // what Link hands out
 	link  transport.Link
 	kind  string
 	err   error
@@ -155,7 +155,7 @@ func (t *Transport) Link(ctx context.Context, peer int, channel string) (transpo
 	e, ok := t.links[key]
 	if !ok {
 		e = &linkEntry{ready: make(chan struct{})}
-		e.lazy = newLazyLink(peer, e)
+		e.lazy = transport.NewLazy(peer)
 		t.links[key] = e
 		t.setups.Add(1)
 		go t.establish(e, peer, channel)
@@ -186,7 +186,7 @@ func (t *Transport) establish(e *linkEntry, peer int, channel string) {
 		link = wrapBaseForRace(link) // only under -race: see race_on.go
 	}
 	e.link, e.kind, e.err = link, kind, err
-	e.lazy.settle()
+	e.lazy.Settle(link, err)
 	close(e.ready)
 	t.mu.Unlock()
 }

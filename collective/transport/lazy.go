@@ -1,24 +1,22 @@
-package shmtransport
+package transport
 
 import (
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/ringtrain/ringtrain/collective/transport"
 )
 
-// lazyLink is what Link returns: the link whose setup (the exchange over the base link that
-// picks shared memory or the base link) may still be running. Link itself never waits for the
-// peer, so code that opens its links one after another (right neighbour, then left) works as
-// it does over a base transport that only makes the lower rank's Link return at once; the
-// first Read or Write waits for the setup instead, within the deadline.
-type lazyLink struct {
-	peer int
-	e    *linkEntry
+// Lazy is a Link whose setup may still be running: what a layered transport (shared memory,
+// data links) hands out from Link so that Link never waits for the peer. Code that opens its
+// links one after another then works as over the base transport; the first Read or Write
+// waits for the setup instead, within the deadline. The layer calls Settle exactly once.
+type Lazy struct {
+	peer  int
+	ready chan struct{} // closed by Settle
+	err   error         // the setup's error, final before ready closes
 
-	real atomic.Pointer[transport.Link] // set once the setup succeeded
+	real atomic.Pointer[Link] // set once the setup succeeded
 
 	mu       sync.Mutex
 	deadline time.Time
@@ -26,22 +24,23 @@ type lazyLink struct {
 	closed   bool
 }
 
-var _ transport.Link = (*lazyLink)(nil)
+var _ Link = (*Lazy)(nil)
 
-func newLazyLink(peer int, e *linkEntry) *lazyLink {
-	return &lazyLink{peer: peer, e: e, changed: make(chan struct{})}
+// NewLazy returns the lazy link to peer, not yet settled.
+func NewLazy(peer int) *Lazy {
+	return &Lazy{peer: peer, ready: make(chan struct{}), changed: make(chan struct{})}
 }
 
-// settle is called by the setup once e.link and e.err are final (before e.ready closes):
-// it hands the link over, with the deadline set meanwhile, or closes it if the lazy link was
-// closed first.
-func (z *lazyLink) settle() {
+// Settle ends the setup: it hands l over (with the deadline set meanwhile), or closes it if
+// the lazy link was closed first; with err, Reads and Writes fail with err.
+func (z *Lazy) Settle(l Link, err error) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	if z.e.err != nil {
+	z.err = err
+	defer close(z.ready)
+	if err != nil {
 		return
 	}
-	l := z.e.link
 	if z.closed {
 		l.Close()
 		return
@@ -52,8 +51,8 @@ func (z *lazyLink) settle() {
 	z.real.Store(&l)
 }
 
-// wait returns the set-up link, waiting for the setup within the deadline.
-func (z *lazyLink) wait() (transport.Link, error) {
+// Wait returns the set-up link, waiting for the setup within the deadline.
+func (z *Lazy) Wait() (Link, error) {
 	if l := z.real.Load(); l != nil {
 		return *l, nil
 	}
@@ -62,7 +61,7 @@ func (z *lazyLink) wait() (transport.Link, error) {
 		dl, changed, closed := z.deadline, z.changed, z.closed
 		z.mu.Unlock()
 		if closed {
-			return nil, transport.ErrClosed
+			return nil, ErrClosed
 		}
 		var timeout <-chan time.Time
 		if !dl.IsZero() {
@@ -75,14 +74,14 @@ func (z *lazyLink) wait() (transport.Link, error) {
 			timeout = t.C
 		}
 		select {
-		case <-z.e.ready:
-			if z.e.err != nil {
-				return nil, z.e.err
+		case <-z.ready:
+			if z.err != nil {
+				return nil, z.err
 			}
 			if l := z.real.Load(); l != nil {
 				return *l, nil
 			}
-			return nil, transport.ErrClosed // closed while the setup finished
+			return nil, ErrClosed // closed while the setup finished
 		case <-changed:
 		case <-timeout:
 			return nil, os.ErrDeadlineExceeded
@@ -91,8 +90,8 @@ func (z *lazyLink) wait() (transport.Link, error) {
 }
 
 // Read reads from the link once it is set up.
-func (z *lazyLink) Read(p []byte) (int, error) {
-	l, err := z.wait()
+func (z *Lazy) Read(p []byte) (int, error) {
+	l, err := z.Wait()
 	if err != nil {
 		return 0, err
 	}
@@ -100,8 +99,8 @@ func (z *lazyLink) Read(p []byte) (int, error) {
 }
 
 // Write writes to the link once it is set up.
-func (z *lazyLink) Write(p []byte) (int, error) {
-	l, err := z.wait()
+func (z *Lazy) Write(p []byte) (int, error) {
+	l, err := z.Wait()
 	if err != nil {
 		return 0, err
 	}
@@ -109,7 +108,7 @@ func (z *lazyLink) Write(p []byte) (int, error) {
 }
 
 // SetDeadline bounds blocked Reads and Writes, including the wait for the setup.
-func (z *lazyLink) SetDeadline(t time.Time) error {
+func (z *Lazy) SetDeadline(t time.Time) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	z.deadline = t
@@ -122,10 +121,10 @@ func (z *lazyLink) SetDeadline(t time.Time) error {
 }
 
 // Peer is the world rank at the other end.
-func (z *lazyLink) Peer() int { return z.peer }
+func (z *Lazy) Peer() int { return z.peer }
 
 // Close closes the link, now or as soon as its setup ends.
-func (z *lazyLink) Close() error {
+func (z *Lazy) Close() error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if z.closed {
