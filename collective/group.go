@@ -231,6 +231,7 @@ func newGroup(ctx context.Context, t transport.Transport, opts Options, name str
 	}
 	g.run.g = g
 	g.run.wake = make(chan struct{}, 1)
+	g.run.sentWake = make(chan struct{}, 1)
 	if err := g.alg.init(g); err != nil {
 		return nil, err
 	}

@@ -13,8 +13,13 @@ import (
 // copying into the buffer) and the group's sender sends to the right one. They must be
 // separate: with bounded buffering, a rank that wrote a whole chunk before reading would wait
 // for its right neighbour, which waits for its own right neighbour, and so on around the ring.
-// The receiving side never waits for the sending side, so the ring always drains; the sending
-// side waits only for data the receiving side has finished (recvDone).
+// The receiving side never waits for the sending side to make room on the wire, so the ring
+// always drains; the sending side waits only for data the receiving side has finished
+// (recvDone). One wait goes the other way, and never blocks a correct ring: an all-gather
+// overwrites chunks this rank sent during the reduce-scatter, and the ring's data flow orders
+// that write after the send's Write returned, but only through the network, which neither
+// the memory model nor the race detector can see (and a faulty peer could break). So the
+// receiving side checks sendDone before it overwrites a chunk (waitSent).
 type ringRun struct {
 	g *Group
 	w *Work
@@ -50,9 +55,11 @@ type ringRun struct {
 
 	recvDone     atomic.Int64 // chunks (or barrier rounds) the receiving side has completed
 	recvFinished atomic.Bool
-	headerIn     atomic.Bool  // the left neighbour's header for this op arrived
-	progress     atomic.Int64 // chunks moved in either direction, for the watchdog
-	wake         chan struct{}
+	headerIn     atomic.Bool   // the left neighbour's header for this op arrived
+	sendDone     atomic.Int64  // ring chunk indices the sending side has finished (sendRing)
+	progress     atomic.Int64  // chunks moved in either direction, for the watchdog
+	wake         chan struct{} // the receiving side completed a chunk
+	sentWake     chan struct{} // the sending side finished a chunk
 }
 
 func (x *ringRun) reset(w *Work) {
@@ -67,11 +74,14 @@ func (x *ringRun) reset(w *Work) {
 	x.bytesOp = w.h.dtype == dtBytes
 	x.data, x.parts = w.data, w.parts
 	x.recvDone.Store(0)
+	x.sendDone.Store(0)
 	x.recvFinished.Store(false)
 	x.headerIn.Store(false)
-	select {
-	case <-x.wake:
-	default:
+	for _, c := range []chan struct{}{x.wake, x.sentWake} {
+		select {
+		case <-c:
+		default:
+		}
 	}
 	x.rsSteps, x.agSteps = 0, 0
 	switch w.h.kind {
@@ -205,6 +215,18 @@ func (x *ringRun) waitRecv(need int64) error {
 	return nil
 }
 
+// waitSent blocks until the sending side has finished need chunk indices or the group fails.
+func (x *ringRun) waitSent(need int64) error {
+	for x.sendDone.Load() < need {
+		select {
+		case <-x.sentWake:
+		case <-x.g.failed:
+			return x.g.failure()
+		}
+	}
+	return nil
+}
+
 func (x *ringRun) recvDoneOne() {
 	x.recvDone.Add(1)
 	x.progress.Add(1)
@@ -249,6 +271,8 @@ func (x *ringRun) sendRing() error {
 				}
 			}
 			x.progress.Add(1)
+			x.sendDone.Add(1)
+			signal(x.sentWake)
 			i++
 		}
 	}
@@ -323,6 +347,13 @@ func (x *ringRun) recv() error {
 		rs := s < x.rsSteps
 		final := rs && s == x.rsSteps-1
 		for c := 0; c < x.k; c++ {
+			if s >= x.rsSteps && x.rsSteps > 0 {
+				// All-gather step s overwrites segment seg, which the sending side sent at
+				// reduce-scatter step s-rsSteps (sendSeg); see the type's comment.
+				if err := x.waitSent(int64((s-x.rsSteps)*x.k + c + 1)); err != nil {
+					return err
+				}
+			}
 			if lo, hi := x.chunk(seg, c); hi > lo {
 				dst := x.buf[lo:hi]
 				var err error
