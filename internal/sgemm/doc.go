@@ -1,18 +1,24 @@
 // Package sgemm is a single-precision general matrix multiply for row-major
 // matrices, C = alpha·op(A)·op(B) + beta·C, in the style of BLIS / GotoBLAS:
 //
-//   - a register-blocked micro-kernel computes an MR×NR (6×16) tile of C from
-//     a packed MR-wide sliver of A and a packed NR-wide sliver of B. On amd64
-//     with AVX2 and FMA it is Go assembly (kernel_amd64.s: twelve 8-wide
-//     accumulators, two B vectors and one broadcast A value per row, so every
-//     k step is 12 independent FMAs); elsewhere it is portable Go.
+//   - a register-blocked micro-kernel computes an mr×nr tile of C from a
+//     packed mr-wide sliver of A and a packed nr-wide sliver of B: 8×32 in
+//     AVX-512 assembly (kernel512_amd64.s: sixteen 16-wide accumulators),
+//     6×16 in AVX2+FMA assembly (kernel_amd64.s: twelve 8-wide ones), so
+//     every k step is 16 or 12 independent FMAs; elsewhere portable Go.
 //   - packing copies a kc×nc block of op(B) and an mc×kc block of op(A) into
 //     contiguous slivers in the order the kernel reads them, which also turns
 //     the four transpose cases into one kernel: only the packing routines
 //     know about lda/ldb and transposition.
+//     Transposed B is packed through 8×8 register transposes
+//     (transpose_amd64.s).
 //   - cache blocking: the packed B block (kc×nc) stays in the last-level
-//     cache, the packed A block (mc×kc) in L2, and one B sliver (kc×NR) plus
-//     one A sliver (kc×MR) in L1 while the kernel streams through them.
+//     cache, the packed A block (mc×kc) in L2, and one B sliver (kc×nr) plus
+//     one A sliver (kc×mr) in L1 while the kernel streams through them.
+//     While the kernels work on one block of B, the next block is
+//     prefetched a few lines per tile: with few rows of A (a batch of 64)
+//     there is little arithmetic per byte of B, and reading B from memory
+//     in the packing step cost as much as the arithmetic.
 //
 // The packing buffers come from a free list, so steady-state calls allocate
 // nothing, and concurrent calls are safe. The multiply runs on the calling

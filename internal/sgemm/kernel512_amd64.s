@@ -1,14 +1,16 @@
 #include "textflag.h"
 
-// The 6×32 single-precision micro-kernel for AVX-512F.
+// The 8×32 single-precision micro-kernel for AVX-512F.
 //
-// Accumulators: Z8..Z19, two 16-wide registers per row of the 6×32 tile
-// (row r in Z(8+2r), Z(9+2r)). Per k step: load the 32 packed B values into
-// Z0, Z1, broadcast the six packed A values into Z2..Z7 (distinct registers,
-// so no broadcast waits for an FMA to free its source) and issue twelve
-// FMAs: twelve independent chains cover the FMA latency of two 512-bit pipes
-// (4 cycles × 2 needs ≥ 8). The k loop is unrolled four times; B is read 64
-// bytes at a time, one cache line per load.
+// Accumulators: Z10..Z25, two 16-wide registers per row of the 8×32 tile
+// (row r in Z(10+2r), Z(11+2r)). Per k step: load the 32 packed B values into
+// Z0, Z1, broadcast the eight packed A values into Z2..Z9 (distinct registers,
+// so no broadcast waits for an FMA to free its source) and issue sixteen
+// FMAs: sixteen independent chains cover the FMA latency of two 512-bit pipes
+// (4 cycles × 2 needs ≥ 8), and ten loads per sixteen FMAs leave the load
+// ports room. Eight rows (not six) because the batch sizes users train with
+// are multiples of eight: a 64-row product has no edge tile. The k loop is
+// unrolled four times; B is read 64 bytes at a time, one cache line per load.
 
 // STEP(ao, bo): one k step reading A at ao(SI) and B at bo(DI).
 #define STEP(ao, bo) \
@@ -17,21 +19,27 @@
 	VBROADCASTSS ao(SI), Z2        \
 	VBROADCASTSS ao+4(SI), Z3      \
 	VBROADCASTSS ao+8(SI), Z4      \
-	VFMADD231PS  Z0, Z2, Z8        \
-	VFMADD231PS  Z1, Z2, Z9        \
 	VBROADCASTSS ao+12(SI), Z5     \
-	VFMADD231PS  Z0, Z3, Z10       \
-	VFMADD231PS  Z1, Z3, Z11       \
+	VFMADD231PS  Z0, Z2, Z10       \
+	VFMADD231PS  Z1, Z2, Z11       \
 	VBROADCASTSS ao+16(SI), Z6     \
-	VFMADD231PS  Z0, Z4, Z12       \
-	VFMADD231PS  Z1, Z4, Z13       \
+	VFMADD231PS  Z0, Z3, Z12       \
+	VFMADD231PS  Z1, Z3, Z13       \
 	VBROADCASTSS ao+20(SI), Z7     \
-	VFMADD231PS  Z0, Z5, Z14       \
-	VFMADD231PS  Z1, Z5, Z15       \
-	VFMADD231PS  Z0, Z6, Z16       \
-	VFMADD231PS  Z1, Z6, Z17       \
-	VFMADD231PS  Z0, Z7, Z18       \
-	VFMADD231PS  Z1, Z7, Z19
+	VFMADD231PS  Z0, Z4, Z14       \
+	VFMADD231PS  Z1, Z4, Z15       \
+	VBROADCASTSS ao+24(SI), Z8     \
+	VFMADD231PS  Z0, Z5, Z16       \
+	VFMADD231PS  Z1, Z5, Z17       \
+	VBROADCASTSS ao+28(SI), Z9     \
+	VFMADD231PS  Z0, Z6, Z18       \
+	VFMADD231PS  Z1, Z6, Z19       \
+	VFMADD231PS  Z0, Z7, Z20       \
+	VFMADD231PS  Z1, Z7, Z21       \
+	VFMADD231PS  Z0, Z8, Z22       \
+	VFMADD231PS  Z1, Z8, Z23       \
+	VFMADD231PS  Z0, Z9, Z24       \
+	VFMADD231PS  Z1, Z9, Z25
 
 // STORE(lo, hi): scale one row's accumulators by alpha (Z2), add beta (Z3)
 // times C when beta ≠ 0 (BX ≠ 0), store at (DX), advance DX by ldc (R8).
@@ -46,10 +54,10 @@
 	VMOVUPS     hi, 64(DX)   \
 	ADDQ        R8, DX
 
-// func kernel6x32AVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)
-// c[i*ldc+j] = alpha·Σ_p a[p*6+i]·b[p*32+j] + beta·c[i*ldc+j], i<6, j<32;
+// func kernel8x32AVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+// c[i*ldc+j] = alpha·Σ_p a[p*8+i]·b[p*32+j] + beta·c[i*ldc+j], i<8, j<32;
 // c is not read when beta is ±0.
-TEXT ·kernel6x32AVX512(SB), NOSPLIT, $0-48
+TEXT ·kernel8x32AVX512(SB), NOSPLIT, $0-48
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
@@ -57,8 +65,6 @@ TEXT ·kernel6x32AVX512(SB), NOSPLIT, $0-48
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
 	VPXORD Z11, Z11, Z11
 	VPXORD Z12, Z12, Z12
@@ -69,6 +75,12 @@ TEXT ·kernel6x32AVX512(SB), NOSPLIT, $0-48
 	VPXORD Z17, Z17, Z17
 	VPXORD Z18, Z18, Z18
 	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
 
 	MOVQ CX, R9
 	SHRQ $2, R9
@@ -77,11 +89,11 @@ TEXT ·kernel6x32AVX512(SB), NOSPLIT, $0-48
 loop4:
 	PREFETCHT0 512(DI)
 	STEP(0, 0)
-	STEP(24, 128)
+	STEP(32, 128)
 	PREFETCHT0 576(DI)
-	STEP(48, 256)
-	STEP(72, 384)
-	ADDQ $96, SI
+	STEP(64, 256)
+	STEP(96, 384)
+	ADDQ $128, SI
 	ADDQ $512, DI
 	DECQ R9
 	JNZ  loop4
@@ -92,7 +104,7 @@ tail:
 
 loop1:
 	STEP(0, 0)
-	ADDQ $24, SI
+	ADDQ $32, SI
 	ADDQ $128, DI
 	DECQ CX
 	JNZ  loop1
@@ -102,11 +114,13 @@ store:
 	VBROADCASTSS beta+44(FP), Z3
 	MOVL         beta+44(FP), BX
 	ANDL         $0x7fffffff, BX
-	STORE(Z8, Z9)
 	STORE(Z10, Z11)
 	STORE(Z12, Z13)
 	STORE(Z14, Z15)
 	STORE(Z16, Z17)
 	STORE(Z18, Z19)
+	STORE(Z20, Z21)
+	STORE(Z22, Z23)
+	STORE(Z24, Z25)
 	VZEROUPPER
 	RET

@@ -2,20 +2,21 @@ package sgemm
 
 import "unsafe"
 
-// microKernel is one register-tile kernel: C[MR×nr] (row stride ldc) =
-// alpha·Σ_p a[p·MR+i]·b[p·nr+j] + beta·C, reading C only when beta ≠ 0.
-// Packing lays B out in slivers of the active kernel's nr.
+// microKernel is one register-tile kernel: C[mr×nr] (row stride ldc) =
+// alpha·Σ_p a[p·mr+i]·b[p·nr+j] + beta·C, reading C only when beta ≠ 0.
+// Packing lays A out in slivers of the active kernel's mr, B in slivers of
+// its nr.
 type microKernel struct {
-	name string
-	nr   int
-	fn   func(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+	name   string
+	mr, nr int
+	fn     func(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 }
 
-// goKernel16 and goKernel32 are the portable kernels at both widths; the
-// tests run the whole blocked multiply on each.
+// goKernel6x16 and goKernel8x32 are the portable twins of the assembly
+// kernels' tiles; the tests run the whole blocked multiply on each.
 var (
-	goKernel16 = microKernel{"go-6x16", 16, kernelGo16}
-	goKernel32 = microKernel{"go-6x32", 32, kernelGo32}
+	goKernel6x16 = microKernel{"go-6x16", 6, 16, kernelGo6x16}
+	goKernel8x32 = microKernel{"go-8x32", 8, 32, kernelGo8x32}
 )
 
 // active is the kernel Gemm uses: the first of kernels(), set at start-up.
@@ -24,23 +25,23 @@ var active = kernels()[0]
 // KernelName says which micro-kernel Gemm uses.
 func KernelName() string { return active.name }
 
-func kernelGo16(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
-	kernelGoN(16, kc, a, b, c, ldc, alpha, beta)
+func kernelGo6x16(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
+	kernelGo(6, 16, kc, a, b, c, ldc, alpha, beta)
 }
 
-func kernelGo32(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
-	kernelGoN(32, kc, a, b, c, ldc, alpha, beta)
+func kernelGo8x32(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
+	kernelGo(8, 32, kc, a, b, c, ldc, alpha, beta)
 }
 
-// kernelGoN is the portable micro-kernel for an nr-wide tile (nr ≤ maxNR).
-func kernelGoN(nr, kc int, a, b, c *float32, ldc int, alpha, beta float32) {
-	var acc [MR][maxNR]float32
-	as := unsafe.Slice(a, kc*MR)
+// kernelGo is the portable micro-kernel for an mr×nr tile (mr ≤ maxMR, nr ≤ maxNR).
+func kernelGo(mr, nr, kc int, a, b, c *float32, ldc int, alpha, beta float32) {
+	var acc [maxMR][maxNR]float32
+	as := unsafe.Slice(a, kc*mr)
 	bs := unsafe.Slice(b, kc*nr)
 	for p := range kc {
-		av := as[p*MR:][:MR]
+		av := as[p*mr:][:mr]
 		bv := bs[p*nr:][:nr]
-		for i := range MR {
+		for i := range mr {
 			ai := av[i]
 			r := acc[i][:nr]
 			for j := range r {
@@ -48,8 +49,8 @@ func kernelGoN(nr, kc int, a, b, c *float32, ldc int, alpha, beta float32) {
 			}
 		}
 	}
-	cs := unsafe.Slice(c, (MR-1)*ldc+nr)
-	for i := range MR {
+	cs := unsafe.Slice(c, (mr-1)*ldc+nr)
+	for i := range mr {
 		row := cs[i*ldc:][:nr]
 		r := acc[i][:nr]
 		if beta == 0 {

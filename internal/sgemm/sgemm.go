@@ -5,18 +5,19 @@ import (
 	"unsafe"
 )
 
-// Register tile of the micro-kernel: MR rows of C by nr columns, where nr
-// (16 or 32) is the active kernel's width, chosen at start-up (kernel_*.go);
-// maxNR bounds it for the buffers.
+// Register tile of the micro-kernel: mr rows of C by nr columns (6×16 for
+// AVX2, 8×32 for AVX-512), the active kernel's, chosen at start-up
+// (kernel_*.go); maxMR and maxNR bound them for the buffers.
 const (
-	MR    = 6
+	maxMR = 8
 	maxNR = 32
 )
 
-// Cache blocking. kc×nr floats of packed B (16 or 32 KiB) and kc×MR of
-// packed A (6 KiB) fit L1 together (48 KiB on Zen 4/5); mc×kc of packed A (144 KiB) sits in L2; kc×nc of
-// packed B (2 MiB) in L3 (2048 measured at least as fast as 4080 and 1024 on
-// the 64×4096×4096 products of mlp-wide). mc is a multiple of MR, nc of maxNR.
+// Cache blocking. kc×nr floats of packed B (16 or 32 KiB) and kc×mr of
+// packed A (6 or 8 KiB) fit L1 together (48 KiB on Zen 4/5); mc×kc of packed
+// A (144 KiB) sits in L2; kc×nc of packed B (2 MiB) in L3 (2048 measured at
+// least as fast as 4080 and 1024 on the 64×4096×4096 products of mlp-wide).
+// mc is a multiple of every kernel's mr (6 and 8), nc of maxNR.
 const (
 	kcBlock = 256
 	mcBlock = 144
@@ -25,11 +26,11 @@ const (
 
 // workspace holds the packing buffers of one call.
 type workspace struct {
-	a []float32 // mcBlock × kcBlock, MR-row slivers
+	a []float32 // mcBlock × kcBlock, mr-row slivers
 	b []float32 // kcBlock × ncBlock, nr-column slivers
 	// tile receives edge tiles (the kernel is called through a function
 	// variable, so a stack array would escape).
-	tile [MR * maxNR]float32
+	tile [maxMR * maxNR]float32
 }
 
 // workspaces is a free list of packing buffers. Unlike a sync.Pool it is
@@ -75,19 +76,23 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	ws := getWorkspace()
 	defer putWorkspace(ws)
 	mk := active
+	// k is cut into equal blocks of at most kcBlock (784 = 4×196, not
+	// 3×256+16: a thin last block pays a whole pass over C for little work).
+	kc := ceilDiv(k, ceilDiv(k, kcBlock))
 	for jc := 0; jc < n; jc += ncBlock {
 		nb := min(ncBlock, n-jc)
-		for pc := 0; pc < k; pc += kcBlock {
-			kb := min(kcBlock, k-pc)
+		for pc := 0; pc < k; pc += kc {
+			kb := min(kc, k-pc)
 			packB(ws.b, mk.nr, transB, b, ldb, pc, jc, kb, nb)
+			pf := prefetchNext(mk, transB, b, ldb, m, n, k, kc, jc, pc, nb)
 			bt := beta
 			if pc > 0 {
 				bt = 1
 			}
 			for ic := 0; ic < m; ic += mcBlock {
 				mb := min(mcBlock, m-ic)
-				packA(ws.a, transA, a, lda, ic, pc, mb, kb)
-				macroKernel(mk, mb, nb, kb, alpha, ws.a, ws.b, bt, c[ic*ldc+jc:], ldc, &ws.tile)
+				packA(ws.a, mk.mr, transA, a, lda, ic, pc, mb, kb)
+				macroKernel(mk, mb, nb, kb, alpha, ws.a, ws.b, bt, c[ic*ldc+jc:], ldc, &ws.tile, &pf)
 			}
 		}
 	}
@@ -96,14 +101,17 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 // macroKernel multiplies a packed mb×kb block of A by a packed kb×nb block of
 // B into C (whose element (0,0) is c[0]), one MR×NR tile at a time. Edge
 // tiles are computed into a full tile (scratch) and merged.
-func macroKernel(mk microKernel, mb, nb, kb int, alpha float32, ap, bp []float32, beta float32, c []float32, ldc int, tile *[MR * maxNR]float32) {
-	NR, kernel := mk.nr, mk.fn
+//
+// After every tile it prefetches a share of the next block of B (pf).
+func macroKernel(mk microKernel, mb, nb, kb int, alpha float32, ap, bp []float32, beta float32, c []float32, ldc int, tile *[maxMR * maxNR]float32, pf *blockPrefetch) {
+	MR, NR, kernel := mk.mr, mk.nr, mk.fn
 	for jr := 0; jr < nb; jr += NR {
 		nr := min(NR, nb-jr)
 		bs := unsafe.Pointer(&bp[(jr/NR)*kb*NR])
 		for ir := 0; ir < mb; ir += MR {
 			mr := min(MR, mb-ir)
 			as := unsafe.Pointer(&ap[(ir/MR)*kb*MR])
+			pf.step()
 			if mr == MR && nr == NR {
 				kernel(kb, (*float32)(as), (*float32)(bs), &c[ir*ldc+jr], ldc, alpha, beta)
 				continue
@@ -126,30 +134,71 @@ func macroKernel(mk microKernel, mb, nb, kb int, alpha float32, ap, bp []float32
 	}
 }
 
+// blockPrefetch walks the part of B, as stored, that packing the next (jc, pc)
+// block will read (blocks of kc rows of op(B)), a few cache lines after each tile of the current block.
+// Packing reads B once per call from memory, and when A has few rows (a batch
+// of 64) there is little arithmetic per byte of B: the 64×4096×4096 products
+// of mlp-wide read 64 MiB of B per call, and packing them took as long as the
+// FMAs did. Prefetched while the kernels compute, those reads overlap the
+// arithmetic instead of stalling the packing that follows.
+type blockPrefetch struct {
+	b         []float32
+	ld        int
+	row, end  int // next row of b to prefetch, one past the last
+	col, cols int // the columns of each row
+	off       int // floats of the current row already prefetched
+	perTile   int // floats to prefetch after each tile
+}
+
+// prefetchNext plans the prefetch of the block after (jc, pc), spread over the
+// tiles of the current one (m rows by nb columns). It plans nothing after the
+// last block.
+func prefetchNext(mk microKernel, transB bool, b []float32, ldb, m, n, k, kc, jc, pc, nb int) blockPrefetch {
+	pc += kc
+	if pc >= k {
+		pc, jc = 0, jc+ncBlock
+	}
+	if jc >= n {
+		return blockPrefetch{}
+	}
+	kb, nbNext := min(kc, k-pc), min(ncBlock, n-jc)
+	f := blockPrefetch{b: b, ld: ldb, row: pc, end: pc + kb, col: jc, cols: nbNext}
+	if transB { // op(B)(p, j) = b[j*ldb+p]
+		f.row, f.end, f.col, f.cols = jc, jc+nbNext, pc, kb
+	}
+	tiles := ceilDiv(m, mk.mr) * ceilDiv(nb, mk.nr)
+	f.perTile = (ceilDiv(kb*nbNext, tiles) + 15) &^ 15 // whole 64-byte lines
+	return f
+}
+
+// step prefetches the next perTile floats of the plan.
+func (f *blockPrefetch) step() {
+	for n := f.perTile; n > 0 && f.row < f.end; {
+		k := min(n, f.cols-f.off)
+		prefetchLines(&f.b[f.row*f.ld+f.col+f.off], k)
+		n -= k
+		if f.off += k; f.off == f.cols {
+			f.off = 0
+			f.row++
+		}
+	}
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
 // packA copies the mb×kb block of op(A) at (ic, pc) into MR-row slivers:
 // sliver s holds rows ic+s·MR.., laid out k-major (MR values per k), the last
 // one zero-padded to MR rows.
-func packA(dst []float32, trans bool, a []float32, lda, ic, pc, mb, kb int) {
+func packA(dst []float32, MR int, trans bool, a []float32, lda, ic, pc, mb, kb int) {
 	for s := 0; s*MR < mb; s++ {
 		d := dst[s*kb*MR:][:kb*MR]
 		i0 := ic + s*MR
 		rows := min(MR, mb-s*MR)
 		if !trans {
-			// op(A)(i, p) = a[i*lda+p]: MR rows, each contiguous in p.
-			if rows == MR {
-				r0 := a[(i0+0)*lda+pc:][:kb]
-				r1 := a[(i0+1)*lda+pc:][:kb]
-				r2 := a[(i0+2)*lda+pc:][:kb]
-				r3 := a[(i0+3)*lda+pc:][:kb]
-				r4 := a[(i0+4)*lda+pc:][:kb]
-				r5 := a[(i0+5)*lda+pc:][:kb]
-				for p := range kb {
-					q := d[p*MR:][:MR]
-					q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
-				}
-				continue
+			// op(A)(i, p) = a[i*lda+p]: each row contiguous in p, stored with stride MR.
+			if rows < MR {
+				clear(d)
 			}
-			clear(d)
 			for i := range rows {
 				r := a[(i0+i)*lda+pc:][:kb]
 				for p, v := range r {
@@ -159,12 +208,6 @@ func packA(dst []float32, trans bool, a []float32, lda, ic, pc, mb, kb int) {
 			continue
 		}
 		// op(A)(i, p) = a[p*lda+i]: for each p, MR contiguous values.
-		if rows == MR {
-			for p := range kb {
-				copy(d[p*MR:][:MR], a[(pc+p)*lda+i0:][:MR])
-			}
-			continue
-		}
 		for p := range kb {
 			q := d[p*MR:][:MR]
 			n := copy(q, a[(pc+p)*lda+i0:][:rows])
@@ -185,8 +228,14 @@ func packB(dst []float32, NR int, trans bool, b []float32, ldb, pc, jc, kb, nb i
 		full := nb / NR
 		for p := range kb {
 			row := b[(pc+p)*ldb+jc:][:nb]
-			for s := range full {
-				copy(dst[(s*kb+p)*NR:][:NR], row[s*NR:][:NR])
+			if NR == 32 { // fixed-size copies: inline moves, not a memmove call per 128 bytes
+				for s := range full {
+					*(*[32]float32)(dst[(s*kb+p)*32:]) = *(*[32]float32)(row[s*32:])
+				}
+			} else {
+				for s := range full {
+					copy(dst[(s*kb+p)*NR:][:NR], row[s*NR:][:NR])
+				}
 			}
 			if rest := nb - full*NR; rest > 0 {
 				q := dst[(full*kb+p)*NR:][:NR]
@@ -207,28 +256,42 @@ func packB(dst []float32, NR int, trans bool, b []float32, ldb, pc, jc, kb, nb i
 	}
 }
 
-// packBTrans fills a sliver from cols rows of b (transposed B), eight rows
-// at a time so the stores of one k step fill 32 contiguous bytes.
+// packBTrans fills a sliver from cols rows of b (transposed B): 8×8 tiles
+// transposed in registers (transpose8), the ragged edges element by element.
 func packBTrans(d []float32, NR int, b []float32, ldb, pc, j0, kb, cols int) {
+	kb8 := kb &^ 7
 	j := 0
 	for ; j+8 <= cols; j += 8 {
-		r0 := b[(j0+j+0)*ldb+pc:][:kb]
-		r1 := b[(j0+j+1)*ldb+pc:][:kb]
-		r2 := b[(j0+j+2)*ldb+pc:][:kb]
-		r3 := b[(j0+j+3)*ldb+pc:][:kb]
-		r4 := b[(j0+j+4)*ldb+pc:][:kb]
-		r5 := b[(j0+j+5)*ldb+pc:][:kb]
-		r6 := b[(j0+j+6)*ldb+pc:][:kb]
-		r7 := b[(j0+j+7)*ldb+pc:][:kb]
-		for p := range kb {
-			q := (*[8]float32)(d[p*NR+j:][:8])
-			q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p], r6[p], r7[p]
+		if kb8 > 0 {
+			// The slices bound what the tiles touch: 8 rows of b, kb8 columns
+			// each; kb8 rows of d, 8 columns each.
+			src := b[(j0+j)*ldb+pc:][:7*ldb+kb8]
+			transpose8(d[j:][:(kb8-1)*NR+8], NR, src, ldb, kb8/8)
+		}
+		for i := range 8 {
+			r := b[(j0+j+i)*ldb+pc:][:kb]
+			for p := kb8; p < kb; p++ {
+				d[p*NR+j+i] = r[p]
+			}
 		}
 	}
 	for ; j < cols; j++ {
 		r := b[(j0+j)*ldb+pc:][:kb]
 		for p, v := range r {
 			d[p*NR+j] = v
+		}
+	}
+}
+
+// transpose8Go is the portable transpose8: tile q copies the 8 floats at
+// column 8q of rows 0..7 of b into column i, rows 8q..8q+7 of d.
+func transpose8Go(d []float32, ldd int, b []float32, ldb int, blocks int) {
+	for q := range blocks {
+		for i := range 8 {
+			r := b[i*ldb+8*q:][:8]
+			for p, v := range r {
+				d[(8*q+p)*ldd+i] = v
+			}
 		}
 	}
 }

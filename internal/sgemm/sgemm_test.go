@@ -163,10 +163,14 @@ func withKernel(k microKernel, f func()) {
 func TestKernelsAgree(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, k := range kernels() {
-		ref := goKernel16
+		ref := goKernel6x16
 		if k.nr == 32 {
-			ref = goKernel32
+			ref = goKernel8x32
 		}
+		if ref.mr != k.mr {
+			t.Fatalf("%s is %dx%d, its twin %s %dx%d", k.name, k.mr, k.nr, ref.name, ref.mr, ref.nr)
+		}
+		MR := k.mr
 		for _, kc := range []int{0, 1, 3, 4, 5, 8, 255} {
 			for _, beta := range []float32{0, 1, -0.75} {
 				a, b := randSlice(rng, kc*MR+1), randSlice(rng, kc*k.nr+1)
@@ -198,7 +202,7 @@ func TestGemmEveryKernel(t *testing.T) {
 					checkCase(t, rng, tr[0], tr[1], 64, 2*maxNR+5, 64, 2, 1, 0)
 					checkCase(t, rng, tr[0], tr[1], mcBlock+5, ncBlock+33, 7, 0, -1, 1)
 				}
-				for _, m := range []int{1, 5, 6, 7, 13} {
+				for _, m := range []int{1, 5, 6, 7, 8, 9, 13, 16, 17} {
 					for _, n := range []int{1, 15, 16, 17, 31, 32, 33, 65} {
 						checkCase(t, rng, false, m%2 == 1, m, n, 19, 1, 1, 0)
 					}
@@ -266,3 +270,29 @@ func BenchmarkGemm(b *testing.B) {
 }
 
 var _ = fmt.Sprint
+
+// TestTranspose8 checks the tile transpose packing uses (assembly where the
+// CPU has AVX) against its portable twin, with strides wider than the tiles.
+func TestTranspose8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, blocks := range []int{1, 2, 5} {
+		const ldb, ldd = 45, 19
+		b := randSlice(rng, 7*ldb+8*blocks)
+		d1 := randSlice(rng, (8*blocks-1)*ldd+8)
+		d2 := append([]float32(nil), d1...)
+		transpose8(d1, ldd, b, ldb, blocks)
+		transpose8Go(d2, ldd, b, ldb, blocks)
+		for i := range d1 {
+			if d1[i] != d2[i] {
+				t.Fatalf("blocks=%d (assembly: %v): d[%d] = %v, want %v", blocks, haveTranspose8, i, d1[i], d2[i])
+			}
+		}
+		for p := range 8 * blocks {
+			for i := range 8 {
+				if got, want := d2[p*ldd+i], b[i*ldb+p]; got != want {
+					t.Fatalf("blocks=%d: d[%d][%d] = %v, want b[%d][%d] = %v", blocks, p, i, got, i, p, want)
+				}
+			}
+		}
+	}
+}
