@@ -9,10 +9,11 @@ import "golang.org/x/sys/cpu"
 func kernels() []microKernel {
 	var ks []microKernel
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, microKernel{"avx512-8x32", 8, 32, kernel8x32AVX512})
+		ks = append(ks, microKernel{"avx512-8x32", 8, 32, kernel8x32AVX512,
+			&microKernel{"avx512-6x32", 6, 32, kernel6x32AVX512, nil}})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		ks = append(ks, microKernel{"avx2-fma-6x16", 6, 16, kernel6x16AVX2})
+		ks = append(ks, microKernel{"avx2-fma-6x16", 6, 16, kernel6x16AVX2, nil})
 	}
 	return append(ks, goKernel6x16, goKernel8x32)
 }
@@ -26,3 +27,8 @@ func kernel6x16AVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 //
 //go:noescape
 func kernel8x32AVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+
+// kernel6x32AVX512 is kernelGo6x32 in AVX-512F assembly (kernel512x6_amd64.s).
+//
+//go:noescape
+func kernel6x32AVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)

@@ -10,13 +10,27 @@ type microKernel struct {
 	name   string
 	mr, nr int
 	fn     func(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+	// narrow, when set, has the same nr and fewer rows; Gemm uses it for
+	// products whose m it tiles with less padding (forKernel).
+	narrow *microKernel
 }
 
-// goKernel6x16 and goKernel8x32 are the portable twins of the assembly
-// kernels' tiles; the tests run the whole blocked multiply on each.
+// forRows returns the kernel Gemm uses for an m-row product: k, or its narrow
+// partner when that pads m to fewer rows (m = 6 or 12: 6 rows, not 8; ties go
+// to k, whose tile does more work per load).
+func (k microKernel) forRows(m int) microKernel {
+	if n := k.narrow; n != nil && ceilDiv(m, n.mr)*n.mr < ceilDiv(m, k.mr)*k.mr {
+		return *n
+	}
+	return k
+}
+
+// goKernel6x16, goKernel6x32 and goKernel8x32 are the portable twins of the
+// assembly kernels' tiles; the tests run the whole blocked multiply on each.
 var (
-	goKernel6x16 = microKernel{"go-6x16", 6, 16, kernelGo6x16}
-	goKernel8x32 = microKernel{"go-8x32", 8, 32, kernelGo8x32}
+	goKernel6x16 = microKernel{"go-6x16", 6, 16, kernelGo6x16, nil}
+	goKernel6x32 = microKernel{"go-6x32", 6, 32, kernelGo6x32, nil}
+	goKernel8x32 = microKernel{"go-8x32", 8, 32, kernelGo8x32, &goKernel6x32}
 )
 
 // active is the kernel Gemm uses: the first of kernels(), set at start-up.
@@ -27,6 +41,10 @@ func KernelName() string { return active.name }
 
 func kernelGo6x16(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
 	kernelGo(6, 16, kc, a, b, c, ldc, alpha, beta)
+}
+
+func kernelGo6x32(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
+	kernelGo(6, 32, kc, a, b, c, ldc, alpha, beta)
 }
 
 func kernelGo8x32(kc int, a, b, c *float32, ldc int, alpha, beta float32) {

@@ -75,7 +75,7 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	}
 	ws := getWorkspace()
 	defer putWorkspace(ws)
-	mk := active
+	mk := active.forRows(m)
 	// k is cut into equal blocks of at most kcBlock (784 = 4×196, not
 	// 3×256+16: a thin last block pays a whole pass over C for little work).
 	kc := ceilDiv(k, ceilDiv(k, kcBlock))

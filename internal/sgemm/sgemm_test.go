@@ -162,11 +162,15 @@ func withKernel(k microKernel, f func()) {
 // portable one of the same width.
 func TestKernelsAgree(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
+	var all []microKernel
 	for _, k := range kernels() {
-		ref := goKernel6x16
-		if k.nr == 32 {
-			ref = goKernel8x32
+		all = append(all, k)
+		if k.narrow != nil {
+			all = append(all, *k.narrow)
 		}
+	}
+	for _, k := range all {
+		ref := map[[2]int]microKernel{{6, 16}: goKernel6x16, {6, 32}: goKernel6x32, {8, 32}: goKernel8x32}[[2]int{k.mr, k.nr}]
 		if ref.mr != k.mr {
 			t.Fatalf("%s is %dx%d, its twin %s %dx%d", k.name, k.mr, k.nr, ref.name, ref.mr, ref.nr)
 		}
