@@ -150,15 +150,24 @@ type blockPrefetch struct {
 	perTile   int // floats to prefetch after each tile
 }
 
+// Prefetching pays when B comes from memory (larger than L2) and each of its
+// bytes meets enough arithmetic to hide the reads behind: with a handful of
+// rows (LeNet's convolutions: 6 and 16) the prefetches themselves stall on
+// full miss buffers and measured slower than none.
+const (
+	prefetchMinRows   = 32
+	prefetchMinFloats = 256 << 10 // 1 MiB of B
+)
+
 // prefetchNext plans the prefetch of the block after (jc, pc), spread over the
 // tiles of the current one (m rows by nb columns). It plans nothing after the
-// last block.
+// last block, or when prefetching does not pay.
 func prefetchNext(mk microKernel, transB bool, b []float32, ldb, m, n, k, kc, jc, pc, nb int) blockPrefetch {
 	pc += kc
 	if pc >= k {
 		pc, jc = 0, jc+ncBlock
 	}
-	if jc >= n {
+	if jc >= n || m < prefetchMinRows || k*n < prefetchMinFloats {
 		return blockPrefetch{}
 	}
 	kb, nbNext := min(kc, k-pc), min(ncBlock, n-jc)
