@@ -1,6 +1,7 @@
 package datalink
 
 import (
+	"github.com/ringtrain/ringtrain/jobenv"
 	"os"
 	"strconv"
 	"strings"
@@ -8,7 +9,7 @@ import (
 )
 
 // HostIDEnv overrides the host identity (tests that make several hosts on one machine).
-const HostIDEnv = "GORUN_HOST_ID"
+const HostIDEnv = jobenv.HostID
 
 // LocalHostID identifies the machine for the choice between shared memory and a network
 // link: $GORUN_HOST_ID if set, else the kernel's boot id and network namespace (hosts made of

@@ -3,6 +3,7 @@ package quictransport
 import (
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/jobenv"
 	"log/slog"
 	"net"
 	"os"
@@ -134,34 +135,34 @@ var errUnset = errors.New("not set")
 func ConfigFromEnv() (Config, error) {
 	var c Config
 	var err error
-	if c.Size, err = envInt("WORLD_SIZE", 1, 1<<24); err != nil {
+	if c.Size, err = envInt(jobenv.WorldSize, 1, 1<<24); err != nil {
 		return c, err
 	}
-	if c.Rank, err = envInt("RANK", 0, c.Size-1); err != nil {
+	if c.Rank, err = envInt(jobenv.Rank, 0, c.Size-1); err != nil {
 		return c, err
 	}
-	if os.Getenv("LOCAL_RANK") != "" {
-		if c.LocalRank, err = envInt("LOCAL_RANK", 0, 1<<24); err != nil {
+	if os.Getenv(jobenv.LocalRank) != "" {
+		if c.LocalRank, err = envInt(jobenv.LocalRank, 0, 1<<24); err != nil {
 			return c, err
 		}
 	} else {
 		c.LocalRank = c.Rank
 	}
-	c.MasterAddr = os.Getenv("MASTER_ADDR")
+	c.MasterAddr = os.Getenv(jobenv.MasterAddr)
 	if c.MasterAddr == "" {
-		return c, &EnvError{Var: "MASTER_ADDR", Err: errUnset}
+		return c, &EnvError{Var: jobenv.MasterAddr, Err: errUnset}
 	}
-	if c.MasterPort, err = envInt("MASTER_PORT", 1, 65535); err != nil {
+	if c.MasterPort, err = envInt(jobenv.MasterPort, 1, 65535); err != nil {
 		return c, err
 	}
-	c.Token = os.Getenv("GORUN_TOKEN")
+	c.Token = os.Getenv(jobenv.Token)
 	if c.Token == "" && c.Size > 1 {
-		return c, &EnvError{Var: "GORUN_TOKEN", Err: fmt.Errorf("empty, but WORLD_SIZE is %d: every rank needs the job token", c.Size)}
+		return c, &EnvError{Var: jobenv.Token, Err: fmt.Errorf("empty, but WORLD_SIZE is %d: every rank needs the job token", c.Size)}
 	}
-	if c.JoinTimeout, err = envDuration("GORUN_JOIN_TIMEOUT"); err != nil {
+	if c.JoinTimeout, err = envDuration(jobenv.JoinTimeout); err != nil {
 		return c, err
 	}
-	if c.PeerTimeout, err = envDuration("GORUN_PEER_TIMEOUT"); err != nil {
+	if c.PeerTimeout, err = envDuration(jobenv.PeerTimeout); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -2,6 +2,7 @@ package shmtransport
 
 import (
 	"fmt"
+	"github.com/ringtrain/ringtrain/jobenv"
 	"os"
 	"strings"
 )
@@ -23,8 +24,8 @@ const (
 // EnvTransport and EnvShm are the environment variables ModeFromEnv reads (set by gorun's
 // --transport and --shm).
 const (
-	EnvTransport = "GORUN_TRANSPORT"
-	EnvShm       = "GORUN_SHM"
+	EnvTransport = jobenv.Transport
+	EnvShm       = jobenv.Shm
 )
 
 // String returns the name ParseMode accepts: "auto", "quic" or "shm".

@@ -2,6 +2,7 @@ package shmtransport
 
 import (
 	"fmt"
+	"github.com/ringtrain/ringtrain/jobenv"
 	"log/slog"
 	"os"
 	"time"
@@ -137,7 +138,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.Default()
 	}
 	if o.JobID == "" {
-		o.JobID = os.Getenv("GORUN_RUN_ID")
+		o.JobID = os.Getenv(jobenv.RunID)
 	}
 	if o.BaseKind == "" {
 		o.BaseKind = "quic"

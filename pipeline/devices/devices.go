@@ -36,6 +36,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ringtrain/ringtrain/jobenv"
 	"io"
 	"os"
 	"strconv"
@@ -304,7 +305,7 @@ func LocalRankFromEnv(lookup func(string) (string, bool)) (int, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	v, ok := lookup("LOCAL_RANK")
+	v, ok := lookup(jobenv.LocalRank)
 	if !ok {
 		return 0, nil
 	}
