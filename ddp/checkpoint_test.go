@@ -230,6 +230,7 @@ func TestResumeIsExact(t *testing.T) {
 	}{
 		{"fp32", tinyCaps},
 		{"fp16-ef", Options{Compression: collective.FP16, ErrorFeedback: true, BucketCapMB: tinyCaps.BucketCapMB}},
+		{"bf16-ef", Options{Compression: collective.BF16, ErrorFeedback: true, BucketCapMB: tinyCaps.BucketCapMB}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -23,12 +23,14 @@ func TestShapeDescriptionRoundTrip(t *testing.T) {
 			t.Errorf("decodeShapes(%v): %v", bad, err)
 		}
 	}
-	c := rankConfig{firstCap: 1 << 20, cap: 25 << 20, buckets: 3, compression: 1, errorFeedback: 1, desc: encodeShapes(refs)}
+	c := rankConfig{firstCap: 1 << 20, cap: 25 << 20, buckets: 3, compression: 1, errorFeedback: 1, hook: "powersgd(rank=2)", desc: encodeShapes(refs)}
 	if got, ok := decodeConfig(c.encode()); !ok || !got.optionsEqual(&c) || !reflect.DeepEqual(got.desc, c.desc) {
 		t.Fatalf("config round trip: %+v, %v", got, ok)
 	}
-	if _, ok := decodeConfig(c.encode()[:39]); ok {
-		t.Fatal("a truncated config must not decode")
+	for _, n := range []int{39, configFixed + 3} {
+		if _, ok := decodeConfig(c.encode()[:n]); ok {
+			t.Fatalf("a config truncated to %d bytes must not decode", n)
+		}
 	}
 }
 
