@@ -38,6 +38,12 @@ import (
 // float32 (it is v's dropped low 16 bits), and each position is rounded once per op by the
 // rank responsible for it.
 //
+// Speed: on amd64 with AVX2 the kernels of bf16_amd64.s convert 16 (encode) or 8 (decode)
+// values per loop; elsewhere, and for the tail of a chunk, the Go loops below. The Go
+// encoder alone measured ~5 GB/s of float32 on this machine, below the shared-memory ring's
+// ~3 GB/s per direction times the three codec passes a 2-rank AllReduce makes per element,
+// which made bf16 slower than fp32 there (benchmarks/results/bf16/codec_bench.txt).
+//
 // There is nothing in a bf16 chunk to validate (every 16-bit pattern is a value); its
 // framing is guarded by the op header, which carries the compression and the chunk size
 // (a rank that disagrees fails the op with a *MismatchError).
@@ -63,6 +69,11 @@ func bf16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) 
 // bytes starting at a 2-byte aligned address.
 func encodeBF16(dst []byte, src []float32) {
 	out := u16View(dst[:bf16WireBytes(len(src))])[:len(src)]
+	if haveF16C && len(src) >= 16 {
+		n := len(src) &^ 15
+		f32ToBF16x16(&out[0], &src[0], n)
+		out, src = out[n:], src[n:]
+	}
 	i := 0
 	// Four at a time with the NaN test hoisted out: one OR-reduction says whether the group
 	// may hold a NaN (or Inf: exponent all ones), which real gradients almost never do.
@@ -107,6 +118,15 @@ func encodeBF16Feedback(dst []byte, v, res []float32) {
 // bit pattern is a value, so it cannot fail; the error result keeps the codecs' shape.
 func decodeBF16(op Op, copyOnly bool, dst []float32, src []byte) error {
 	in := u16View(src[:bf16WireBytes(len(dst))])[:len(dst)]
+	if haveF16C && len(dst) >= 8 && (copyOnly || op == Sum || op == Avg) {
+		n := len(dst) &^ 7
+		if copyOnly {
+			bf16CopyX8(&dst[0], &in[0], n)
+		} else {
+			bf16AddX8(&dst[0], &in[0], n)
+		}
+		dst, in = dst[n:], in[n:]
+	}
 	switch {
 	case copyOnly:
 		for i, h := range in {
