@@ -15,7 +15,8 @@ import (
 // SaveCheckpoint saves the training state after a completed step: every rank calls it
 // at the same point (it communicates); rank 0 writes CheckpointPath(dir, st.Step)
 // atomically (creating dir if needed) with the parameters, opt's state (opt may be nil),
-// st, every rank's error-feedback residuals and the seeded layers' stream positions, then
+// st, every rank's CommHook state (StatefulHook: error-feedback residuals...) and the
+// seeded layers' stream positions, then
 // removes all but the newest Options.KeepCheckpoints checkpoints and any temporary file a
 // killed writer left. It returns on every rank once the file is durable, with the same
 // path, or with the same error (a failure to write on rank 0 is reported by all ranks).
@@ -84,16 +85,17 @@ func (d *DDP) SaveCheckpoint(ctx context.Context, dir string, st TrainState, opt
 
 // LoadCheckpoint restores the newest checkpoint of dir (see Latest) on every rank: rank 0
 // reads and verifies it and broadcasts it; every rank loads the parameters, opt's state
-// (opt may be nil), its error-feedback residuals and the seeded layers' stream positions,
+// (opt may be nil), its CommHook state (StatefulHook.LoadState) and the seeded layers' stream positions,
 // and gets the saved TrainState. All ranks call it at the same point, before training.
 // It returns the checkpoint's path, or "" and a zero TrainState when dir holds none (a
 // fresh start). Errors (a corrupt file, a checkpoint of another model or optimizer) are
 // reported on every rank: when some ranks cannot apply the checkpoint, every rank returns
 // a *collective.AgreementError naming them (within one exchange, not after a timeout).
 //
-// Error-feedback residuals are restored per rank when the checkpoint was written by as
-// many ranks; otherwise every rank starts from their mean over the writing ranks, which
-// keeps the averaged correction still owed (their sum divided by the ranks).
+// CompressHook's error-feedback residuals are restored per rank when the checkpoint was
+// written by as many ranks; otherwise every rank starts from their mean over the writing
+// ranks, which keeps the averaged correction still owed (their sum divided by the ranks).
+// State written by another hook is not applied: the hook starts afresh.
 //
 // With a models.DeviceResident model, the loaded parameters are uploaded (PushParams).
 func (d *DDP) LoadCheckpoint(ctx context.Context, dir string, opt models.Optimizer) (TrainState, string, error) {
