@@ -1,6 +1,7 @@
 package ddp
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"testing"
@@ -73,6 +74,30 @@ func FuzzDecodeShapes(f *testing.F) {
 			if len(e.Name) > maxNameBytes || len(e.Shape) > maxDims {
 				t.Fatalf("entry beyond the limits: %v", e)
 			}
+		}
+	})
+}
+
+// FuzzDecodeConfig: Wrap's configurations come off the network (Agree): any bytes decode
+// or are refused, never panic, and what decodes re-encodes to the same bytes.
+func FuzzDecodeConfig(f *testing.F) {
+	m := smallModel(f, 8, 1)
+	var refs []paramRef
+	for _, p := range m.Params() {
+		refs = append(refs, paramRef{p: p})
+	}
+	f.Add((&rankConfig{firstCap: 1, cap: 2, buckets: 3, compression: 2, errorFeedback: 1, hook: "bf16+ef", desc: encodeShapes(refs)}).encode())
+	f.Add(make([]byte, configFixed))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, ok := decodeConfig(b)
+		if !ok {
+			return
+		}
+		if len(c.hook) > maxNameBytes {
+			t.Fatalf("hook name of %d bytes accepted", len(c.hook))
+		}
+		if again := c.encode(); !bytes.Equal(again, b) {
+			t.Fatalf("decoded %+v re-encodes differently", c)
 		}
 	})
 }
