@@ -22,7 +22,11 @@ func TestBF16KernelsMatchGo(t *testing.T) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(8, 9))
-	for range 1 << 18 {
+	random := 1 << 18
+	if raceEnabled {
+		random = 1 << 12
+	}
+	for range random {
 		src = append(src, math.Float32frombits(rng.Uint32()))
 	}
 	src = src[:len(src)&^15]
