@@ -43,14 +43,14 @@ type Options struct {
 	// relative per rounding; see BF16Bound). It is shorthand for CommHook =
 	// CompressHook(Compression, ErrorFeedback); leave it zero when setting CommHook.
 	Compression collective.Compression
-	// ErrorFeedback, with FP16 or BF16 compression, carries every rounding error this rank's fp16
-	// encodings make into the next step (collective.Feedback): the partial sums it encodes
+	// ErrorFeedback, with FP16 or BF16 compression, carries every rounding error this
+	// rank's encodings make into the next step (collective.Feedback): the partial sums it encodes
 	// at each reduce-scatter hop, and the averaged chunks it owns when it starts the
 	// all-gather. Each bucket keeps one residual per element (a rank encodes each element of
 	// a bucket once per step), added into the value at the same point of the next step
 	// before it is encoded again. Over T steps the averaged gradients the ranks received sum
 	// to the exact sum of the averages minus the last step's residuals: within one step's
-	// FP16Bound, however long the run, instead of T steps' worth of rounding. Components
+	// FP16Bound (BF16Bound), however long the run, instead of T steps' worth of rounding. Components
 	// too small to survive one step's rounding are not lost but delivered later. The
 	// residuals travel in checkpoints. False (default) sends gradients as they are.
 	// Requires Compression FP16 or BF16.
