@@ -39,6 +39,11 @@ import (
 // Feedback(residual) so that the errors do not accumulate (see Feedback).
 // FP16 keeps, per group, a store of the all-gather's wire bytes (half the buffer's size),
 // grown to the largest buffer seen, so that chunks are forwarded without encoding them again.
+//
+// With BF16 compression values travel as bfloat16 (no scale) and are accumulated in float32;
+// each of the same n roundings errs by at most 2^-8 of the value rounded, so the bound
+// above holds with u = 2^-8 + 2^-24, A = Σ_ranks |x_rank[i]| of the element itself, and
+// n·2^-134 in place of n·2^-137 (see bf16.go). Feedback works with BF16 as with FP16.
 func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) error {
 	return g.AllReduceAsync(ctx, buf, op, opts...).wait()
 }
@@ -78,14 +83,14 @@ func (g *Group) reduceOp(ctx context.Context, kind opKind, buf []float32, op Op,
 		}
 	}
 	switch rc.compression {
-	case NoCompression, FP16:
+	case NoCompression, FP16, BF16:
 	default:
 		return failedWork(fmt.Errorf("collective: %v: unknown compression %v", kind, rc.compression))
 	}
 	if rc.feedback {
 		switch {
-		case rc.compression != FP16:
-			return failedWork(fmt.Errorf("collective: %v: Feedback needs FP16 compression, got %v", kind, rc.compression))
+		case rc.compression == NoCompression:
+			return failedWork(fmt.Errorf("collective: %v: Feedback needs FP16 or BF16 compression, got %v", kind, rc.compression))
 		case op != Sum && op != Avg:
 			return failedWork(fmt.Errorf("collective: %v: Feedback needs Sum or Avg, got %v", kind, op))
 		case len(rc.residual) != len(buf):

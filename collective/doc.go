@@ -10,6 +10,7 @@
 //	defer g.Close()
 //	err = g.AllReduce(ctx, grads, collective.Avg)                   // float32 on the wire
 //	err = g.AllReduce(ctx, grads, collective.Avg, collective.FP16)  // half the bytes
+//	err = g.AllReduce(ctx, grads, collective.Avg, collective.BF16)  // half, float32's range
 //	w := g.AllReduceAsync(ctx, bucket, collective.Avg)              // overlap with compute
 //	...
 //	err = w.Wait(ctx)
@@ -27,8 +28,9 @@
 // 2(N-1)/N of the buffer, the bandwidth optimum. The N segments of the buffer are cut into
 // chunks (Options.ChunkBytes) that flow through a pipeline: a rank sends chunk c of one step
 // while it receives and reduces chunk c+1 of the step before. float32 data moves as the
-// buffers' own memory (no encoding pass), fp16 through preallocated scratch with AVX2/F16C
-// kernels on amd64, and no chunk allocates; see ring.go for the index arithmetic.
+// buffers' own memory (no encoding pass), fp16 and bf16 through preallocated scratch with
+// AVX2 (and F16C) kernels on amd64, and no chunk allocates; see ring.go for the index
+// arithmetic, fp16.go and bf16.go for the wire formats and their error bounds.
 //
 // Every op starts with a 40-byte header (op kind, sequence number, count, dtype, reduction,
 // root or tag, and the wire geometry: compression, chunk size, algorithm) sent ahead of the

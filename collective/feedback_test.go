@@ -14,6 +14,15 @@ import (
 // both and checks that the drift is many times larger. (Before, error feedback lived in ddp
 // and corrected only each rank's first hop: the later hops and the all-gather drifted.)
 func TestFeedbackRunningSum(t *testing.T) {
+	for _, comp := range []Compression{FP16, BF16} {
+		t.Run(comp.String(), func(t *testing.T) { testFeedbackRunningSum(t, comp) })
+	}
+}
+
+// testFeedbackRunningSum is TestFeedbackRunningSum for one compression (BF16's rounding is
+// bounded by 2^-8 of each value, below fp16's 2^-11 of the chunk's largest: the same
+// conservative A serves both).
+func testFeedbackRunningSum(t *testing.T, comp Compression) {
 	const n, steps, count = 4, 200, 3001
 	// Every rank's data: a fixed random vector of mixed magnitudes (distinct per rank) plus a
 	// small fresh perturbation each step, as gradients are, so that rounding errors are
@@ -47,6 +56,9 @@ func TestFeedbackRunningSum(t *testing.T) {
 		A = max(A, s)
 	}
 	u := 0x1p-11 + 0x1p-24
+	if comp == BF16 {
+		u = 0x1p-8 + 0x1p-24
+	}
 	stepBound := (math.Pow(1+u, n)-1)*A + n*0x1p-137
 	fp32Drift := 2 * steps * n * 0x1p-24 * A
 
@@ -62,7 +74,7 @@ func TestFeedbackRunningSum(t *testing.T) {
 			results := make([][]float32, n)
 			j.mustEach(func(r int, g *Group) error {
 				buf := input(r, step)
-				opts := []ReduceOption{FP16}
+				opts := []ReduceOption{comp}
 				if feedback {
 					opts = append(opts, Feedback(res[r]))
 				}

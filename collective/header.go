@@ -120,7 +120,7 @@ func (h *header) decode(b []byte) error {
 	if red != 0 && !red.valid() {
 		return fmt.Errorf("%w: unknown reduction %d", ErrBadHeader, b[5])
 	}
-	if comp > FP16 {
+	if comp > compressionMax {
 		return fmt.Errorf("%w: unknown compression %d", ErrBadHeader, b[6])
 	}
 	if algo > algoMax {

@@ -43,7 +43,7 @@ func TestHeaderRejects(t *testing.T) {
 		"dtype":       func(b []byte) []byte { b[4] = 7; return b },
 		"reduce":      func(b []byte) []byte { b[5] = 9; return b },
 		"reserved":    func(b []byte) []byte { b[39] = 1; return b },
-		"compression": func(b []byte) []byte { b[6] = 2; return b },
+		"compression": func(b []byte) []byte { b[6] = byte(compressionMax + 1); return b },
 		"algorithm":   func(b []byte) []byte { b[7] = byte(algoMax + 1); return b },
 		"v1-size":     func(b []byte) []byte { return b[:32] },
 		"v1":          func(b []byte) []byte { b[2] = 1; return b },

@@ -43,6 +43,11 @@ const (
 	// FP16 sends IEEE binary16 values with a power-of-two scale per chunk and accumulates in
 	// float32. It halves the bytes on the wire; see AllReduce for the error bound.
 	FP16
+	// BF16 sends bfloat16 values (float32 rounded to nearest even to 8 significant bits; no
+	// scale, as bfloat16 has float32's exponent range) and accumulates in float32. It halves
+	// the bytes on the wire; each rounding errs by at most 2^-8 of the value (see bf16.go).
+	BF16
+	compressionMax = BF16
 )
 
 func (c Compression) String() string {
@@ -51,6 +56,8 @@ func (c Compression) String() string {
 		return "none"
 	case FP16:
 		return "fp16"
+	case BF16:
+		return "bf16"
 	}
 	return fmt.Sprintf("Compression(%d)", uint8(c))
 }
@@ -66,13 +73,13 @@ type reduceConfig struct {
 	feedback    bool
 }
 
-// Feedback is error feedback for FP16 compression (a ReduceOption): residual, owned by the
-// caller and as long as the op's buffer, carries what this rank's fp16 encodings lost from one
+// Feedback is error feedback for FP16 or BF16 compression (a ReduceOption): residual, owned
+// by the caller and as long as the op's buffer, carries what this rank's encodings lost from one
 // op to the next. Pass the same residual with every op over the same buffer layout (ddp keeps
 // one per bucket) and zeros the first time; only this rank reads or writes it, and only while
 // the op runs.
 //
-// Every value a rank encodes to binary16 is one it is responsible for: its reduce-scatter
+// Every value a rank encodes (to binary16 or bfloat16) is one it is responsible for: its reduce-scatter
 // partial sums at every hop, and, in AllReduce, the fully reduced chunks it owns when it
 // starts the all-gather. A rank encodes each position of the buffer at most once per op (in
 // the reduce-scatter it sends every segment but its own, in the all-gather only its own), so
@@ -86,7 +93,7 @@ type reduceConfig struct {
 // last residuals are bounded by one op's quantization error (the bound documented at
 // AllReduce). Without feedback each op's error stays in the sum: it drifts.
 //
-// Feedback needs FP16 and Sum or Avg (a residual of Max or Min has no meaning). Non-finite
+// Feedback needs FP16 or BF16 and Sum or Avg (a residual of Max or Min has no meaning). Non-finite
 // residuals (from Inf or NaN values) are reset to zero rather than carried.
 func Feedback(residual []float32) ReduceOption { return feedbackOpt(residual) }
 

@@ -45,6 +45,8 @@ import (
 // the all-gather), so Feedback works as on the ring; all-gather messages re-encode values
 // that are already decoded fp16 of the same chunk, which is exact (TestFP16ReencodeExact),
 // so every rank ends bit-identical, and the fold's result travels back in fp16 exactly too.
+// BF16 runs the same way (x.fp16 then means "compressed"; layout.wire picks the codec):
+// re-encoding a decoded bfloat16 is trivially exact.
 // Chunks (one scale each) are cut per segment, Options.ChunkBytes at most, so that the same
 // values are always encoded in the same chunk.
 
@@ -62,6 +64,7 @@ func pof2Below(n int) int {
 type layout struct {
 	count, nseg, chunk int
 	sLo, sHi           int
+	wire               Compression // the chunks' encoding when compressed (FP16 or BF16)
 }
 
 func (l layout) segBounds(j int) (lo, hi int) {
@@ -92,7 +95,7 @@ func (l layout) wireBytes(fp16 bool) int {
 		return 4 * (hi - lo)
 	}
 	n := 0
-	l.pieces(func(lo, hi int) { n += fp16WireBytes(hi - lo) })
+	l.pieces(func(lo, hi int) { n += l.wire.wireBytes(hi - lo) })
 	return n
 }
 
@@ -110,15 +113,15 @@ type rdCall struct {
 // recursive runs an algoRD or algoRHD AllReduce.
 func (a *algoState) recursive(w *Work) error {
 	g := a.g
-	x := rdCall{a: a, w: w, buf: w.buf, op: w.h.reduce, fp16: w.h.compression == FP16, res: w.residual, n: len(g.ranks)}
+	x := rdCall{a: a, w: w, buf: w.buf, op: w.h.reduce, fp16: w.h.compression != NoCompression, res: w.residual, n: len(g.ranks)}
 	x.p = pof2Below(x.n)
 	w.h.encode(&a.msgHdr)
 	rem := x.n - x.p
 	r := g.rank
 	count := len(x.buf)
-	whole := layout{count: count, nseg: 1, chunk: g.chunk, sLo: 0, sHi: 1}
+	whole := layout{count: count, nseg: 1, chunk: g.chunk, sLo: 0, sHi: 1, wire: w.h.compression}
 	if w.h.algo == algoRHD {
-		whole = layout{count: count, nseg: x.p, chunk: g.chunk, sLo: 0, sHi: x.p}
+		whole = layout{count: count, nseg: x.p, chunk: g.chunk, sLo: 0, sHi: x.p, wire: w.h.compression}
 	}
 	// The fold.
 	var q int
@@ -178,7 +181,7 @@ func (x *rdCall) doubling(q, rem int, whole layout) error {
 func (x *rdCall) halvingDoubling(q, rem int) error {
 	count := len(x.buf)
 	lay := func(lo, hi int) layout {
-		return layout{count: count, nseg: x.p, chunk: x.a.g.chunk, sLo: lo, sHi: hi}
+		return layout{count: count, nseg: x.p, chunk: x.a.g.chunk, sLo: lo, sHi: hi, wire: x.w.h.compression}
 	}
 	lo, hi := 0, x.p
 	for d := x.p / 2; d >= 1; d /= 2 {
@@ -225,11 +228,11 @@ func (x *rdCall) round(l layout) {
 func (x *rdCall) encode(b []byte, l layout, feedback bool) {
 	off := 0
 	l.pieces(func(lo, hi int) {
-		m := fp16WireBytes(hi - lo)
+		m := l.wire.wireBytes(hi - lo)
 		if feedback {
-			encodeFP16Feedback(b[off:off+m], x.buf[lo:hi], x.res[lo:hi])
+			l.wire.encode(b[off:off+m], x.buf[lo:hi], x.res[lo:hi])
 		} else {
-			encodeFP16(b[off:off+m], x.buf[lo:hi])
+			l.wire.encode(b[off:off+m], x.buf[lo:hi], nil)
 		}
 		off += m
 	})
@@ -240,9 +243,9 @@ func (x *rdCall) decode(b []byte, l layout, copyOnly bool) error {
 	off := 0
 	var err error
 	l.pieces(func(lo, hi int) {
-		m := fp16WireBytes(hi - lo)
+		m := l.wire.wireBytes(hi - lo)
 		if err == nil {
-			err = decodeFP16(x.op, copyOnly, x.buf[lo:hi], b[off:off+m])
+			err = l.wire.decode(x.op, copyOnly, x.buf[lo:hi], b[off:off+m])
 		}
 		off += m
 	})

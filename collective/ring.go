@@ -28,8 +28,9 @@ type ringRun struct {
 	count int
 	buf   []float32
 	op    Op
-	fp16  bool
-	res   []float32 // error feedback residual (Feedback), or nil
+	fp16  bool        // values travel compressed (FP16 or BF16: wire says which)
+	wire  Compression // the op's compression
+	res   []float32   // error feedback residual (Feedback), or nil
 
 	// Byte ops (BroadcastBytes, AllGatherBytes): messages framed by their length.
 	bytesOp bool
@@ -69,7 +70,8 @@ func (x *ringRun) reset(w *Work) {
 	x.count = len(w.buf)
 	x.buf = w.buf
 	x.op = w.h.reduce
-	x.fp16 = w.h.compression == FP16
+	x.wire = w.h.compression
+	x.fp16 = x.wire != NoCompression
 	x.res = w.residual
 	x.bytesOp = w.h.dtype == dtBytes
 	x.data, x.parts = w.data, w.parts
@@ -286,8 +288,8 @@ func (x *ringRun) sendRing() error {
 // byte 2·lo + 4·(seg·k + c).
 func (x *ringRun) gatherSlot(seg, c int) []byte {
 	lo, hi := x.chunk(seg, c)
-	off := 2*lo + 4*(seg*x.k+c)
-	return x.g.gather[off : off+fp16WireBytes(hi-lo)]
+	off := 2*lo + x.wire.prefixBytes()*(seg*x.k+c)
+	return x.g.gather[off : off+x.wire.wireBytes(hi-lo)]
 }
 
 func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
@@ -301,7 +303,7 @@ func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
 		if err := x.write(b); err != nil {
 			return err
 		}
-		return decodeFP16(x.op, true, v, b)
+		return x.wire.decode(x.op, true, v, b)
 	}
 	if x.fp16 && s > x.rsSteps {
 		return x.write(x.gatherSlot(seg, c))
@@ -310,22 +312,22 @@ func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
 		// A reduce-scatter hop: this rank's own values at s = 0, its partial sums later.
 		// v is scratch from here on (this rank does not read these positions again before
 		// the all-gather overwrites them), so feedback may add its residual in place.
-		b := x.g.sendScratch[:fp16WireBytes(len(v))]
+		b := x.g.sendScratch[:x.wire.wireBytes(len(v))]
 		x.encode(b, seg, c, v)
 		return x.write(b)
 	}
 	return x.write(f32Bytes(v))
 }
 
-// encode writes chunk c of segment seg, whose values are v, as an fp16 wire chunk, with error
-// feedback if the op has a residual (see Feedback).
+// encode writes chunk c of segment seg, whose values are v, as a compressed wire chunk, with
+// error feedback if the op has a residual (see Feedback).
 func (x *ringRun) encode(dst []byte, seg, c int, v []float32) {
 	if x.res == nil {
-		encodeFP16(dst, v)
+		x.wire.encode(dst, v, nil)
 		return
 	}
 	lo, hi := x.chunk(seg, c)
-	encodeFP16Feedback(dst, v, x.res[lo:hi])
+	x.wire.encode(dst, v, x.res[lo:hi])
 }
 
 // recv is the receiving side of the op in flight (on the group's worker goroutine).
@@ -362,12 +364,12 @@ func (x *ringRun) recv() error {
 					// All-gather: keep the wire bytes, the sending side forwards them as they are.
 					b := x.gatherSlot(seg, c)
 					if err = readFull(g.left, b); err == nil {
-						err = decodeFP16(x.op, true, dst, b)
+						err = x.wire.decode(x.op, true, dst, b)
 					}
 				case x.fp16:
-					b := g.recvScratch[:fp16WireBytes(len(dst))]
+					b := g.recvScratch[:x.wire.wireBytes(len(dst))]
 					if err = readFull(g.left, b); err == nil {
-						err = decodeFP16(x.op, false, dst, b)
+						err = x.wire.decode(x.op, false, dst, b)
 					}
 				case rs:
 					b := g.recvScratch[:4*len(dst)]

@@ -352,8 +352,8 @@ func (t *tuner) choose(count int, comp Compression, feedback bool) algorithm {
 func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool) float64 {
 	n := float64(t.n)
 	wire := float64(4 * count)
-	if comp == FP16 {
-		wire = float64(2 * count) // the chunk prefixes are negligible
+	if comp != NoCompression {
+		wire = float64(2 * count) // fp16 or bf16; fp16's chunk prefixes are negligible
 	}
 	red := float64(4*count) * t.table.gamma() // reducing the whole buffer once
 	p := pof2Below(max(t.n, 1))

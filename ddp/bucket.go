@@ -53,11 +53,11 @@ type bucket struct {
 	flat     []float32
 	minLayer int // the bucket is ready once this layer's backward is done
 	maxLayer int
-
-	residual []float32 // error feedback: what rounding withheld last time (nil without)
+	hb       Bucket // the CommHook's view (setupHook)
 
 	// Per step, owned by the training goroutine until launched, then by the watcher.
-	work     *collective.Work
+	work     *collective.Work // nil when the hook reduced the bucket inside Reduce
+	hookErr  error            // the hook's Reduce failed
 	launched bool
 	launchAt int64 // nanoseconds since the step's time base
 	doneAt   int64 // written by the watcher goroutine before it signals
@@ -73,7 +73,7 @@ func (b *bucket) info() BucketInfo {
 
 // newBuckets builds the buckets of a plan and re-points every parameter's Grad into its
 // bucket's flat buffer, keeping the gradient values it held.
-func newBuckets(plan [][]paramRef, errorFeedback bool) []*bucket {
+func newBuckets(plan [][]paramRef) []*bucket {
 	bs := make([]*bucket, len(plan))
 	for i, ps := range plan {
 		n := 0
@@ -90,9 +90,6 @@ func newBuckets(plan [][]paramRef, errorFeedback bool) []*bucket {
 			off += sz
 			b.minLayer = min(b.minLayer, pr.layer)
 			b.maxLayer = max(b.maxLayer, pr.layer)
-		}
-		if errorFeedback {
-			b.residual = make([]float32, n)
 		}
 		bs[i] = b
 	}

@@ -52,8 +52,10 @@ type Checkpoint struct {
 	WorldSize int             // ranks of the run that wrote it
 	Params    models.Snapshot // kind "params", in model order
 	Optimizer models.Snapshot // the optimizer's State(); Kind "" when none was saved
-	// Residuals are the error-feedback residuals of every rank (kind "ddp-residuals",
-	// slices "rank<r>/bucket<b>"); Kind "" when error feedback was off.
+	// Residuals is the CommHook state of every rank (StatefulHook: error-feedback
+	// residuals, PowerSGD's factors), kind "ddp-hook/<hook name>" ("ddp-residuals" in
+	// checkpoints written before hooks), slices "rank<r>/<name>" (a CompressHook names its
+	// residuals by parameter); Kind "" when the hook keeps no state.
 	Residuals models.Snapshot
 	RNG       []LayerRNG // seeded layers' stream positions
 }
@@ -82,7 +84,7 @@ func (e *CheckpointError) Unwrap() error { return e.Err }
 //	16  u32 H; H bytes of JSON header {state, world_size, rng}
 //	    u64 P; P bytes: parameters (models.Snapshot binary form)
 //	    u64 O; O bytes: optimizer state (models.Snapshot; 0 bytes when none)
-//	    u64 R; R bytes: error-feedback residuals (models.Snapshot; 0 bytes when none)
+//	    u64 R; R bytes: CommHook state, e.g. error-feedback residuals (models.Snapshot; 0 bytes when none)
 //	    u32 CRC-32C (Castagnoli) of every byte before it
 //	    "KCTR"
 //

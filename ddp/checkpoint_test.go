@@ -227,13 +227,30 @@ func TestResumeIsExact(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		opts Options
+		old  bool // rewrite the checkpoint's hook state as before hooks ("ddp-residuals")
 	}{
-		{"fp32", tinyCaps},
-		{"fp16-ef", Options{Compression: collective.FP16, ErrorFeedback: true, BucketCapMB: tinyCaps.BucketCapMB}},
+		{"fp32", tinyCaps, false},
+		{"fp16-ef-pre-hooks-checkpoint", Options{Compression: collective.FP16, ErrorFeedback: true, BucketCapMB: tinyCaps.BucketCapMB}, true},
+		{"fp16-ef", Options{Compression: collective.FP16, ErrorFeedback: true, BucketCapMB: tinyCaps.BucketCapMB}, false},
+		{"bf16-ef", Options{Compression: collective.BF16, ErrorFeedback: true, BucketCapMB: tinyCaps.BucketCapMB}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			straight := resumeRun(t, 2, dir, 3, 8, c.opts, false)
+			if c.old {
+				path := CheckpointPath(dir, 3)
+				ck, err := ReadCheckpoint(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ck.Residuals.Kind != "ddp-hook/fp16+ef" || len(ck.Residuals.Slices) == 0 {
+					t.Fatalf("hook state saved as %q with %d slices", ck.Residuals.Kind, len(ck.Residuals.Slices))
+				}
+				ck.Residuals.Kind = "ddp-residuals"
+				if err := WriteCheckpoint(path, ck); err != nil {
+					t.Fatal(err)
+				}
+			}
 			resumed := resumeRun(t, 2, dir, 3, 8, c.opts, true)
 			if err := sameBits(straight, resumed); err != nil {
 				t.Fatalf("resumed run differs from the uninterrupted one: %v", err)

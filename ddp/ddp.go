@@ -91,7 +91,12 @@ func Wrap(ctx context.Context, model models.Model, g *collective.Group, opts Opt
 			return nil, fmt.Errorf("ddp: broadcasting rank 0's parameters: %w", err)
 		}
 	}
-	d.buckets = newBuckets(plan, ro.errorFeedback && d.dist)
+	d.buckets = newBuckets(plan)
+	if d.dist {
+		if err := d.setupHook(ctx); err != nil {
+			return nil, err
+		}
+	}
 	d.layerBuckets = make([][]*bucket, model.Len())
 	for _, b := range d.buckets {
 		d.layerBuckets[b.minLayer] = append(d.layerBuckets[b.minLayer], b)
@@ -309,16 +314,8 @@ func (d *DDP) launch(ctx context.Context, b *bucket) {
 	if !d.dist {
 		return
 	}
-	var opts []collective.ReduceOption
-	if d.opts.compression != collective.NoCompression {
-		opts = append(opts, d.opts.compression)
-	}
-	if b.residual != nil {
-		// The ring carries every fp16 encoding's loss into the next step (collective.Feedback).
-		opts = append(opts, collective.Feedback(b.residual))
-	}
 	b.launchAt = time.Since(d.stepStart).Nanoseconds()
-	b.work = d.g.AllReduceAsync(ctx, b.flat, collective.Avg, opts...)
+	b.work = d.reduce(ctx, b) // hook.go
 	d.trace(EventBucketLaunched, -1, b.index)
 	d.launchCh <- b
 	// Let the group's goroutines start the op (header exchange, first chunks) now: with
@@ -332,7 +329,9 @@ func (d *DDP) launch(ctx context.Context, b *bucket) {
 func (d *DDP) watch(launched <-chan *bucket, done chan<- struct{}) {
 	defer close(done)
 	for b := range launched {
-		<-b.work.Done()
+		if b.work != nil { // nil: the hook finished (or failed) inside Reduce
+			<-b.work.Done()
+		}
 		b.doneAt = time.Since(d.stepStart).Nanoseconds()
 		if d.opts.trace != nil {
 			d.opts.trace(Event{Kind: EventBucketDone, Step: d.steps, Layer: -1, Bucket: b.index, Time: time.Now()})
@@ -358,10 +357,13 @@ func (d *DDP) Wait(ctx context.Context) error {
 	var first error
 	if d.dist {
 		for _, b := range d.launched {
-			if err := b.work.Wait(ctx); err != nil && first == nil {
+			if err := b.wait(ctx); err != nil && first == nil {
 				first = err
 			}
 		}
+	}
+	if first == nil && d.dist {
+		first = d.finish(ctx) // hook.go
 	}
 	var exposed time.Duration
 	if d.dist {

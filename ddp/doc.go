@@ -44,17 +44,28 @@
 // different summation order. Gradient accumulation (BackwardNoSync, or TrainStep with
 // several micro-batches) adds micro-batch gradients locally and communicates once.
 //
-// # Compression
+// # Communication hooks and compression
 //
-// Options.Compression = collective.FP16 sends gradients as binary16 with a power-of-two
-// scale per chunk; see FP16Bound for the error of one step and ErrorFeedback for what
-// error feedback does and does not correct.
+// How a bucket is averaged is a CommHook (PyTorch's register_comm_hook): Options.CommHook,
+// or, when nil, CompressHook(Options.Compression, Options.ErrorFeedback). The built-in
+// hooks are AllReduceHook (float32, the default) and CompressHook with collective.FP16
+// (binary16 with a power-of-two scale per chunk; FP16Bound) or collective.BF16 (bfloat16, no
+// scale; BF16Bound), each optionally with error feedback (Options.ErrorFeedback), whose
+// residuals the hook owns. A user's hook implements CommHook (and FinishingHook for work
+// after its reduction completes, StatefulHook for state that checkpoints must carry);
+// package ddp/powersgd is one, a low-rank PowerSGD hook written against this API alone.
+// Wrap checks that every rank's hook has the same Name.
+//
+// Migration: Options.Compression and ErrorFeedback keep working unchanged (they are
+// shorthand for CompressHook); setting them together with CommHook is an error.
+// Checkpoints written before hooks carry fp16 residuals that a CompressHook with error
+// feedback loads (fp16 or bf16: both hold what rounding withheld).
 //
 // # Checkpoints
 //
 // SaveCheckpoint (all ranks call it; rank 0 writes) stores parameters, optimizer state,
-// the training position (step, sampler epoch and batch), the error-feedback residuals of
-// every rank and the state of seeded layers (dropout) in a versioned, checksummed file
+// the training position (step, sampler epoch and batch), the CommHook state of every rank
+// (error-feedback residuals, PowerSGD's factors) and the state of seeded layers (dropout) in a versioned, checksummed file
 // written atomically. LoadCheckpoint (all ranks) has rank 0 read the newest complete
 // checkpoint and broadcast it, so that only rank 0 needs to see the directory, and every
 // rank restores the same state: a run resumed from a checkpoint continues exactly as the

@@ -73,3 +73,35 @@ func ExampleDDP_LoadCheckpoint() {
 		log.Fatal(err)
 	}
 }
+
+// preDivide is a user's communication hook: it divides the bucket by the group size before
+// a summing AllReduce (PyTorch's default hook does the same), so that the sum of large
+// gradients over many ranks cannot overflow float32.
+type preDivide struct{}
+
+func (preDivide) Name() string                                { return "pre-divide" }
+func (preDivide) Setup(*collective.Group, []ddp.Bucket) error { return nil }
+func (preDivide) Reduce(ctx context.Context, g *collective.Group, b ddp.Bucket) (*collective.Work, error) {
+	n := float32(g.Size())
+	for i := range b.Grads {
+		b.Grads[i] /= n
+	}
+	return g.AllReduceAsync(ctx, b.Grads, collective.Sum), nil // ddp waits for it before the step
+}
+
+// A communication hook replaces how each bucket is averaged; every rank must use one of the
+// same Name (Wrap checks). Built-in: ddp.AllReduceHook, ddp.CompressHook(FP16 or BF16, error
+// feedback); package ddp/powersgd is a low-rank one.
+func ExampleCommHook() {
+	ctx := context.Background()
+	g, err := collective.InitFromEnv(ctx) // under gorun
+	if err != nil {
+		log.Fatal(err)
+	}
+	model, _ := models.Build("mlp", 1)
+	if _, err := ddp.Wrap(ctx, model, g, ddp.Options{CommHook: preDivide{}}); err != nil {
+		log.Fatal(err)
+	}
+	bf16, _ := ddp.CompressHook(collective.BF16, true) // = Options{Compression: BF16, ErrorFeedback: true}
+	_ = bf16
+}

@@ -21,6 +21,12 @@ type fp16Step struct {
 
 func fp16Run(t *testing.T, n, steps int, ef, sameData bool) ([]fp16Step, []BucketInfo, [][][]float32) {
 	t.Helper()
+	return codecRun(t, collective.FP16, n, steps, ef, sameData)
+}
+
+// codecRun is fp16Run with compression comp (FP16 or BF16).
+func codecRun(t *testing.T, comp collective.Compression, n, steps int, ef, sameData bool) ([]fp16Step, []BucketInfo, [][][]float32) {
+	t.Helper()
 	gs := startJob(t, n)
 	out := make([]fp16Step, steps)
 	for s := range out {
@@ -33,20 +39,16 @@ func fp16Run(t *testing.T, n, steps int, ef, sameData bool) ([]fp16Step, []Bucke
 		m := smallModel(t, 40, 1)
 		replica := smallModel(t, 40, 1)
 		opts := tinyCaps
-		opts.Compression, opts.ErrorFeedback = collective.FP16, ef
+		opts.Compression, opts.ErrorFeedback = comp, ef
 		d, err := Wrap(ctx, m, gs[r], opts)
 		if err != nil {
 			return err
 		}
 		resid := func() [][]float32 {
 			byName := map[string][]float32{}
-			for _, b := range d.buckets {
-				off := 0
-				for _, pr := range b.params {
-					if b.residual != nil {
-						byName[pr.p.Name] = append([]float32(nil), b.residual[off:off+pr.p.Size()]...)
-					}
-					off += pr.p.Size()
+			if sh, ok := d.opts.hook.(StatefulHook); ok {
+				for _, s := range sh.State() {
+					byName[s.Name] = append([]float32(nil), s.Data...)
 				}
 			}
 			var o [][]float32
@@ -100,13 +102,24 @@ func fp16Run(t *testing.T, n, steps int, ef, sameData bool) ([]fp16Step, []Bucke
 }
 
 // TestFP16WithinBound checks every reduced gradient element of every step against the
-// exact average of the ranks' contributions, within FP16Bound of its bucket; with error
-// feedback the contributions are the gradients plus the old residual minus the new one.
+// exact average of the ranks' contributions, within FP16Bound of its bucket (BF16Bound of
+// the element itself with bf16); with error feedback the contributions are the gradients
+// plus the old residual minus the new one.
 func TestFP16WithinBound(t *testing.T) {
-	for _, n := range []int{2, 4} {
-		for _, ef := range []bool{false, true} {
-			t.Run(fmt.Sprintf("N=%d/ef=%v", n, ef), func(t *testing.T) {
-				steps, buckets, final := fp16Run(t, n, 4, ef, false)
+	for _, comp := range []collective.Compression{collective.FP16, collective.BF16} {
+		for _, n := range []int{2, 4} {
+			for _, ef := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%v/N=%d/ef=%v", comp, n, ef), func(t *testing.T) { testCodecWithinBound(t, comp, n, ef) })
+			}
+		}
+	}
+}
+
+func testCodecWithinBound(t *testing.T, comp collective.Compression, n int, ef bool) {
+	{
+		{
+			{
+				steps, buckets, final := codecRun(t, comp, n, 4, ef, false)
 				for r := 1; r < n; r++ {
 					if err := sameBits(final[0], final[r]); err != nil {
 						t.Fatalf("rank %d differs from rank 0 with fp16: %v", r, err)
@@ -177,6 +190,13 @@ func TestFP16WithinBound(t *testing.T) {
 								}
 								exact /= float64(n)
 								got := float64(st.reduced[0][i][j])
+								if comp == collective.BF16 {
+									var aj float64
+									for r := range n {
+										aj += math.Abs(contrib(r, i, j))
+									}
+									bound = BF16Bound(n, aj)
+								}
 								if e := math.Abs(got - exact); e > bound {
 									t.Fatalf("step %d %s[%d]: error %.3g exceeds the bound %.3g (a=%.3g)", s, name, j, e, bound, a)
 								} else {
@@ -187,7 +207,10 @@ func TestFP16WithinBound(t *testing.T) {
 					}
 				}
 				t.Logf("largest error: %.2f of the bound", worst)
-			})
+				if worst == 0 && !ef { // with feedback the contributions absorb the rounding
+					t.Fatalf("no error at all: the gradients did not go through %v", comp)
+				}
+			}
 		}
 	}
 }

@@ -38,21 +38,29 @@ type Options struct {
 	// smaller; a negative value means the same as BucketCapMB.
 	FirstBucketCapMB float64
 	// Compression is how gradients travel: collective.NoCompression (the zero value,
-	// float32) or collective.FP16 (binary16 with a power-of-two scale per chunk: half the
-	// bytes; see FP16Bound).
+	// float32), collective.FP16 (binary16 with a power-of-two scale per chunk: half the
+	// bytes; see FP16Bound) or collective.BF16 (bfloat16, no scale: half the bytes, 2^-8
+	// relative per rounding; see BF16Bound). It is shorthand for CommHook =
+	// CompressHook(Compression, ErrorFeedback); leave it zero when setting CommHook.
 	Compression collective.Compression
-	// ErrorFeedback, with FP16 compression, carries every rounding error this rank's fp16
-	// encodings make into the next step (collective.Feedback): the partial sums it encodes
+	// ErrorFeedback, with FP16 or BF16 compression, carries every rounding error this
+	// rank's encodings make into the next step (collective.Feedback): the partial sums it encodes
 	// at each reduce-scatter hop, and the averaged chunks it owns when it starts the
 	// all-gather. Each bucket keeps one residual per element (a rank encodes each element of
 	// a bucket once per step), added into the value at the same point of the next step
 	// before it is encoded again. Over T steps the averaged gradients the ranks received sum
 	// to the exact sum of the averages minus the last step's residuals: within one step's
-	// FP16Bound, however long the run, instead of T steps' worth of rounding. Components
+	// FP16Bound (BF16Bound), however long the run, instead of T steps' worth of rounding. Components
 	// too small to survive one step's rounding are not lost but delivered later. The
 	// residuals travel in checkpoints. False (default) sends gradients as they are.
-	// Requires Compression == collective.FP16.
+	// Requires Compression FP16 or BF16.
 	ErrorFeedback bool
+	// CommHook, when not nil, is the step that averages each bucket across the ranks (see
+	// CommHook): a hook of CompressHook, or one of the user's (ddp/powersgd). Nil means
+	// CompressHook(Compression, ErrorFeedback), which is AllReduceHook for the zero
+	// values. Every rank must use a hook of the same Name (Wrap checks it); give every
+	// Wrap its own hook value.
+	CommHook CommHook
 	// KeepCheckpoints is how many checkpoints SaveCheckpoint keeps in its directory (older
 	// ones are removed after a newer one is safely written). Zero means
 	// DefaultKeepCheckpoints (2); a negative value keeps all.
@@ -73,6 +81,7 @@ type resolved struct {
 	capBytes, firstCapBytes int64
 	compression             collective.Compression
 	errorFeedback           bool
+	hook                    CommHook
 	keep                    int
 	loss                    models.Loss
 	trace                   func(Event)
@@ -90,10 +99,20 @@ func (o Options) resolve() (resolved, error) {
 		return r, fmt.Errorf("ddp: Options.BucketCapMB must be a finite number ≥ 0 (0 means %d), got %g", DefaultBucketCapMB, o.BucketCapMB)
 	case math.IsNaN(o.FirstBucketCapMB) || math.IsInf(o.FirstBucketCapMB, 0):
 		return r, fmt.Errorf("ddp: Options.FirstBucketCapMB must be finite, got %g", o.FirstBucketCapMB)
-	case o.Compression != collective.NoCompression && o.Compression != collective.FP16:
+	case o.Compression != collective.NoCompression && o.Compression != collective.FP16 && o.Compression != collective.BF16:
 		return r, fmt.Errorf("ddp: Options.Compression: unknown compression %v", o.Compression)
-	case o.ErrorFeedback && o.Compression != collective.FP16:
-		return r, fmt.Errorf("ddp: Options.ErrorFeedback needs Compression = collective.FP16 (it corrects fp16 rounding), got %v", o.Compression)
+	case o.ErrorFeedback && o.Compression == collective.NoCompression:
+		return r, fmt.Errorf("ddp: Options.ErrorFeedback needs Compression = collective.FP16 or collective.BF16 (it corrects their rounding), got %v", o.Compression)
+	case o.CommHook != nil && (o.Compression != collective.NoCompression || o.ErrorFeedback):
+		return r, fmt.Errorf("ddp: Options.CommHook (%s) and Options.Compression/ErrorFeedback exclude each other: use CompressHook(%v, %v) as the hook, or leave CommHook nil", o.CommHook.Name(), o.Compression, o.ErrorFeedback)
+	}
+	r.hook = o.CommHook
+	if r.hook == nil {
+		h, err := CompressHook(o.Compression, o.ErrorFeedback)
+		if err != nil {
+			return r, err
+		}
+		r.hook = h
 	}
 	capMB := o.BucketCapMB
 	if capMB == 0 {

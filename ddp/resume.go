@@ -15,7 +15,8 @@ import (
 // SaveCheckpoint saves the training state after a completed step: every rank calls it
 // at the same point (it communicates); rank 0 writes CheckpointPath(dir, st.Step)
 // atomically (creating dir if needed) with the parameters, opt's state (opt may be nil),
-// st, every rank's error-feedback residuals and the seeded layers' stream positions, then
+// st, every rank's CommHook state (StatefulHook: error-feedback residuals...) and the
+// seeded layers' stream positions, then
 // removes all but the newest Options.KeepCheckpoints checkpoints and any temporary file a
 // killed writer left. It returns on every rank once the file is durable, with the same
 // path, or with the same error (a failure to write on rank 0 is reported by all ranks).
@@ -84,16 +85,17 @@ func (d *DDP) SaveCheckpoint(ctx context.Context, dir string, st TrainState, opt
 
 // LoadCheckpoint restores the newest checkpoint of dir (see Latest) on every rank: rank 0
 // reads and verifies it and broadcasts it; every rank loads the parameters, opt's state
-// (opt may be nil), its error-feedback residuals and the seeded layers' stream positions,
+// (opt may be nil), its CommHook state (StatefulHook.LoadState) and the seeded layers' stream positions,
 // and gets the saved TrainState. All ranks call it at the same point, before training.
 // It returns the checkpoint's path, or "" and a zero TrainState when dir holds none (a
 // fresh start). Errors (a corrupt file, a checkpoint of another model or optimizer) are
 // reported on every rank: when some ranks cannot apply the checkpoint, every rank returns
 // a *collective.AgreementError naming them (within one exchange, not after a timeout).
 //
-// Error-feedback residuals are restored per rank when the checkpoint was written by as
-// many ranks; otherwise every rank starts from their mean over the writing ranks, which
-// keeps the averaged correction still owed (their sum divided by the ranks).
+// CompressHook's error-feedback residuals are restored per rank when the checkpoint was
+// written by as many ranks; otherwise every rank starts from their mean over the writing
+// ranks, which keeps the averaged correction still owed (their sum divided by the ranks).
+// State written by another hook is not applied: the hook starts afresh.
 //
 // With a models.DeviceResident model, the loaded parameters are uploaded (PushParams).
 func (d *DDP) LoadCheckpoint(ctx context.Context, dir string, opt models.Optimizer) (TrainState, string, error) {
@@ -237,77 +239,78 @@ func msgOf(b []byte) string {
 	return string(b[1:])
 }
 
-// residualName names rank r's residual of parameter p in a checkpoint.
-func residualName(r int, p string) string { return "rank" + strconv.Itoa(r) + "/" + p }
+// residualName names rank r's hook state slice name in a checkpoint.
+func residualName(r int, name string) string { return "rank" + strconv.Itoa(r) + "/" + name }
 
-// gatherResiduals collects every rank's error-feedback residuals, bucket by bucket, into a
-// snapshot on rank 0 (others get an empty one). Without error feedback it does nothing.
+// gatherResiduals collects every rank's CommHook state (StatefulHook.State: error-feedback
+// residuals, PowerSGD's factors) into a snapshot on rank 0 (others get an empty one), kind
+// "ddp-hook/<hook name>", slices "rank<r>/<name>". A hook without state (or training alone)
+// gives an empty snapshot.
 func (d *DDP) gatherResiduals(ctx context.Context, keep bool) (models.Snapshot, error) {
-	if len(d.buckets) == 0 || d.buckets[0].residual == nil {
+	sh, ok := d.opts.hook.(StatefulHook)
+	if !ok || !d.dist {
+		return models.Snapshot{}, nil
+	}
+	mine := sh.State()
+	if len(mine) == 0 {
 		return models.Snapshot{}, nil
 	}
 	n, me := d.Size(), d.Rank()
-	snap := models.Snapshot{Kind: "ddp-residuals"}
-	for _, b := range d.buckets {
-		m := len(b.flat)
-		all := make([]float32, n*m)
-		copy(all[me*m:], b.residual)
-		if err := d.g.AllGather(ctx, all); err != nil {
-			return models.Snapshot{}, err
-		}
-		if !keep {
-			continue
-		}
-		for r := range n {
-			off := r * m
-			for _, pr := range b.params {
-				sz := pr.p.Size()
-				snap.Slices = append(snap.Slices, models.NamedSlice{Name: residualName(r, pr.p.Name), Shape: append([]int(nil), pr.p.Shape...), Data: all[off : off+sz]})
-				off += sz
-			}
+	m := 0
+	for _, s := range mine {
+		m += len(s.Data)
+	}
+	all := make([]float32, n*m)
+	off := me * m
+	for _, s := range mine {
+		off += copy(all[off:], s.Data)
+	}
+	// Every rank's state has the same names and sizes (StatefulHook's contract), so one
+	// AllGather of equal parts collects them; a rank whose size differs fails the op on
+	// every rank with a MismatchError.
+	if err := d.g.AllGather(ctx, all); err != nil {
+		return models.Snapshot{}, err
+	}
+	if !keep {
+		return models.Snapshot{}, nil
+	}
+	snap := models.Snapshot{Kind: hookStateKind(d.opts.hook)}
+	for r := range n {
+		off := r * m
+		for _, s := range mine {
+			sz := len(s.Data)
+			snap.Slices = append(snap.Slices, models.NamedSlice{Name: residualName(r, s.Name), Shape: append([]int(nil), s.Shape...), Data: all[off : off+sz]})
+			off += sz
 		}
 	}
 	return snap, nil
 }
 
-// loadResiduals restores this rank's residuals from a checkpoint (see LoadCheckpoint).
+// loadResiduals restores this rank's CommHook state from a checkpoint (see LoadCheckpoint):
+// the slices of every writing rank, split by rank, go to StatefulHook.LoadState; a
+// checkpoint without state, or with the state of another hook, resets the hook.
 func (d *DDP) loadResiduals(ck *Checkpoint) error {
-	if len(d.buckets) == 0 || d.buckets[0].residual == nil {
+	sh, ok := d.opts.hook.(StatefulHook)
+	if !ok || !d.dist {
 		return nil
 	}
-	byName := make(map[string][]float32, len(ck.Residuals.Slices))
-	for _, s := range ck.Residuals.Slices {
-		byName[s.Name] = s.Data
+	var saved [][]models.NamedSlice
+	if ck.Residuals.Kind != "" && sameHookState(d.opts.hook, ck.Residuals.Kind) {
+		if ck.WorldSize < 1 {
+			return fmt.Errorf("CommHook state saved by %d ranks", ck.WorldSize)
+		}
+		saved = make([][]models.NamedSlice, ck.WorldSize)
+		for _, s := range ck.Residuals.Slices {
+			rs, name, ok := strings.Cut(s.Name, "/")
+			r, err := strconv.Atoi(strings.TrimPrefix(rs, "rank"))
+			if !ok || err != nil || !strings.HasPrefix(rs, "rank") || r < 0 || r >= ck.WorldSize {
+				return fmt.Errorf("CommHook state slice %q does not name a rank of %d", s.Name, ck.WorldSize)
+			}
+			saved[r] = append(saved[r], models.NamedSlice{Name: name, Shape: s.Shape, Data: s.Data})
+		}
 	}
-	same := ck.WorldSize == d.Size()
-	for _, b := range d.buckets {
-		clear(b.residual)
-		if ck.Residuals.Kind == "" {
-			continue
-		}
-		off := 0
-		for _, pr := range b.params {
-			sz := pr.p.Size()
-			dst := b.residual[off : off+sz]
-			off += sz
-			if same {
-				src, ok := byName[residualName(d.Rank(), pr.p.Name)]
-				if !ok || len(src) != sz {
-					return fmt.Errorf("error-feedback residual of %s for rank %d missing or of the wrong size", pr.p.Name, d.Rank())
-				}
-				copy(dst, src)
-				continue
-			}
-			for r := range ck.WorldSize {
-				src, ok := byName[residualName(r, pr.p.Name)]
-				if !ok || len(src) != sz {
-					return fmt.Errorf("error-feedback residual of %s for rank %d missing or of the wrong size", pr.p.Name, r)
-				}
-				for i, v := range src {
-					dst[i] += v / float32(ck.WorldSize)
-				}
-			}
-		}
+	if err := sh.LoadState(d.Rank(), saved); err != nil {
+		return fmt.Errorf("CommHook %s state: %w", d.opts.hook.Name(), err)
 	}
 	return nil
 }

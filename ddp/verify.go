@@ -120,22 +120,30 @@ func decodeShapes(b []byte) ([]shapeEntry, error) {
 	return out, nil
 }
 
-// rankConfig is what every rank contributes to Wrap's agreement: its bucket options and the
-// description of its parameters (encodeShapes). It travels as bytes through
-// collective.Group.Agree: five little-endian u64 (first bucket cap, bucket cap, buckets,
-// compression, error feedback 0/1), then the description.
+// rankConfig is what every rank contributes to Wrap's agreement: its bucket options, its
+// CommHook's name and the description of its parameters (encodeShapes). It travels as bytes
+// through collective.Group.Agree: five little-endian u64 (first bucket cap, bucket cap,
+// buckets, compression, error feedback 0/1), a u16 length and the hook's name (at most
+// maxNameBytes), then the description.
 type rankConfig struct {
 	firstCap, cap, buckets, compression, errorFeedback uint64
+	hook                                               string
 	desc                                               []byte
 }
 
-const configFixed = 5 * 8
+const configFixed = 5*8 + 2
 
 func (c *rankConfig) encode() []byte {
-	b := make([]byte, 0, configFixed+len(c.desc))
+	hook := c.hook
+	if len(hook) > maxNameBytes {
+		hook = hook[:maxNameBytes]
+	}
+	b := make([]byte, 0, configFixed+len(hook)+len(c.desc))
 	for _, v := range []uint64{c.firstCap, c.cap, c.buckets, c.compression, c.errorFeedback} {
 		b = binary.LittleEndian.AppendUint64(b, v)
 	}
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(hook)))
+	b = append(b, hook...)
 	return append(b, c.desc...)
 }
 
@@ -148,12 +156,17 @@ func decodeConfig(b []byte) (c rankConfig, ok bool) {
 	for i := range v {
 		v[i] = binary.LittleEndian.Uint64(b[8*i:])
 	}
-	c = rankConfig{firstCap: v[0], cap: v[1], buckets: v[2], compression: v[3], errorFeedback: v[4], desc: b[configFixed:]}
+	l := int(binary.LittleEndian.Uint16(b[5*8:]))
+	if l > maxNameBytes || len(b) < configFixed+l {
+		return c, false
+	}
+	c = rankConfig{firstCap: v[0], cap: v[1], buckets: v[2], compression: v[3], errorFeedback: v[4],
+		hook: string(b[configFixed : configFixed+l]), desc: b[configFixed+l:]}
 	return c, c.errorFeedback <= 1
 }
 
 func (c *rankConfig) optionsEqual(o *rankConfig) bool {
-	return c.firstCap == o.firstCap && c.cap == o.cap && c.buckets == o.buckets && c.compression == o.compression && c.errorFeedback == o.errorFeedback
+	return c.firstCap == o.firstCap && c.cap == o.cap && c.buckets == o.buckets && c.compression == o.compression && c.errorFeedback == o.errorFeedback && c.hook == o.hook
 }
 
 // verifyRanks checks, before Wrap changes anything, that every rank has the same
@@ -169,6 +182,7 @@ func verifyRanks(ctx context.Context, g *collective.Group, refs []paramRef, plan
 			cap:         uint64(ro.capBytes),
 			buckets:     uint64(len(plan)),
 			compression: uint64(ro.compression),
+			hook:        ro.hook.Name(),
 			desc:        encodeShapes(refs),
 		}
 		if ro.errorFeedback {
@@ -224,6 +238,9 @@ func verifyRanks(ctx context.Context, g *collective.Group, refs []paramRef, plan
 		case got.errorFeedback != want.errorFeedback:
 			e.Option = "ErrorFeedback"
 			e.Got, e.Want = fmt.Sprint(got.errorFeedback == 1), fmt.Sprint(want.errorFeedback == 1)
+		case got.hook != want.hook:
+			e.Option = "CommHook"
+			e.Got, e.Want = fmt.Sprintf("%q", got.hook), fmt.Sprintf("%q", want.hook)
 		case got.cap != want.cap:
 			e.Option = "BucketCapMB"
 			e.Got, e.Want = mbString(got.cap), mbString(want.cap)

@@ -1,6 +1,7 @@
 package ddp
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"testing"
@@ -23,12 +24,14 @@ func TestShapeDescriptionRoundTrip(t *testing.T) {
 			t.Errorf("decodeShapes(%v): %v", bad, err)
 		}
 	}
-	c := rankConfig{firstCap: 1 << 20, cap: 25 << 20, buckets: 3, compression: 1, errorFeedback: 1, desc: encodeShapes(refs)}
+	c := rankConfig{firstCap: 1 << 20, cap: 25 << 20, buckets: 3, compression: 1, errorFeedback: 1, hook: "powersgd(rank=2)", desc: encodeShapes(refs)}
 	if got, ok := decodeConfig(c.encode()); !ok || !got.optionsEqual(&c) || !reflect.DeepEqual(got.desc, c.desc) {
 		t.Fatalf("config round trip: %+v, %v", got, ok)
 	}
-	if _, ok := decodeConfig(c.encode()[:39]); ok {
-		t.Fatal("a truncated config must not decode")
+	for _, n := range []int{39, configFixed + 3} {
+		if _, ok := decodeConfig(c.encode()[:n]); ok {
+			t.Fatalf("a config truncated to %d bytes must not decode", n)
+		}
 	}
 }
 
@@ -71,6 +74,30 @@ func FuzzDecodeShapes(f *testing.F) {
 			if len(e.Name) > maxNameBytes || len(e.Shape) > maxDims {
 				t.Fatalf("entry beyond the limits: %v", e)
 			}
+		}
+	})
+}
+
+// FuzzDecodeConfig: Wrap's configurations come off the network (Agree): any bytes decode
+// or are refused, never panic, and what decodes re-encodes to the same bytes.
+func FuzzDecodeConfig(f *testing.F) {
+	m := smallModel(f, 8, 1)
+	var refs []paramRef
+	for _, p := range m.Params() {
+		refs = append(refs, paramRef{p: p})
+	}
+	f.Add((&rankConfig{firstCap: 1, cap: 2, buckets: 3, compression: 2, errorFeedback: 1, hook: "bf16+ef", desc: encodeShapes(refs)}).encode())
+	f.Add(make([]byte, configFixed))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, ok := decodeConfig(b)
+		if !ok {
+			return
+		}
+		if len(c.hook) > maxNameBytes {
+			t.Fatalf("hook name of %d bytes accepted", len(c.hook))
+		}
+		if again := c.encode(); !bytes.Equal(again, b) {
+			t.Fatalf("decoded %+v re-encodes differently", c)
 		}
 	})
 }

@@ -9,11 +9,12 @@
 //
 //	go run ./benchmarks/allreduce --local 4 --min 4KiB --max 64MiB --baseline
 //	go run ./cmd/gorun --nproc 4 ./benchmarks/allreduce -- --json --dtype fp32,fp16
+//	go run ./cmd/gorun --nproc 2 ./benchmarks/allreduce -- --min 64MiB --compress none,fp16,bf16
 //
 // Figures:
 //
-//	bytes      size of the float32 buffer reduced (also with --dtype fp16, where half as many
-//	           bytes travel: fp32 and fp16 rows of one size compare directly in time)
+//	bytes      size of the float32 buffer reduced (also with --dtype fp16 or bf16, where half
+//	           as many bytes travel: rows of one size compare directly in time)
 //	time_us    median over --iters of one AllReduce's wall time, the largest over ranks
 //	algbw_gbs  bytes / time_us
 //	busbw_gbs  algbw × 2(N−1)/N: what each rank's link carries per second in a ring
@@ -103,7 +104,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	minS := fs.String("min", "4KiB", "smallest buffer size (bytes; suffixes KiB, MiB, GiB, or K, M, G, all binary)")
 	maxS := fs.String("max", "64MiB", "largest buffer size")
 	fs.IntVar(&c.factor, "factor", 2, "size multiplier between steps of the sweep")
-	dtypeS := fs.String("dtype", "fp32", "wire type: fp32, fp16 (AllReduce with FP16 compression), or a comma-separated list (timed interleaved)")
+	dtypeS := fs.String("dtype", "fp32", "wire type: fp32, fp16 or bf16 (AllReduce with FP16 / BF16 compression), or a comma-separated list (timed interleaved)")
+	compressS := fs.String("compress", "", "the same as --dtype in compression names: none, fp16, bf16 or a comma-separated list (none reports as dtype fp32); excludes --dtype")
 	opS := fs.String("op", "sum", "reduction: sum, avg, max or min")
 	fs.IntVar(&c.iters, "iters", 20, "timed iterations per size")
 	fs.IntVar(&c.warmup, "warmup", 5, "untimed iterations per size before timing")
@@ -142,9 +144,22 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	if c.factor < 2 {
 		return c, fmt.Errorf("--factor %d: want at least 2", c.factor)
 	}
+	dtypeFlag := "--dtype"
+	if *compressS != "" {
+		if *dtypeS != "fp32" {
+			return c, errors.New("--compress and --dtype exclude each other (--compress none,bf16 is --dtype fp32,bf16)")
+		}
+		names := strings.Split(*compressS, ",")
+		for i, nm := range names {
+			if nm == "none" {
+				names[i] = "fp32"
+			}
+		}
+		dtypeFlag, *dtypeS = "--compress", strings.Join(names, ",")
+	}
 	for _, dt := range strings.Split(*dtypeS, ",") {
-		if dt != "fp32" && dt != "fp16" {
-			return c, fmt.Errorf("--dtype %q: want fp32, fp16 or a list of them", *dtypeS)
+		if dt != "fp32" && dt != "fp16" && dt != "bf16" {
+			return c, fmt.Errorf("%s %q: want fp32 (none), fp16, bf16 or a list of them", dtypeFlag, *dtypeS)
 		}
 		if slices.Contains(c.dtypes, dt) {
 			return c, fmt.Errorf("--dtype %q: %s listed twice", *dtypeS, dt)
@@ -367,7 +382,7 @@ type row struct {
 
 // variant is one thing timed at each size: an AllReduce of one dtype, or the ring exchange.
 type variant struct {
-	dtype string // "fp32", "fp16", or "raw" for the exchange
+	dtype string // "fp32", "fp16", "bf16", or "raw" for the exchange
 	algo  string // what ran (Group.Algorithm)
 	asked string // what --algo asked for
 	run   func() error
@@ -417,8 +432,11 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 		for ai, ag := range rc.algos {
 			for _, dt := range cfg.dtypes {
 				var opts []collective.ReduceOption
-				if dt == "fp16" {
+				switch dt {
+				case "fp16":
 					opts = append(opts, collective.FP16)
+				case "bf16":
+					opts = append(opts, collective.BF16)
 				}
 				e, err := checkOnce(ctx, ag, b, cfg.op, opts)
 				if err != nil {
@@ -510,7 +528,7 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 
 // input is rank r's value at index i: a multiple of 2^-16 below 8.01 in magnitude with up to
 // 19 significant bits, so that float32 sums over up to 31 ranks are exact (the fp32 error
-// is 0) while fp16 (11 bits) must round.
+// is 0) while fp16 (11 bits) and bf16 (8 bits) must round.
 func input(r, i int) float32 {
 	return float32((i*131+r*71)%1021-510)/64 + float32((i*7+r*3)%255)/65536
 }

@@ -28,14 +28,16 @@ func TestParseSize(t *testing.T) {
 
 func TestFlagErrorsNameTheFlag(t *testing.T) {
 	for args, flagName := range map[string]string{
-		"--min 3":               "--min",
-		"--max 1x":              "--max",
-		"--min 8KiB --max 4KiB": "--min",
-		"--dtype bf16":          "--dtype",
-		"--op prod":             "--op",
-		"--iters 0":             "--iters",
-		"--mem":                 "--mem",
-		"--factor 1":            "--factor",
+		"--min 3":                      "--min",
+		"--max 1x":                     "--max",
+		"--min 8KiB --max 4KiB":        "--min",
+		"--dtype int8":                 "--dtype",
+		"--compress fp8":               "--compress",
+		"--compress bf16 --dtype fp16": "--compress",
+		"--op prod":                    "--op",
+		"--iters 0":                    "--iters",
+		"--mem":                        "--mem",
+		"--factor 1":                   "--factor",
 	} {
 		_, err := parseFlags(strings.Fields(args), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), flagName) {
@@ -51,6 +53,7 @@ func TestSweepJSON(t *testing.T) {
 	for _, args := range []string{
 		"--local 3 --mem --min 4KiB --max 64KiB --factor 4 --iters 3 --warmup 1 --json --baseline",
 		"--local 2 --min 4KiB --max 256KiB --factor 8 --iters 3 --warmup 1 --json --baseline --dtype fp32,fp16",
+		"--local 2 --mem --min 64KiB --max 64KiB --iters 2 --warmup 1 --json --baseline --compress none,bf16",
 	} {
 		cfg, err := parseFlags(strings.Fields(args), io.Discard)
 		if err != nil {
@@ -82,6 +85,10 @@ func TestSweepJSON(t *testing.T) {
 				}
 				if r.Dtype == "fp16" && !(r.MaxRelErr > 0 && r.MaxRelErr < 1e-3) {
 					t.Fatalf("fp16 error %g outside (0, 1e-3)", r.MaxRelErr)
+				}
+				// bf16: 2 roundings of at most 2^-8 relative at 2 ranks.
+				if r.Dtype == "bf16" && !(r.MaxRelErr > 0 && r.MaxRelErr < 2*0x1p-8) {
+					t.Fatalf("bf16 error %g outside (0, 2^-7)", r.MaxRelErr)
 				}
 			case "ring-exchange":
 				ex++

@@ -41,6 +41,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/ddp"
+	"github.com/ringtrain/ringtrain/ddp/powersgd"
 	"github.com/ringtrain/ringtrain/gpu"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
@@ -55,7 +56,7 @@ type config struct {
 	schedule                                                    string
 	warmupSamples, lrStepSamples                                int64
 	lrGamma, lrMin, weightDecay, clipNorm                       float64
-	accumSteps                                                  int
+	accumSteps, powerSGDRank, powerSGDStart                     int
 	synthetic, jsonOut, errorFeedback, eval                     bool
 	seed                                                        int64
 	progress                                                    time.Duration
@@ -79,8 +80,10 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.weightDecay, "weight-decay", 0, "L2 weight decay (λ·w added to the gradient, as torch.optim)")
 	fs.Float64Var(&c.clipNorm, "clip-norm", 0, "clip the global gradient norm to this after the AllReduce (0: no clipping)")
 	fs.IntVar(&c.accumSteps, "accum-steps", 1, "micro-batches of --batch per optimizer step (gradient accumulation; only the last communicates)")
-	fs.StringVar(&c.compress, "compress", "none", "gradient compression on the wire: none or fp16")
-	fs.BoolVar(&c.errorFeedback, "error-feedback", false, "with --compress fp16: carry each rank's rounding error into its next step")
+	fs.StringVar(&c.compress, "compress", "none", "gradient compression (the DDP communication hook): none, fp16, bf16, or powersgd (low-rank factors, ddp/powersgd)")
+	fs.BoolVar(&c.errorFeedback, "error-feedback", false, "with --compress fp16 or bf16: carry each rank's rounding error into its next step (powersgd always does)")
+	fs.IntVar(&c.powerSGDRank, "powersgd-rank", 4, "with --compress powersgd: the rank of the factors")
+	fs.IntVar(&c.powerSGDStart, "powersgd-start", 10, "with --compress powersgd: steps averaged in float32 before the low-rank compression starts")
 	fs.Float64Var(&c.bucketMB, "bucket-mb", 0, fmt.Sprintf("gradient bucket size in MiB (0: %d; the first bucket holds %d MiB, or less if this is smaller)", ddp.DefaultBucketCapMB, ddp.DefaultFirstBucketCapMB))
 	fs.StringVar(&c.checkpoint, "checkpoint", "", "checkpoint directory: resume from its newest checkpoint, save into it")
 	fs.IntVar(&c.checkpointEvery, "checkpoint-every", 500, "with --checkpoint: also save every this many steps (0: only at epoch ends)")
@@ -110,10 +113,14 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("--checkpoint-every must not be negative, got %d", c.checkpointEvery)
 	case c.syntheticN < 1:
 		return c, fmt.Errorf("--synthetic-size must be at least 1, got %d", c.syntheticN)
-	case c.compress != "none" && c.compress != "fp16":
-		return c, fmt.Errorf("--compress must be none or fp16, got %q", c.compress)
-	case c.errorFeedback && c.compress != "fp16":
-		return c, errors.New("--error-feedback needs --compress fp16")
+	case c.compress != "none" && c.compress != "fp16" && c.compress != "bf16" && c.compress != "powersgd":
+		return c, fmt.Errorf("--compress must be none, fp16, bf16 or powersgd, got %q", c.compress)
+	case c.errorFeedback && c.compress != "fp16" && c.compress != "bf16":
+		return c, errors.New("--error-feedback needs --compress fp16 or bf16 (powersgd has its own)")
+	case c.powerSGDRank < 1:
+		return c, fmt.Errorf("--powersgd-rank must be at least 1, got %d", c.powerSGDRank)
+	case c.powerSGDStart < 0:
+		return c, fmt.Errorf("--powersgd-start must not be negative, got %d", c.powerSGDStart)
 	case c.optimizer != "sgd" && c.optimizer != "adam":
 		return c, fmt.Errorf("--optimizer must be sgd or adam, got %q", c.optimizer)
 	case c.synthetic && c.dataDir != "":
@@ -257,8 +264,16 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 		return err
 	}
 	opts := ddp.Options{BucketCapMB: cfg.bucketMB, ErrorFeedback: cfg.errorFeedback}
-	if cfg.compress == "fp16" {
+	switch cfg.compress {
+	case "fp16":
 		opts.Compression = collective.FP16
+	case "bf16":
+		opts.Compression = collective.BF16
+	case "powersgd":
+		opts.ErrorFeedback = false
+		if opts.CommHook, err = powersgd.New(powersgd.Config{Rank: cfg.powerSGDRank, StartStep: cfg.powerSGDStart, Seed: uint64(cfg.seed)}); err != nil {
+			return err
+		}
 	}
 	d, err := ddp.Wrap(ctx, model, g, opts)
 	if err != nil {

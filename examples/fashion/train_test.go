@@ -115,7 +115,9 @@ func TestFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"--compress", "int8"}, "--compress"},
-		{[]string{"--error-feedback"}, "--error-feedback needs --compress fp16"},
+		{[]string{"--error-feedback"}, "--error-feedback needs --compress fp16 or bf16"},
+		{[]string{"--compress", "powersgd", "--error-feedback"}, "--error-feedback needs"},
+		{[]string{"--compress", "powersgd", "--powersgd-rank", "0"}, "--powersgd-rank"},
 		{[]string{"--optimizer", "lbfgs"}, "--optimizer"},
 		{[]string{"--batch", "0"}, "--batch"},
 		{[]string{"--epochs", "0"}, "--epochs"},
@@ -150,10 +152,17 @@ func TestTwoRanksThroughGorun(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ringtrain/ringtrain/cmd/gorun").CombinedOutput(); err != nil {
 		t.Fatalf("building gorun: %v\n%s", err, out)
 	}
+	// fp16 (a built-in hook) and powersgd (a user-level hook, compressing from step 2 on).
+	for _, compress := range []string{"fp16", "powersgd"} {
+		t.Run(compress, func(t *testing.T) { twoRanks(t, bin, compress) })
+	}
+}
+
+func twoRanks(t *testing.T, bin, compress string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--standalone", "--nproc", "2", "train.go",
-		"--synthetic", "--synthetic-size", "256", "--batch", "16", "--steps", "5", "--json", "--compress", "fp16")
+		"--synthetic", "--synthetic-size", "256", "--batch", "16", "--steps", "5", "--json", "--compress", compress, "--powersgd-start", "2")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -196,7 +205,7 @@ func TestTwoRanksThroughGorun(t *testing.T) {
 	if strings.Contains(all, "[1] device:") {
 		t.Errorf("rank 1 printed the device line too:\n%s", all)
 	}
-	if r["world_size"] != 2.0 || r["steps"] != 5.0 || r["epoch"] != 1.0 || r["compress"] != "fp16" || !(r["samples_per_s"].(float64) > 0) || !(r["comm_ms"].(float64) > 0) {
+	if r["world_size"] != 2.0 || r["steps"] != 5.0 || r["epoch"] != 1.0 || r["compress"] != compress || !(r["samples_per_s"].(float64) > 0) || !(r["comm_ms"].(float64) > 0) {
 		t.Fatalf("unexpected report %v", r)
 	}
 }
