@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // Node 0 coordinates a multi-node job. Its event loop owns all state; goroutines (the
@@ -312,6 +314,12 @@ func (co *coordinator) loop() error {
 				r.say("first failure: %s: %s", first.where, indentAfterFirst(first.text))
 			}
 			if !restart {
+				if first.fatal && localRes.preempted() {
+					// Stopped by a signal (here or on another node) and rank 0, with the
+					// rest of this node, saved the checkpoint: the job is resumable.
+					finish(preempt.ExitCode, "preempted: "+first.where+": "+firstLine(first.text))
+					return r.preempted(co.ctx)
+				}
 				finish(1, first.where+": "+firstLine(first.text))
 				if interrupted {
 					return r.interrupted(co.ctx)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // Elastic jobs (--nnodes MIN:MAX).
@@ -287,6 +289,7 @@ func (r *runner) follow(ctx context.Context, conn *agentConn, es *elasticState) 
 		ctxDone      = ctx.Done()
 		interrupted  bool
 		finished     *message
+		lastRes      *attemptResult
 		lostErr      error
 		in           = conn.in
 	)
@@ -303,10 +306,16 @@ func (r *runner) follow(ctx context.Context, conn *agentConn, es *elasticState) 
 			switch {
 			case interrupted:
 				conn.closeAfterFlush(2 * time.Second)
+				if lastRes.preempted() {
+					return false, r.preempted(ctx)
+				}
 				return false, r.interrupted(ctx)
 			case finished != nil:
 				if finished.code == 0 {
 					return false, nil
+				}
+				if finished.code == preempt.ExitCode {
+					return false, &JobError{Code: preempt.ExitCode, Msg: "job preempted: " + printable(finished.text), Err: ErrPreempted}
 				}
 				return false, &JobError{Code: int(finished.code), Msg: "job failed: " + printable(finished.text)}
 			case lostErr != nil:
@@ -365,10 +374,15 @@ func (r *runner) follow(ctx context.Context, conn *agentConn, es *elasticState) 
 				conn.close()
 			}
 		case res := <-localDone:
-			localRunning = false
+			localRunning, lastRes = false, res
 			ok := res.ok()
 			if !ok && res.first >= 0 {
 				r.stderr.write([]byte(formatSummary(res, fmt.Sprintf("attempt %d failed on this node", attempt))))
+			}
+			if interrupted {
+				// Leaving: the closed connection tells the leader this node is lost, a
+				// membership change (not a failure that uses up a restart).
+				continue
 			}
 			conn.send(&message{typ: msgExited, attempt: uint32(attempt), ok: ok})
 		case <-ctxDone:
@@ -740,6 +754,12 @@ func (l *eleader) loop() error {
 			}
 			if localRes != nil && (localRes.first >= 0 || first.where == "node 0") {
 				r.stderr.write([]byte(formatSummary(localRes, fmt.Sprintf("attempt %d ended", l.attempt))))
+			}
+			if first.fatal && localRes.preempted() {
+				// Stopped by a signal and rank 0 (here) saved the checkpoint: resumable.
+				state = stateFailed
+				finish(preempt.ExitCode, "preempted: "+first.where+": "+firstLine(first.text))
+				return r.preempted(l.ctx)
 			}
 			if first.fatal {
 				return end(first.where + ": " + firstLine(first.text))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/jobenv"
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // pumpDrainTimeout bounds how long the launcher waits, after a rank's whole process group is
@@ -47,6 +48,9 @@ func (e *rankExit) how() string {
 		return s
 	default:
 		s := "exit code " + strconv.Itoa(e.code)
+		if e.code == preempt.ExitCode {
+			s += " (preempted: saved a checkpoint)"
+		}
 		if e.stoppedBy != "" {
 			s += " after gorun sent " + e.stoppedBy
 		}
@@ -71,6 +75,21 @@ type attemptResult struct {
 }
 
 func (r *attemptResult) ok() bool { return r.first < 0 && !r.stopped }
+
+// preempted reports an attempt stopped from outside in which every rank exited with
+// preempt.ExitCode: each saved its share of a checkpoint at a step boundary (the contract of
+// package preempt), so the job can resume from it.
+func (r *attemptResult) preempted() bool {
+	if r == nil || !r.stopped || r.first >= 0 || len(r.exits) == 0 {
+		return false
+	}
+	for i := range r.exits {
+		if e := &r.exits[i]; e.startErr != nil || e.signal != "" || e.code != preempt.ExitCode {
+			return false
+		}
+	}
+	return true
+}
 
 // localGroup starts and supervises this node's ranks, one attempt at a time.
 type localGroup struct {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/jobenv"
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // runner holds what one Run needs across attempts.
@@ -178,6 +179,9 @@ func (r *runner) runSingle(ctx context.Context) error {
 			return nil
 		}
 		if res.stopped {
+			if res.preempted() {
+				return r.preempted(ctx)
+			}
 			r.stderr.write([]byte(formatSummary(res, "job interrupted")))
 			return r.interrupted(ctx)
 		}
@@ -203,6 +207,15 @@ func (r *runner) failHeader(attempt int) string {
 func (r *runner) interrupted(ctx context.Context) error {
 	sig := signalOf(ctx)
 	return &JobError{Code: 128 + signalNumber(sig), Msg: "stopped: gorun received " + signalName(sig), Err: ErrInterrupted}
+}
+
+// preempted is the error for a job whose ranks, stopped by a signal to gorun, all saved a
+// checkpoint and exited with preempt.ExitCode; gorun exits with that code too.
+func (r *runner) preempted(ctx context.Context) error {
+	r.say("preempted: gorun received %s and every rank here saved its checkpoint and exited %d; start the job again to resume",
+		signalName(signalOf(ctx)), preempt.ExitCode)
+	return &JobError{Code: preempt.ExitCode, Msg: fmt.Sprintf("preempted (gorun received %s): the ranks saved a checkpoint; exit %d",
+		signalName(signalOf(ctx)), preempt.ExitCode), Err: ErrPreempted}
 }
 
 // rankGOMAXPROCS applies the GOMAXPROCS rule: --threads-per-rank, else an inherited

@@ -45,6 +45,7 @@ import (
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
 	"github.com/ringtrain/ringtrain/pipeline/devices"
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 type config struct {
@@ -59,7 +60,14 @@ type config struct {
 	synthetic, jsonOut, errorFeedback, eval                     bool
 	seed                                                        int64
 	progress                                                    time.Duration
+
+	// preempt, when set, turns its signal (SIGTERM) into a checkpoint at the next step
+	// boundary and the exit status preempt.ExitCode (main sets it with --checkpoint).
+	preempt *preempt.Watcher
 }
+
+// errPreempted ends run after a preemption's checkpoint was saved.
+var errPreempted = errors.New("preempted")
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -160,9 +168,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "train:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT cancels at once. SIGTERM (gorun forwards it on preemption: spot reclaim, Slurm,
+	// Kubernetes eviction) does too without --checkpoint; with one, every rank finishes the
+	// step, saves a checkpoint and exits preempt.ExitCode (package preempt's contract).
+	sigs := []os.Signal{os.Interrupt}
+	if cfg.checkpoint != "" {
+		cfg.preempt = preempt.Watch(syscall.SIGTERM)
+		defer cfg.preempt.Stop()
+	} else {
+		sigs = append(sigs, syscall.SIGTERM)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	defer stop()
-	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+	err = run(ctx, cfg, os.Stdout, os.Stderr)
+	if errors.Is(err, errPreempted) {
+		os.Exit(preempt.ExitCode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "train:", err)
 		os.Exit(1)
 	}
@@ -326,6 +348,20 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 		return err
 	}
 	stopped := func() bool { return cfg.steps > 0 && st.Step >= int64(cfg.steps) }
+	// preemptNow tells, at a step boundary, whether any rank was asked to stop: every rank
+	// must leave at the same step, and the signal reaches them at different moments.
+	preemptNow := func() (bool, error) {
+		if cfg.preempt == nil {
+			return false, nil
+		}
+		f := []float32{cfg.preempt.Flag()}
+		if g != nil {
+			if err := g.AllReduce(ctx, f, collective.Max); err != nil {
+				return false, fmt.Errorf("agreeing on preemption after step %d: %w", st.Step, err)
+			}
+		}
+		return f[0] > 0, nil
+	}
 	if st.Epoch >= cfg.epochs || stopped() {
 		logf("nothing to train: the checkpoint is at step %d, epoch %d (--epochs %d, --steps %d)", st.Step, st.Epoch, cfg.epochs, cfg.steps)
 	}
@@ -361,6 +397,16 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 				if err := save(); err != nil {
 					return err
 				}
+			}
+			if stop, err := preemptNow(); err != nil {
+				return err
+			} else if stop {
+				if err := save(); err != nil {
+					return fmt.Errorf("preempted after step %d, but the checkpoint was not saved: %w", st.Step, err)
+				}
+				logf("preempted (%v) after step %d (epoch %d, batch %d/%d): checkpoint saved in %s; exiting %d",
+					cfg.preempt.Signal(), st.Step, st.Epoch+1, st.Batch, nb, cfg.checkpoint, preempt.ExitCode)
+				return errPreempted
 			}
 			if cfg.progress > 0 && time.Since(lastReport) >= cfg.progress {
 				lastReport = time.Now()

@@ -6,17 +6,24 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/ddp"
 	"github.com/ringtrain/ringtrain/gpu/cuda"
 	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // With RINGTRAIN_FASHION_MAIN set, the test binary is the program itself, so
@@ -363,4 +370,133 @@ func TestRecipeResumesExactly(t *testing.T) {
 	if lr, _ := last["lr"].(float64); math.Abs(lr-float64(want.LR(112))) > 1e-7 || lr == 0.05 {
 		t.Fatalf("report lr %v, want the schedule's %v at 112 samples", last["lr"], want.LR(112))
 	}
+}
+
+// buildGorun builds the launcher into a temporary directory.
+func buildGorun(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gorun")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ringtrain/ringtrain/cmd/gorun").CombinedOutput(); err != nil {
+		t.Fatalf("building gorun: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// gorunCmd is gorun with args, its output collected.
+type gorunCmd struct {
+	cmd            *exec.Cmd
+	stdout, stderr *lockedBuffer
+}
+
+func startGorunCmd(t *testing.T, ctx context.Context, bin string, args ...string) *gorunCmd {
+	t.Helper()
+	g := &gorunCmd{cmd: exec.CommandContext(ctx, bin, args...), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
+	g.cmd.Stdout, g.cmd.Stderr = g.stdout, g.stderr
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// exitCode waits for gorun and returns its exit status.
+func (g *gorunCmd) exitCode(t *testing.T) int {
+	t.Helper()
+	err := g.cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	t.Fatalf("gorun: %v", err)
+	return -1
+}
+
+// lockedBuffer is a bytes.Buffer a process writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func sameParams(t *testing.T, what string, a, b models.Snapshot) {
+	t.Helper()
+	if a.Step != b.Step || len(a.Slices) != len(b.Slices) {
+		t.Fatalf("%s: steps %d and %d, %d and %d tensors", what, a.Step, b.Step, len(a.Slices), len(b.Slices))
+	}
+	for i := range a.Slices {
+		for j, v := range a.Slices[i].Data {
+			if math.Float32bits(v) != math.Float32bits(b.Slices[i].Data[j]) {
+				t.Fatalf("%s: %s[%d]: %v and %v", what, a.Slices[i].Name, j, v, b.Slices[i].Data[j])
+			}
+		}
+	}
+}
+
+// TestPreemptionThroughGorun: SIGTERM to gorun in the middle of a 2-rank run. Both ranks
+// finish their step, agree to stop, save a checkpoint and exit preempt.ExitCode; gorun exits
+// with it too. Started again with the same --checkpoint, the job resumes from the saved step,
+// and its final parameters are bit-identical to those of a run that was never interrupted.
+func TestPreemptionThroughGorun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	bin := buildGorun(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	ckpt := filepath.Join(tmp, "ckpt")
+	common := []string{"--standalone", "--nproc", "2", "--grace", "60s", "train.go", "--synthetic", "--synthetic-size", "4096",
+		"--batch", "8", "--eval=false", "--optimizer", "adam", "--checkpoint-every", "0"}
+
+	// 1000 steps would take minutes: the signal comes long before the end.
+	run1 := startGorunCmd(t, ctx, bin, append(common, "--steps", "1000", "--checkpoint", ckpt, "--progress", "1ns")...)
+	for !strings.Contains(run1.stdout.String(), "[0] epoch 1/1  step 3/") {
+		if ctx.Err() != nil || run1.cmd.ProcessState != nil {
+			t.Fatalf("no progress line\n%s\n%s", run1.stdout, run1.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := run1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := run1.exitCode(t); code != preempt.ExitCode {
+		t.Fatalf("gorun exited %d after SIGTERM, want %d\n%s\n%s", code, preempt.ExitCode, run1.stdout, run1.stderr)
+	}
+	m := regexp.MustCompile(`\[0\] preempted \(terminated\) after step (\d+) `).FindStringSubmatch(run1.stdout.String())
+	if m == nil || !strings.Contains(run1.stderr.String(), "gorun: preempted") {
+		t.Fatalf("no preemption message from rank 0 and gorun\n%s\n%s", run1.stdout, run1.stderr)
+	}
+	saved, _ := strconv.Atoi(m[1])
+	if saved < 3 || saved >= 1000 {
+		t.Fatalf("saved at step %d", saved)
+	}
+	if p, err := ddp.Latest(ckpt); err != nil || p != ddp.CheckpointPath(ckpt, int64(saved)) {
+		t.Fatalf("newest checkpoint %q (%v), want step %d", p, err, saved)
+	}
+
+	// Resume to saved+5, and compare with a straight run to the same step.
+	total := strconv.Itoa(saved + 5)
+	resumedP, straightP := filepath.Join(tmp, "resumed.bin"), filepath.Join(tmp, "straight.bin")
+	run2 := startGorunCmd(t, ctx, bin, append(common, "--steps", total, "--checkpoint", ckpt, "--save-params", resumedP, "--progress", "0")...)
+	if code := run2.exitCode(t); code != 0 || !strings.Contains(run2.stdout.String(), fmt.Sprintf("resumed from %s", ckpt)) {
+		t.Fatalf("resumed run: exit %d\n%s\n%s", code, run2.stdout, run2.stderr)
+	}
+	run3 := startGorunCmd(t, ctx, bin, append(common, "--steps", total, "--save-params", straightP, "--progress", "0")...)
+	if code := run3.exitCode(t); code != 0 {
+		t.Fatalf("straight run: exit %d\n%s\n%s", code, run3.stdout, run3.stderr)
+	}
+	sameParams(t, "resumed after preemption vs straight", readParams(t, resumedP), readParams(t, straightP))
 }

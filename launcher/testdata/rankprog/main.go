@@ -15,6 +15,8 @@
 //	                         GORUN_RESTART_COUNT < UNTIL; everyone else (and R afterwards) exits 0
 //	                         after 0.3s, or waits for a signal while R is failing
 //	exit CODE                exit CODE at once
+//	preempt [R]              print "ready", then on SIGTERM print "saving" and exit 75 (package
+//	                         preempt's contract: checkpoint saved); rank R instead dies of the signal
 //	elastic FILE             print "elastic rank=R world=W node=N version=V restart=K master=A",
 //	                         then exit 0 once FILE exists (polling); TERM kills it
 package main
@@ -129,6 +131,17 @@ func main() {
 		fmt.Printf("done rank=%d restart=%d\n", rank, restart)
 	case "exit":
 		os.Exit(arg(2))
+	case "preempt":
+		if len(os.Args) > 2 && rank == arg(2) {
+			fmt.Println("ready")
+			time.Sleep(time.Hour)
+		}
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-ch
+		fmt.Println("saving")
+		os.Exit(75)
 	case "elastic":
 		fmt.Printf("elastic rank=%d world=%s node=%s version=%s restart=%d master=%s\n", rank, os.Getenv("WORLD_SIZE"),
 			os.Getenv("NODE_RANK"), os.Getenv("GORUN_WORLD_VERSION"), restart, os.Getenv("MASTER_ADDR"))
