@@ -320,6 +320,9 @@ func (co *coordinator) loop() error {
 					finish(preempt.ExitCode, "preempted: "+first.where+": "+firstLine(first.text))
 					return r.preempted(co.ctx)
 				}
+				if first.where == "node 0" && localRes != nil && localRes.first >= 0 {
+					r.rootCause = &localRes.exits[localRes.first]
+				}
 				finish(1, first.where+": "+firstLine(first.text))
 				if interrupted {
 					return r.interrupted(co.ctx)
@@ -459,6 +462,9 @@ func (co *coordinator) missing() string {
 func describeRankFailure(ex *rankExit) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "rank %d (local rank %d, pid %d) %s", ex.rank, ex.local, ex.pid, ex.how())
+	if m := ex.reported(); m != "" {
+		fmt.Fprintf(&b, ": %s", m) // its error file's message: the first line says what went wrong
+	}
 	for _, line := range ex.tail {
 		fmt.Fprintf(&b, "\n[%d] %s", ex.rank, line)
 	}

@@ -782,6 +782,9 @@ func (l *eleader) loop() error {
 				r.say("membership change: admitting new nodes")
 			} else {
 				if l.failures >= c.MaxRestarts {
+					if first.where == "node 0" && localRes != nil && localRes.first >= 0 {
+						r.rootCause = &localRes.exits[localRes.first]
+					}
 					r.say("first failure: %s: %s", first.where, indentAfterFirst(first.text))
 					return end(fmt.Sprintf("%s: %s (no restarts left, --max-restarts %d)", first.where, firstLine(first.text), c.MaxRestarts))
 				}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/errorfile"
 	"github.com/ringtrain/ringtrain/jobenv"
 	"github.com/ringtrain/ringtrain/preempt"
 )
@@ -29,6 +30,37 @@ type runner struct {
 	exe    string
 	tgt    *target
 	tmpDir string
+	// rootCause is the local rank whose failure ended the job, when it was one of ours.
+	rootCause *rankExit
+}
+
+// writeErrorFile records the job's end in gorun's own error file, as torchrun's agent does:
+// the root-cause rank's own record with errorCode set to its exit status when that rank ran
+// here and recorded one, else gorun's message with gorun's exit status. A job that
+// succeeded, or was preempted with its checkpoint saved, writes nothing.
+func (r *runner) writeErrorFile(path string, err error) {
+	if err == nil || errors.Is(err, ErrPreempted) {
+		return
+	}
+	code := 1
+	var je *JobError
+	if errors.As(err, &je) && je.Code != 0 {
+		code = je.Code
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		code = 2
+	}
+	rep := errorfile.Report{Message: err.Error(), Time: time.Now(), ErrorCode: &code}
+	if ex := r.rootCause; ex != nil && ex.report != nil {
+		rc := ex.code
+		rep = *ex.report
+		rep.Message = fmt.Sprintf("rank %d (local rank %d, node %d): %s", ex.rank, ex.local, r.group.world.nodeRank, ex.report.Message)
+		rep.ErrorCode = &rc
+	}
+	if werr := errorfile.Write(path, rep); werr != nil {
+		r.say("warning: writing %s=%s: %v", jobenv.ErrorFile, path, werr)
+	}
 }
 
 // say prints one of the launcher's own messages on stderr, as a whole line.
@@ -44,7 +76,7 @@ func (r *runner) say(format string, args ...any) {
 // It returns nil when every rank of every node exited 0; a *UsageError for a configuration
 // that cannot work; or a *JobError whose Code is the exit status to use (it wraps
 // ErrInterrupted when ctx ended first).
-func Run(ctx context.Context, cfg *Config) error {
+func Run(ctx context.Context, cfg *Config) (err error) {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
 		return err
@@ -75,6 +107,10 @@ func Run(ctx context.Context, cfg *Config) error {
 		}
 	}
 	r := &runner{cfg: c, stderr: newLineSink(c.Stderr)}
+	// gorun's own TORCHELASTIC_ERROR_FILE, if a scheduler gave one: the job's root cause.
+	if path := strings.TrimSpace(envValue(c.Env, jobenv.ErrorFile)); path != "" {
+		defer func() { r.writeErrorFile(path, err) }()
+	}
 	if len(c.Token) < 16 {
 		r.say("warning: the job token is only %d characters; use at least 16 random ones", len(c.Token))
 	}
@@ -130,6 +166,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		spawn:      sp,
 		say:        r.say,
 		world:      world{nodeRank: c.NodeRank, nnodes: c.NNodes, masterAddr: c.MasterAddr},
+		errDir:     filepath.Join(r.tmpDir, "errors"),
 	}
 
 	switch {
@@ -192,6 +229,10 @@ func (r *runner) runSingle(ctx context.Context) error {
 		}
 		r.stderr.write([]byte(formatSummary(res, r.failHeader(attempt))))
 		ex := &res.exits[res.first]
+		r.rootCause = ex
+		if m := ex.reported(); m != "" {
+			return jobErrorf("job failed: rank %d: %s: %s", ex.rank, ex.how(), m)
+		}
 		return jobErrorf("job failed: rank %d: %s", ex.rank, ex.how())
 	}
 }

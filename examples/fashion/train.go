@@ -41,6 +41,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/ddp"
+	"github.com/ringtrain/ringtrain/errorfile"
 	"github.com/ringtrain/ringtrain/gpu"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
@@ -185,6 +186,11 @@ func main() {
 		os.Exit(preempt.ExitCode)
 	}
 	if err != nil {
+		// Under gorun, the error also goes to TORCHELASTIC_ERROR_FILE: gorun's summary
+		// quotes it, and its own error file carries it to the scheduler.
+		if _, rerr := errorfile.Record(err); rerr != nil {
+			fmt.Fprintln(os.Stderr, "train:", rerr)
+		}
 		fmt.Fprintln(os.Stderr, "train:", err)
 		os.Exit(1)
 	}

@@ -388,10 +388,11 @@ type gorunCmd struct {
 	stdout, stderr *lockedBuffer
 }
 
-func startGorunCmd(t *testing.T, ctx context.Context, bin string, args ...string) *gorunCmd {
+// startGorunCmd starts gorun with args; env nil inherits the test's environment.
+func startGorunCmd(t *testing.T, ctx context.Context, bin string, env []string, args ...string) *gorunCmd {
 	t.Helper()
 	g := &gorunCmd{cmd: exec.CommandContext(ctx, bin, args...), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
-	g.cmd.Stdout, g.cmd.Stderr = g.stdout, g.stderr
+	g.cmd.Stdout, g.cmd.Stderr, g.cmd.Env = g.stdout, g.stderr, env
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +463,7 @@ func TestPreemptionThroughGorun(t *testing.T) {
 		"--batch", "8", "--eval=false", "--optimizer", "adam", "--checkpoint-every", "0"}
 
 	// 1000 steps would take minutes: the signal comes long before the end.
-	run1 := startGorunCmd(t, ctx, bin, append(common, "--steps", "1000", "--checkpoint", ckpt, "--progress", "1ns")...)
+	run1 := startGorunCmd(t, ctx, bin, nil, append(common, "--steps", "1000", "--checkpoint", ckpt, "--progress", "1ns")...)
 	for !strings.Contains(run1.stdout.String(), "[0] epoch 1/1  step 3/") {
 		if ctx.Err() != nil || run1.cmd.ProcessState != nil {
 			t.Fatalf("no progress line\n%s\n%s", run1.stdout, run1.stderr)
@@ -490,13 +491,48 @@ func TestPreemptionThroughGorun(t *testing.T) {
 	// Resume to saved+5, and compare with a straight run to the same step.
 	total := strconv.Itoa(saved + 5)
 	resumedP, straightP := filepath.Join(tmp, "resumed.bin"), filepath.Join(tmp, "straight.bin")
-	run2 := startGorunCmd(t, ctx, bin, append(common, "--steps", total, "--checkpoint", ckpt, "--save-params", resumedP, "--progress", "0")...)
+	run2 := startGorunCmd(t, ctx, bin, nil, append(common, "--steps", total, "--checkpoint", ckpt, "--save-params", resumedP, "--progress", "0")...)
 	if code := run2.exitCode(t); code != 0 || !strings.Contains(run2.stdout.String(), fmt.Sprintf("resumed from %s", ckpt)) {
 		t.Fatalf("resumed run: exit %d\n%s\n%s", code, run2.stdout, run2.stderr)
 	}
-	run3 := startGorunCmd(t, ctx, bin, append(common, "--steps", total, "--save-params", straightP, "--progress", "0")...)
+	run3 := startGorunCmd(t, ctx, bin, nil, append(common, "--steps", total, "--save-params", straightP, "--progress", "0")...)
 	if code := run3.exitCode(t); code != 0 {
 		t.Fatalf("straight run: exit %d\n%s\n%s", code, run3.stdout, run3.stderr)
 	}
 	sameParams(t, "resumed after preemption vs straight", readParams(t, resumedP), readParams(t, straightP))
+}
+
+// TestErrorFileThroughGorun: a rank's failure (here: no data where --data points) is recorded
+// in its TORCHELASTIC_ERROR_FILE; gorun quotes it and writes it, with the exit status, to its
+// own TORCHELASTIC_ERROR_FILE in torchrun's layout.
+func TestErrorFileThroughGorun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	bin := buildGorun(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	own := filepath.Join(t.TempDir(), "gorun-error.json")
+	g := startGorunCmd(t, ctx, bin, append(os.Environ(), "TORCHELASTIC_ERROR_FILE="+own),
+		"--standalone", "--nproc", "2", "train.go", "--data", t.TempDir(), "--progress", "0")
+	if code := g.exitCode(t); code != 1 || !strings.Contains(g.stderr.String(), "recorded (TORCHELASTIC_ERROR_FILE") {
+		t.Fatalf("exit %d, want 1 quoting the rank's error file\n%s\n%s", code, g.stdout, g.stderr)
+	}
+	b, err := os.ReadFile(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Message struct {
+			Message   string `json:"message"`
+			ErrorCode int    `json:"errorCode"`
+			ExtraInfo struct {
+				Timestamp string `json:"timestamp"`
+			} `json:"extraInfo"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || !strings.Contains(v.Message.Message, "train-images-idx3-ubyte") ||
+		v.Message.ErrorCode != 1 || v.Message.ExtraInfo.Timestamp == "" {
+		t.Fatalf("gorun's error file %s: %v", b, err)
+	}
 }
