@@ -33,7 +33,11 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
 }
 
 func mustParse(t *testing.T, args ...string) config {
@@ -108,11 +112,12 @@ func TestStopAndResume(t *testing.T) {
 			}
 		}
 	}
-	// Another global batch would change the sample order: refused, saying why.
+	// Another seed would change the sample order: refused, saying why. (Another batch is
+	// resharded: TestReshard*.)
 	var out bytes.Buffer
-	err := run(context.Background(), mustParse(t, append(common, "--steps", "14", "--checkpoint", dir, "--batch", "8")...), &out, &out)
-	if err == nil || !strings.Contains(err.Error(), "global batch 16") || !strings.Contains(err.Error(), "--batch 8") {
-		t.Fatalf("resume with another batch: %v", err)
+	err := run(context.Background(), mustParse(t, append(common, "--steps", "14", "--checkpoint", dir, "--seed", "2")...), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "--seed 1") || !strings.Contains(err.Error(), "--seed 2") {
+		t.Fatalf("resume with another seed: %v", err)
 	}
 }
 
@@ -130,6 +135,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"stray"}, `unexpected argument "stray"`},
 		{[]string{"--device", "tpu"}, `--device "tpu": want auto|cpu|cuda|cuda:N|emu`},
 		{[]string{"--device", "cuda:x"}, `--device "cuda:x"`},
+		{[]string{"--batch", "8", "--global-batch", "16"}, "exclude each other"},
+		{[]string{"--global-batch", "-1"}, "--global-batch"},
 	} {
 		if _, err := parseFlags(c.args); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: got %v, want an error about %s", c.args, err, c.want)
@@ -372,14 +379,34 @@ func TestRecipeResumesExactly(t *testing.T) {
 	}
 }
 
-// buildGorun builds the launcher into a temporary directory.
+// The process tests share one build of gorun and of this program (a TARGET gorun runs as it
+// is, so that no run spends its time building).
+var (
+	buildOnce          sync.Once
+	gorunBin, trainBin string
+	buildErr           error
+	buildDir           string
+)
+
+// buildGorun builds gorun and this program once; it returns gorun's path and sets trainBin.
 func buildGorun(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "gorun")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ringtrain/ringtrain/cmd/gorun").CombinedOutput(); err != nil {
-		t.Fatalf("building gorun: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "fashion-test-"); buildErr != nil {
+			return
+		}
+		gorunBin, trainBin = filepath.Join(buildDir, "gorun"), filepath.Join(buildDir, "train")
+		for _, b := range [][]string{{"-o", gorunBin, "github.com/ringtrain/ringtrain/cmd/gorun"}, {"-o", trainBin, "."}} {
+			if out, err := exec.Command("go", append([]string{"build"}, b...)...).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %v: %v\n%s", b, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return gorunBin
 }
 
 // gorunCmd is gorun with args, its output collected.
@@ -459,7 +486,7 @@ func TestPreemptionThroughGorun(t *testing.T) {
 	defer cancel()
 	tmp := t.TempDir()
 	ckpt := filepath.Join(tmp, "ckpt")
-	common := []string{"--standalone", "--nproc", "2", "--grace", "60s", "train.go", "--synthetic", "--synthetic-size", "4096",
+	common := []string{"--standalone", "--nproc", "2", "--grace", "60s", trainBin, "--synthetic", "--synthetic-size", "4096",
 		"--batch", "8", "--eval=false", "--optimizer", "adam", "--checkpoint-every", "0"}
 
 	// 1000 steps would take minutes: the signal comes long before the end.
@@ -514,7 +541,7 @@ func TestErrorFileThroughGorun(t *testing.T) {
 	defer cancel()
 	own := filepath.Join(t.TempDir(), "gorun-error.json")
 	g := startGorunCmd(t, ctx, bin, append(os.Environ(), "TORCHELASTIC_ERROR_FILE="+own),
-		"--standalone", "--nproc", "2", "train.go", "--data", t.TempDir(), "--progress", "0")
+		"--standalone", "--nproc", "2", trainBin, "--data", t.TempDir(), "--progress", "0")
 	if code := g.exitCode(t); code != 1 || !strings.Contains(g.stderr.String(), "recorded (TORCHELASTIC_ERROR_FILE") {
 		t.Fatalf("exit %d, want 1 quoting the rank's error file\n%s\n%s", code, g.stdout, g.stderr)
 	}
@@ -534,5 +561,182 @@ func TestErrorFileThroughGorun(t *testing.T) {
 	if err := json.Unmarshal(b, &v); err != nil || !strings.Contains(v.Message.Message, "train-images-idx3-ubyte") ||
 		v.Message.ErrorCode != 1 || v.Message.ExtraInfo.Timestamp == "" {
 		t.Fatalf("gorun's error file %s: %v", b, err)
+	}
+}
+
+// trace is a --trace-samples record: the samples of every (epoch, step), over all ranks.
+type trace map[[2]int][]int
+
+// readTraces reads every file of a --trace-samples prefix into one trace.
+func readTraces(t *testing.T, prefix string) trace {
+	t.Helper()
+	files, _ := filepath.Glob(prefix + ".w*.r*")
+	if len(files) == 0 {
+		t.Fatalf("no trace files %s.w*.r*", prefix)
+	}
+	tr := trace{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var e, st int
+			var list string
+			if _, err := fmt.Sscanf(line, "%d %d %s", &e, &st, &list); err != nil {
+				t.Fatalf("%s: %q: %v", f, line, err)
+			}
+			for _, x := range strings.Split(list, ",") {
+				i, err := strconv.Atoi(x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr[[2]int{e, st}] = append(tr[[2]int{e, st}], i)
+			}
+		}
+	}
+	for k := range tr {
+		slices.Sort(tr[k])
+	}
+	return tr
+}
+
+// merge adds other's steps to tr (runs before and after a resume).
+func (tr trace) merge(other trace) trace {
+	for k, v := range other {
+		tr[k] = append(tr[k], v...)
+		slices.Sort(tr[k])
+	}
+	return tr
+}
+
+// maxDiff is the largest |a−b| / (1+|b|) over all parameters.
+func maxDiff(t *testing.T, a, b models.Snapshot) float64 {
+	t.Helper()
+	if a.Step != b.Step || len(a.Slices) != len(b.Slices) {
+		t.Fatalf("steps %d and %d, %d and %d tensors", a.Step, b.Step, len(a.Slices), len(b.Slices))
+	}
+	worst := 0.0
+	for i := range a.Slices {
+		for j, v := range a.Slices[i].Data {
+			w := float64(b.Slices[i].Data[j])
+			worst = max(worst, math.Abs(float64(v)-w)/(1+math.Abs(w)))
+		}
+	}
+	return worst
+}
+
+// checkSameSequence: got trained, step for step, the very samples of want; and in epoch 0
+// (steps 1..perEpoch) every one of the n samples exactly once.
+func checkSameSequence(t *testing.T, got, want trace, n, perEpoch int) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d steps traced, reference %d", len(got), len(want))
+	}
+	for k, w := range want {
+		if !slices.Equal(got[k], w) {
+			t.Fatalf("epoch %d step %d: trained %v, reference %v", k[0], k[1], got[k], w)
+		}
+	}
+	count := make([]int, n)
+	for s := 1; s <= perEpoch; s++ {
+		for _, i := range got[[2]int{0, s}] {
+			count[i]++
+		}
+	}
+	for i, c := range count {
+		if c != 1 {
+			t.Fatalf("sample %d trained %d times in epoch 1", i, c)
+		}
+	}
+}
+
+// TestReshardGlobalBatch: 3 steps on 4 ranks with --global-batch 16 (4 per rank), a
+// checkpoint, then the job resumed on 2 ranks (8 per rank) to step 12. Definition of "the
+// same sample sequence": step s trains the same 16 samples (as a set over the ranks) as a
+// single process with --global-batch 16 would at step s; the traces prove it, and that epoch
+// 1 trains each of its 128 samples once. The parameters then equal that single process's up
+// to float32 rounding: the gradient is the same mean over the same 16 samples, only summed
+// in another order (per rank, then the AllReduce), so the test allows a relative 1e-5.
+func TestReshardGlobalBatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	inProcess(t)
+	bin := buildGorun(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	ckpt := filepath.Join(tmp, "ckpt")
+	data := []string{"--synthetic", "--synthetic-size", "128", "--global-batch", "16", "--eval=false", "--progress", "0", "--epochs", "2"}
+	for _, part := range []struct {
+		nproc, steps string
+		extra        []string
+	}{{"4", "3", nil}, {"2", "12", []string{"--save-params", filepath.Join(tmp, "resumed.bin")}}} {
+		args := append([]string{"--standalone", "--nproc", part.nproc, trainBin}, data...)
+		args = append(args, "--steps", part.steps, "--checkpoint", ckpt, "--trace-samples", filepath.Join(tmp, "run"+part.nproc))
+		g := startGorunCmd(t, ctx, bin, nil, append(args, part.extra...)...)
+		if code := g.exitCode(t); code != 0 {
+			t.Fatalf("%s ranks: exit %d\n%s\n%s", part.nproc, code, g.stdout, g.stderr)
+		}
+		if part.nproc == "2" && !strings.Contains(g.stdout.String(), "resumed from") {
+			t.Fatalf("2 ranks did not resume:\n%s", g.stdout)
+		}
+	}
+	// 3 ranks cannot share 16 samples evenly: refused, naming both numbers.
+	g := startGorunCmd(t, ctx, bin, nil, append([]string{"--standalone", "--nproc", "3", trainBin}, append(data, "--steps", "13", "--checkpoint", ckpt)...)...)
+	if code := g.exitCode(t); code != 1 || !strings.Contains(g.stderr.String(), "--global-batch 16 is not divisible by the 3 ranks") {
+		t.Fatalf("3 ranks: exit %d\n%s", code, g.stderr)
+	}
+	runCfg(t, mustParse(t, append(data, "--steps", "12", "--trace-samples", filepath.Join(tmp, "ref"), "--save-params", filepath.Join(tmp, "ref.bin"))...))
+
+	got := readTraces(t, filepath.Join(tmp, "run4")).merge(readTraces(t, filepath.Join(tmp, "run2")))
+	checkSameSequence(t, got, readTraces(t, filepath.Join(tmp, "ref")), 128, 8)
+	d := maxDiff(t, readParams(t, filepath.Join(tmp, "resumed.bin")), readParams(t, filepath.Join(tmp, "ref.bin")))
+	t.Logf("largest relative parameter difference to the single process: %.3g", d)
+	if d > 1e-5 {
+		t.Fatalf("parameters differ by %.3g from the single process that trained the same samples", d)
+	}
+}
+
+// TestReshardPerRankBatch: the default mode keeps --batch 4 per rank, so the global batch
+// follows the world: 16 on 4 ranks for 3 steps (48 samples), then 8 on 2 ranks from sample
+// 48 on. The reference is one process that trains the same sequence: --batch 16 for 3 steps,
+// then resumed with --batch 8. Same definition and tolerance as TestReshardGlobalBatch.
+func TestReshardPerRankBatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	inProcess(t)
+	bin := buildGorun(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	ckpt, refCkpt := filepath.Join(tmp, "ckpt"), filepath.Join(tmp, "refckpt")
+	data := []string{"--synthetic", "--synthetic-size", "128", "--eval=false", "--progress", "0", "--epochs", "2"}
+	for _, part := range []struct {
+		nproc, steps string
+		extra        []string
+	}{{"4", "3", nil}, {"2", "15", []string{"--save-params", filepath.Join(tmp, "resumed.bin")}}} {
+		args := append([]string{"--standalone", "--nproc", part.nproc, trainBin}, data...)
+		args = append(args, "--batch", "4", "--steps", part.steps, "--checkpoint", ckpt, "--trace-samples", filepath.Join(tmp, "run"+part.nproc))
+		g := startGorunCmd(t, ctx, bin, nil, append(args, part.extra...)...)
+		if code := g.exitCode(t); code != 0 {
+			t.Fatalf("%s ranks: exit %d\n%s\n%s", part.nproc, code, g.stdout, g.stderr)
+		}
+		if part.nproc == "2" && !strings.Contains(g.stdout.String(), "resharding: checkpoint written with global batch 16, this run has 8 (2 rank(s) × batch 4); continuing at sample 48/128 of epoch 1") {
+			t.Fatalf("2 ranks did not reshard:\n%s", g.stdout)
+		}
+	}
+	runCfg(t, mustParse(t, append(data, "--batch", "16", "--steps", "3", "--checkpoint", refCkpt, "--trace-samples", filepath.Join(tmp, "ref"))...))
+	runCfg(t, mustParse(t, append(data, "--batch", "8", "--steps", "15", "--checkpoint", refCkpt, "--trace-samples", filepath.Join(tmp, "ref"),
+		"--save-params", filepath.Join(tmp, "ref.bin"))...))
+
+	got := readTraces(t, filepath.Join(tmp, "run4")).merge(readTraces(t, filepath.Join(tmp, "run2")))
+	checkSameSequence(t, got, readTraces(t, filepath.Join(tmp, "ref")), 128, 13) // 3 steps of 16 + 10 of 8
+	d := maxDiff(t, readParams(t, filepath.Join(tmp, "resumed.bin")), readParams(t, filepath.Join(tmp, "ref.bin")))
+	t.Logf("largest relative parameter difference to the single process: %.3g", d)
+	if d > 1e-5 {
+		t.Fatalf("parameters differ by %.3g from the single process that trained the same samples", d)
 	}
 }
