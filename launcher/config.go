@@ -120,6 +120,9 @@ type Config struct {
 	// considered lost. Zero means GORUN_PEER_TIMEOUT from Env when set, else 10s.
 	HeartbeatTimeout time.Duration
 
+	// observeState, if not nil, sees every move of node 0's agent state machine (tests).
+	observeState func(from, to agentState)
+
 	heartbeatTimeoutSet bool
 }
 

@@ -25,15 +25,14 @@ import (
 // ("followers") join it. Every start message carries the whole membership: the world version,
 // each node's rank and the address of every node, so every node knows every other.
 //
-// The leader is an explicit state machine (torch elastic's WorkerState):
+// The leader is the agent state machine of state.go (torch elastic's WorkerState), the same
+// as the fixed-size coordinator's; here init is the rendezvous of a membership:
 //
-//	            ┌────────── membership change (node lost / admitted) ──────────┐
-//	            v                                                               │
-//	rendezvous ──(≥ MIN ready; MAX, or --settle elapsed)──> healthy ──(failure, lost node,
-//	    │                                                      │        admission)──> restarting
-//	    │ (< MIN within --join-timeout, no quorum)             │ (all ranks exit 0)       │
-//	    v                                                      v                          │
-//	  failed <──────────── (no restarts left, fatal, partition, < MIN) ─────────── succeeded
+//	init ──(≥ MIN ready; MAX, or --settle elapsed)──> healthy ──(failure, lost node,
+//	  │                                                  │       admission)──> restarting
+//	  │ (< MIN within --join-timeout, no quorum)         │ (all ranks exit 0)       │
+//	  v                                                  v                          │
+//	failed / stopped <── (no restarts left, fatal, partition, interrupt) ── restarting ──> init
 //
 // Failure model:
 //
@@ -78,21 +77,6 @@ type assignment struct {
 // elasticState is what a node remembers across roles (follower → leader after a takeover).
 type elasticState struct {
 	last *assignment // the last membership this node ran in
-}
-
-// agentState names the states of an elastic agent.
-type agentState int
-
-const (
-	stateRendezvous agentState = iota // gathering nodes for the next attempt
-	stateHealthy                      // ranks running
-	stateRestarting                   // stopping the attempt; waiting for every node's ranks to end
-	stateSucceeded
-	stateFailed
-)
-
-func (s agentState) String() string {
-	return [...]string{"rendezvous", "healthy", "restarting", "succeeded", "failed"}[s]
 }
 
 // endpoints lists the agent addresses a node tries: --rdzv-endpoints (else the master
@@ -566,7 +550,7 @@ func (l *eleader) quorumCount() int {
 func (l *eleader) loop() error {
 	r, c := l.r, &l.r.cfg
 	var (
-		state        = stateRendezvous
+		sm           = &stateMachine{cur: stateInit, say: r.say, observe: c.observeState}
 		rdzvStart    = time.Now()
 		settleAt     time.Time
 		admitAt      time.Time
@@ -598,11 +582,12 @@ func (l *eleader) loop() error {
 		wg.Wait()
 	}
 	end := func(reason string) error {
-		state = stateFailed
 		finish(1, reason)
 		if interrupted {
+			sm.to(stateStopped)
 			return r.interrupted(l.ctx)
 		}
+		sm.to(stateFailed)
 		return jobErrorf("%s", reason)
 	}
 	fail := func(f failure) {
@@ -613,10 +598,10 @@ func (l *eleader) loop() error {
 			return
 		}
 		first = &f
-		if state != stateHealthy {
+		if sm.cur != stateHealthy {
 			return
 		}
-		state = stateRestarting
+		sm.to(stateRestarting)
 		if f.where != "node 0" && !f.said {
 			r.say("%s reports: %s", f.where, indentAfterFirst(f.text))
 		}
@@ -669,12 +654,13 @@ func (l *eleader) loop() error {
 		go func(k int, stop chan stopRequest, fails chan *rankExit, done chan *attemptResult) {
 			done <- r.group.run(l.ctx, k, stop, func(ex *rankExit) { fails <- ex })
 		}(l.attempt, stopLocal, localFail, localDone)
-		state, first, lost, admitting, localRes, admitAt = stateHealthy, nil, nil, false, nil, time.Time{}
+		sm.to(stateHealthy)
+		first, lost, admitting, localRes, admitAt = nil, nil, false, nil, time.Time{}
 	}
 
 	for {
-		switch state {
-		case stateRendezvous:
+		switch sm.cur {
+		case stateInit:
 			if first != nil && first.fatal {
 				return end(first.where + ": " + firstLine(first.text))
 			}
@@ -720,7 +706,7 @@ func (l *eleader) loop() error {
 			}
 		case stateHealthy:
 			if !localRunning && !l.anyRunning() {
-				state = stateRestarting // every rank exited 0
+				sm.to(stateRestarting) // every rank exited 0: decided there
 				continue
 			}
 			if !admitting && len(l.world) < c.MaxNodes {
@@ -747,7 +733,7 @@ func (l *eleader) loop() error {
 			}
 			// Every node's ranks have ended: decide.
 			if first == nil {
-				state = stateSucceeded
+				sm.to(stateSucceeded)
 				r.say("attempt %d succeeded on all %d nodes", l.attempt, len(l.world))
 				finish(0, "")
 				return nil
@@ -757,7 +743,7 @@ func (l *eleader) loop() error {
 			}
 			if first.fatal && localRes.preempted() {
 				// Stopped by a signal and rank 0 (here) saved the checkpoint: resumable.
-				state = stateFailed
+				sm.to(stateStopped)
 				finish(preempt.ExitCode, "preempted: "+first.where+": "+firstLine(first.text))
 				return r.preempted(l.ctx)
 			}
@@ -792,7 +778,8 @@ func (l *eleader) loop() error {
 				r.say("attempt %d failed (%s: %s); restarting (restart %d of %d)", l.attempt, first.where, firstLine(first.text), l.failures, c.MaxRestarts)
 			}
 			l.attempt++
-			state, rdzvStart, settleAt, first = stateRendezvous, time.Now(), time.Time{}, nil
+			sm.to(stateInit)
+			rdzvStart, settleAt, first = time.Now(), time.Time{}, nil
 			continue
 		}
 
@@ -824,13 +811,13 @@ func (l *eleader) loop() error {
 			case msgReady:
 				m.ready = true
 			case msgFailed:
-				if state == stateHealthy && int(ev.msg.attempt) == l.attempt && m.running {
+				if sm.cur == stateHealthy && int(ev.msg.attempt) == l.attempt && m.running {
 					fail(failure{where: where, text: printable(ev.msg.text), fatal: ev.msg.fatal})
 				}
 			case msgExited:
 				if int(ev.msg.attempt) == l.attempt && m.running {
 					m.running = false
-					if !ev.msg.ok && state == stateHealthy {
+					if !ev.msg.ok && sm.cur == stateHealthy {
 						fail(failure{where: where, text: "its ranks failed"})
 					}
 				}
@@ -850,14 +837,14 @@ func (l *eleader) loop() error {
 		case <-ctxDone:
 			ctxDone = nil
 			interrupted = true
-			if state == stateHealthy {
+			if sm.cur == stateHealthy {
 				fail(failure{where: "node 0", text: "interrupted: gorun received " + signalName(signalOf(l.ctx)), fatal: true})
 			} else {
 				if first == nil {
 					first = &failure{where: "node 0", text: "interrupted: gorun received " + signalName(signalOf(l.ctx))}
 				}
 				first.fatal = true
-				if state == stateRendezvous {
+				if sm.cur == stateInit {
 					return end(first.where + ": " + first.text)
 				}
 			}
