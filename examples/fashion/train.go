@@ -483,8 +483,12 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 				if err := save(); err != nil {
 					return fmt.Errorf("preempted after step %d, but the checkpoint was not saved: %w", st.Step, err)
 				}
-				logf("preempted (%v) after step %d (epoch %d, batch %d/%d): checkpoint saved in %s; exiting %d",
-					cfg.preempt.Signal(), st.Step, st.Epoch+1, st.Batch, done+nb, cfg.checkpoint, preempt.ExitCode)
+				why := "another rank was asked to stop"
+				if sig := cfg.preempt.Signal(); sig != nil {
+					why = sig.String()
+				}
+				logf("preempted (%s) after step %d (epoch %d, batch %d/%d): checkpoint saved in %s; exiting %d",
+					why, st.Step, st.Epoch+1, st.Batch, done+nb, cfg.checkpoint, preempt.ExitCode)
 				return errPreempted
 			}
 			if cfg.progress > 0 && time.Since(lastReport) >= cfg.progress {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -735,6 +736,90 @@ func TestReshardPerRankBatch(t *testing.T) {
 	got := readTraces(t, filepath.Join(tmp, "run4")).merge(readTraces(t, filepath.Join(tmp, "run2")))
 	checkSameSequence(t, got, readTraces(t, filepath.Join(tmp, "ref")), 128, 13) // 3 steps of 16 + 10 of 8
 	d := maxDiff(t, readParams(t, filepath.Join(tmp, "resumed.bin")), readParams(t, filepath.Join(tmp, "ref.bin")))
+	t.Logf("largest relative parameter difference to the single process: %.3g", d)
+	if d > 1e-5 {
+		t.Fatalf("parameters differ by %.3g from the single process that trained the same samples", d)
+	}
+}
+
+// freePort is a port free on 127.0.0.1 for TCP (the agents) and UDP (rank 0's rendezvous).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// TestElasticPreemptedNode: an elastic job (--nnodes 1:2) of two gorun on this machine, one
+// rank each, --global-batch 16. SIGTERM to node 1's gorun (its spot instance is reclaimed):
+// the signal reaches its rank, the step-boundary agreement spreads it to rank 0, both save a
+// checkpoint and exit 75; node 1's gorun exits 75; node 0's agent sees node 1 leave (a
+// membership change, no restart used) and restarts alone at world size 1 from that
+// checkpoint, which finishes the job. Every step trains the samples a single process with
+// batch 16 trains (traces), and the final parameters are that process's up to rounding.
+func TestElasticPreemptedNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	inProcess(t)
+	bin := buildGorun(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	port := strconv.Itoa(freePort(t))
+	tok := filepath.Join(tmp, "token")
+	if err := os.WriteFile(tok, []byte("elastic-preempt-test-token-"+port), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	train := []string{"--synthetic", "--synthetic-size", "1024", "--global-batch", "16", "--eval=false", "--epochs", "10", "--steps", "300"}
+	env := append(os.Environ(), "GORUN_PEER_TIMEOUT=2s")
+	var nodes []*gorunCmd
+	for node := 0; node < 2; node++ {
+		args := []string{"--nnodes", "1:2", "--node-rank", strconv.Itoa(node), "--master-addr", "127.0.0.1", "--master-port", port,
+			"--token-file", tok, "--settle", "1s", "--join-timeout", "60s", "--grace", "60s", trainBin}
+		args = append(append(args, train...), "--checkpoint", filepath.Join(tmp, "ckpt"), "--progress", "1ns",
+			"--trace-samples", filepath.Join(tmp, "run"), "--save-params", filepath.Join(tmp, "elastic.bin"))
+		nodes = append(nodes, startGorunCmd(t, ctx, bin, env, args...))
+	}
+	for !strings.Contains(nodes[0].stdout.String(), "[0] epoch 1/10  step 3/") {
+		if ctx.Err() != nil {
+			t.Fatalf("no progress\n%s\n%s\n%s\n%s", nodes[0].stdout, nodes[0].stderr, nodes[1].stdout, nodes[1].stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := nodes[1].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := nodes[1].exitCode(t); code != preempt.ExitCode {
+		t.Fatalf("node 1 exited %d, want %d\n%s\n%s", code, preempt.ExitCode, nodes[1].stdout, nodes[1].stderr)
+	}
+	if code := nodes[0].exitCode(t); code != 0 {
+		t.Fatalf("node 0 exited %d\n%s\n%s", code, nodes[0].stdout, nodes[0].stderr)
+	}
+	out0 := nodes[0].stdout.String() + nodes[0].stderr.String()
+	for _, want := range []string{"[0] preempted (another rank was asked to stop) after step", "membership change: lost", "resumed from", "world version 1, 1 node(s)"} {
+		if !strings.Contains(out0, want) {
+			t.Errorf("node 0's output lacks %q", want)
+		}
+	}
+	if strings.Contains(out0, "restart 1 of") {
+		t.Errorf("the preemption used up a restart:\n%s", out0)
+	}
+	runCfg(t, mustParse(t, append(train, "--progress", "0", "--trace-samples", filepath.Join(tmp, "ref"), "--save-params", filepath.Join(tmp, "ref.bin"))...))
+	checkSameSequence(t, readTraces(t, filepath.Join(tmp, "run")), readTraces(t, filepath.Join(tmp, "ref")), 1024, 64)
+	d := maxDiff(t, readParams(t, filepath.Join(tmp, "elastic.bin")), readParams(t, filepath.Join(tmp, "ref.bin")))
 	t.Logf("largest relative parameter difference to the single process: %.3g", d)
 	if d > 1e-5 {
 		t.Fatalf("parameters differ by %.3g from the single process that trained the same samples", d)
