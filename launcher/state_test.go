@@ -5,6 +5,7 @@ package launcher
 import (
 	"context"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,5 +113,63 @@ func TestCoordinatorStates(t *testing.T) {
 				t.Errorf("node 0 moved %q, want %q (errors %v)", got, tc.want, errs)
 			}
 		})
+	}
+}
+
+// TestElasticLeaderStates: the rendezvous host of an elastic job (--nnodes 1:2) moves through
+// the same machine: node 1's gorun is interrupted (it leaves), which is a membership change
+// (restarting → init → healthy at world size 1); then the program finishes (succeeded).
+func TestElasticLeaderStates(t *testing.T) {
+	t.Parallel()
+	ctx := contextT(t)
+	done := t.TempDir() + "/done"
+	node1, stop1 := context.WithCancel(ctx)
+	defer stop1()
+	var healthy int
+	onMove := func(to agentState) {
+		if to != stateHealthy {
+			return
+		}
+		healthy++
+		switch healthy {
+		case 1:
+			go func() { time.Sleep(300 * time.Millisecond); stop1() }() // node 1 leaves once both ranks run
+		case 2:
+			go func() { time.Sleep(300 * time.Millisecond); os.WriteFile(done, nil, 0o644) }()
+		}
+	}
+	port := freeTestPort(t)
+	var (
+		mu    sync.Mutex
+		moves []string
+		wg    sync.WaitGroup
+	)
+	errs := make([]error, 2)
+	for node := 0; node < 2; node++ {
+		c := &Config{Target: rankBin, Args: []string{"elastic", done}, NProc: 1, NNodes: 2, MinNodes: 1, MaxNodes: 2, NodeRank: node,
+			MasterAddr: "127.0.0.1", MasterPort: port, Token: "elastic-state-test-" + strconv.Itoa(port), JoinTimeout: 30 * time.Second,
+			Settle: 200 * time.Millisecond, Grace: 2 * time.Second, Stdout: io.Discard, Stderr: io.Discard,
+			Env: cleanEnv("GORUN_PEER_TIMEOUT=2s")}
+		runCtx := ctx
+		if node == 0 {
+			c.observeState = func(from, to agentState) {
+				mu.Lock()
+				moves = append(moves, from.String()+">"+to.String())
+				mu.Unlock()
+				onMove(to)
+			}
+		} else {
+			runCtx = node1
+		}
+		wg.Add(1)
+		go func(node int) {
+			defer wg.Done()
+			errs[node] = Run(runCtx, c)
+		}(node)
+	}
+	wg.Wait()
+	want := "init>healthy healthy>restarting restarting>init init>healthy healthy>restarting restarting>succeeded"
+	if got := strings.Join(moves, " "); got != want || errs[0] != nil {
+		t.Errorf("node 0 moved %q, want %q (errors %v)", got, want, errs)
 	}
 }
