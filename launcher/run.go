@@ -75,7 +75,9 @@ func (r *runner) say(format string, args ...any) {
 //
 // It returns nil when every rank of every node exited 0; a *UsageError for a configuration
 // that cannot work; or a *JobError whose Code is the exit status to use (it wraps
-// ErrInterrupted when ctx ended first).
+// ErrInterrupted when ctx ended first, or ErrPreempted, with Code preempt.ExitCode, when ctx
+// ended and every rank here saved a checkpoint and exited preempt.ExitCode). When the
+// environment has TORCHELASTIC_ERROR_FILE, a failure is also written there (package errorfile).
 func Run(ctx context.Context, cfg *Config) (err error) {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
