@@ -694,7 +694,7 @@ func TestReshardGlobalBatch(t *testing.T) {
 	got := readTraces(t, filepath.Join(tmp, "run4")).merge(readTraces(t, filepath.Join(tmp, "run2")))
 	checkSameSequence(t, got, readTraces(t, filepath.Join(tmp, "ref")), 128, 8)
 	d := maxDiff(t, readParams(t, filepath.Join(tmp, "resumed.bin")), readParams(t, filepath.Join(tmp, "ref.bin")))
-	t.Logf("largest relative parameter difference to the single process: %.3g", d)
+	t.Logf("largest relative parameter difference to the single process: %.3g (step %d)", d, readParams(t, filepath.Join(tmp, "ref.bin")).Step)
 	if d > 1e-5 {
 		t.Fatalf("parameters differ by %.3g from the single process that trained the same samples", d)
 	}
@@ -736,7 +736,7 @@ func TestReshardPerRankBatch(t *testing.T) {
 	got := readTraces(t, filepath.Join(tmp, "run4")).merge(readTraces(t, filepath.Join(tmp, "run2")))
 	checkSameSequence(t, got, readTraces(t, filepath.Join(tmp, "ref")), 128, 13) // 3 steps of 16 + 10 of 8
 	d := maxDiff(t, readParams(t, filepath.Join(tmp, "resumed.bin")), readParams(t, filepath.Join(tmp, "ref.bin")))
-	t.Logf("largest relative parameter difference to the single process: %.3g", d)
+	t.Logf("largest relative parameter difference to the single process: %.3g (step %d)", d, readParams(t, filepath.Join(tmp, "ref.bin")).Step)
 	if d > 1e-5 {
 		t.Fatalf("parameters differ by %.3g from the single process that trained the same samples", d)
 	}
@@ -783,7 +783,7 @@ func TestElasticPreemptedNode(t *testing.T) {
 	if err := os.WriteFile(tok, []byte("elastic-preempt-test-token-"+port), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	train := []string{"--synthetic", "--synthetic-size", "1024", "--global-batch", "16", "--eval=false", "--epochs", "10", "--steps", "300"}
+	train := []string{"--synthetic", "--synthetic-size", "1024", "--global-batch", "16", "--eval=false", "--epochs", "10", "--steps", "600"}
 	env := append(os.Environ(), "GORUN_PEER_TIMEOUT=2s")
 	var nodes []*gorunCmd
 	for node := 0; node < 2; node++ {
@@ -820,7 +820,7 @@ func TestElasticPreemptedNode(t *testing.T) {
 	runCfg(t, mustParse(t, append(train, "--progress", "0", "--trace-samples", filepath.Join(tmp, "ref"), "--save-params", filepath.Join(tmp, "ref.bin"))...))
 	checkSameSequence(t, readTraces(t, filepath.Join(tmp, "run")), readTraces(t, filepath.Join(tmp, "ref")), 1024, 64)
 	d := maxDiff(t, readParams(t, filepath.Join(tmp, "elastic.bin")), readParams(t, filepath.Join(tmp, "ref.bin")))
-	t.Logf("largest relative parameter difference to the single process: %.3g", d)
+	t.Logf("largest relative parameter difference to the single process: %.3g (step %d)", d, readParams(t, filepath.Join(tmp, "ref.bin")).Step)
 	if d > 1e-5 {
 		t.Fatalf("parameters differ by %.3g from the single process that trained the same samples", d)
 	}
