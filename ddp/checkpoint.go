@@ -35,6 +35,13 @@ type TrainState struct {
 	GlobalBatch int `json:"global_batch"`
 	// Seed is the seed of the sampler's shuffling.
 	Seed int64 `json:"seed"`
+	// Sample is the position reached in epoch Epoch's permutation: how many of its samples
+	// are trained (at most the dataset size). A run resumed at another world size or global
+	// batch continues from it (data.DistributedSampler.SetEpochFrom), so that no sample of
+	// the epoch is trained twice or skipped. Absent (0) in checkpoints of programs that do
+	// not keep it: Batch × GlobalBatch is the same position when the global batch never
+	// changed.
+	Sample int64 `json:"sample,omitempty"`
 	// Meta is free-form information (model name, flags) kept for the user.
 	Meta map[string]string `json:"meta,omitempty"`
 }

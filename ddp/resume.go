@@ -33,7 +33,7 @@ func (d *DDP) SaveCheckpoint(ctx context.Context, dir string, st TrainState, opt
 	if d.inStep {
 		return "", fmt.Errorf("%w: SaveCheckpoint in the middle of a step", ErrUsage)
 	}
-	if st.Step < 0 || st.Epoch < 0 || st.Batch < 0 || st.GlobalBatch < 0 {
+	if st.Step < 0 || st.Epoch < 0 || st.Batch < 0 || st.GlobalBatch < 0 || st.Sample < 0 {
 		return "", fmt.Errorf("ddp: SaveCheckpoint: negative training position %+v", st)
 	}
 	res, err := d.gatherResiduals(ctx, d.Rank() == 0)

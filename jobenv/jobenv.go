@@ -74,6 +74,10 @@ const (
 	SocketIfname = "GORUN_SOCKET_IFNAME"
 	// GoMaxProcs is each rank's GOMAXPROCS (--threads-per-rank, else cores ÷ nproc).
 	GoMaxProcs = "GOMAXPROCS"
+	// ErrorFile is torchrun's TORCHELASTIC_ERROR_FILE: where this rank records its failure
+	// (package errorfile), one path per rank and attempt. Set for gorun itself, it is where
+	// gorun writes the job's root cause.
+	ErrorFile = "TORCHELASTIC_ERROR_FILE"
 )
 
 // Read by ranks (package collective), never set by gorun: the user sets them around gorun.
@@ -140,6 +144,7 @@ var Vars = []Var{
 	{Algo, "ring", "AllReduce algorithm: `ring`, `hier` (reduce-scatter on each host, AllReduce across hosts, all-gather on the host; the ring where hosts hold unequal rank counts), `rd` (recursive doubling or Rabenseifner, whichever the model prefers), `rhd` (Rabenseifner), `auto` (the α-β tuner picks per call); every rank must use the same", false},
 	{TunerFile, "committed table", "JSON α-β table per link kind for the tuner (as printed by `go run ./benchmarks/alphabeta`); rank 0's table is the one every rank uses", false},
 	{HostID, "boot id + network namespace", "host identity a rank publishes at the rendezvous; ranks with equal identities count as one host (hierarchical AllReduce, tuner)", false},
+	{ErrorFile, "per rank and attempt", "torchrun's error file: a failing rank records its error there as JSON (`errorfile.Record`), gorun prints it in the failure summary; set for gorun itself, gorun writes the job's root cause there (torchrun's layout, with `errorCode`)", true},
 }
 
 // Markdown renders Vars as the Markdown table the documentation carries.

@@ -120,6 +120,9 @@ type Config struct {
 	// considered lost. Zero means GORUN_PEER_TIMEOUT from Env when set, else 10s.
 	HeartbeatTimeout time.Duration
 
+	// observeState, if not nil, sees every move of node 0's agent state machine (tests).
+	observeState func(from, to agentState)
+
 	heartbeatTimeoutSet bool
 }
 
@@ -240,7 +243,8 @@ func usagef(format string, args ...any) error {
 // JobError reports a job that ran (or tried to) and did not succeed: a failed rank after all
 // restarts, a build error, a lost or unreachable node. Code is the exit status Main uses.
 type JobError struct {
-	// Code is the suggested process exit status: 1 for failures, 128+N after signal N.
+	// Code is the suggested process exit status: 1 for failures, 128+N after signal N,
+	// preempt.ExitCode (75) when the ranks saved a checkpoint and stopped on request.
 	Code int
 	// Msg says what went wrong, in one line.
 	Msg string
@@ -260,3 +264,8 @@ func jobErrorf(format string, args ...any) error {
 // ErrInterrupted is wrapped by the error Run returns when the job was stopped because its
 // context ended (for example after SIGINT) rather than because a rank failed.
 var ErrInterrupted = errors.New("interrupted")
+
+// ErrPreempted is wrapped by the error Run returns when gorun was signalled and every rank of
+// this node stopped with preempt.ExitCode: they saved a checkpoint at a step boundary, and
+// starting the job again resumes it. Its JobError's Code is preempt.ExitCode.
+var ErrPreempted = errors.New("preempted: checkpoint saved")

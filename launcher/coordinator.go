@@ -12,20 +12,23 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // Node 0 coordinates a multi-node job. Its event loop owns all state; goroutines (the
 // listener, each connection's reader, the build, the local group) only send it events.
+// It is the agent state machine of state.go (torch elastic's WorkerState), per attempt k:
 //
-// Per attempt k:
-//
-//	gather:  wait (up to --join-timeout) until every node has joined and built TARGET
-//	start:   send start(k) to every node and start the local ranks
-//	run:     the first failure anywhere (a local rank, a node's failed(k), a lost node)
-//	         sends stop(k) to every node and stops the local ranks
-//	settle:  wait until every node reports exited(k) (or is lost)
-//	decide:  all succeeded → finish(0); restarts left and no fatal cause → gather k+1;
-//	         otherwise finish(1)
+//	init:        wait (up to --join-timeout) until every node has joined and built TARGET;
+//	             then send start(k) to every node, start the local ranks → healthy
+//	healthy:     the first failure anywhere (a local rank, a node's failed(k), a lost node,
+//	             an interrupt) sends stop(k) to every node and stops the local ranks
+//	             → restarting; every rank of every node exiting 0 → succeeded (finish(0))
+//	restarting:  wait until every node reports exited(k) (or is lost), then decide:
+//	             restarts left and no fatal cause → init (k+1); an interrupt → stopped
+//	             (finish(75) when the ranks saved a checkpoint, see package preempt);
+//	             otherwise → failed (finish(1))
 //
 // A node whose connection dies is lost for the attempt. If restarts remain, the next gather
 // waits for a gorun with that node rank to join again (a restarted pod, a requeued step);
@@ -199,7 +202,7 @@ func (co *coordinator) loop() error {
 
 	var (
 		attempt      = 0
-		gathering    = true
+		sm           = &stateMachine{cur: stateInit, say: r.say, observe: c.observeState}
 		joinDeadline = time.NewTimer(c.JoinTimeout)
 		settle       *time.Timer
 		settleC      <-chan time.Time
@@ -241,9 +244,10 @@ func (co *coordinator) loop() error {
 			return
 		}
 		first = &f
-		if gathering {
-			return
+		if sm.cur != stateHealthy {
+			return // init: the loop ends the job; restarting: already stopping
 		}
+		sm.to(stateRestarting)
 		if f.where != "node 0" && !f.said {
 			r.say("%s reports: %s", f.where, indentAfterFirst(f.text))
 		}
@@ -264,10 +268,23 @@ func (co *coordinator) loop() error {
 	}
 
 	for {
-		// Transitions first: start an attempt once everyone is here, settle one once
-		// everyone is done.
-		if gathering && first == nil && built && co.allReady() {
-			gathering = false
+		// Transitions first: start an attempt once everyone is here, decide once every
+		// node's ranks have ended.
+		switch sm.cur {
+		case stateInit:
+			if first != nil {
+				// Failed before the attempt could start (build error, interrupt, join timeout).
+				finish(1, first.where+": "+firstLine(first.text))
+				if interrupted {
+					sm.to(stateStopped)
+					return r.interrupted(co.ctx)
+				}
+				sm.to(stateFailed)
+				return jobErrorf("%s: %s", first.where, firstLine(first.text))
+			}
+			if !built || !co.allReady() {
+				break
+			}
 			joinDeadline.Stop()
 			r.say("all %d nodes ready; starting attempt %d (run id %s)", c.NNodes, attempt, runID)
 			for i := 1; i < len(co.slots); i++ {
@@ -281,21 +298,17 @@ func (co *coordinator) loop() error {
 			go func(k int, stop chan stopRequest, fails chan *rankExit, done chan *attemptResult) {
 				done <- r.group.run(co.ctx, k, stop, func(ex *rankExit) { fails <- ex })
 			}(attempt, stopLocal, localFail, localDone)
-		}
-		if gathering && first != nil {
-			// Failed before the attempt could start (build error, interrupt, join timeout).
-			finish(1, first.where+": "+firstLine(first.text))
-			if interrupted {
-				return r.interrupted(co.ctx)
+			sm.to(stateHealthy)
+		case stateHealthy, stateRestarting:
+			if localRunning || co.anyRunning() {
+				break
 			}
-			return jobErrorf("%s: %s", first.where, firstLine(first.text))
-		}
-		if !gathering && !localRunning && !co.anyRunning() {
 			if settle != nil {
 				settle.Stop()
 				settle, settleC = nil, nil
 			}
 			if first == nil {
+				sm.to(stateSucceeded)
 				r.say("attempt %d succeeded on all %d nodes", attempt, c.NNodes)
 				finish(0, "")
 				return nil
@@ -312,14 +325,27 @@ func (co *coordinator) loop() error {
 				r.say("first failure: %s: %s", first.where, indentAfterFirst(first.text))
 			}
 			if !restart {
+				if first.fatal && localRes.preempted() {
+					// Stopped by a signal (here or on another node) and rank 0, with the
+					// rest of this node, saved the checkpoint: the job is resumable.
+					sm.to(stateStopped)
+					finish(preempt.ExitCode, "preempted: "+first.where+": "+firstLine(first.text))
+					return r.preempted(co.ctx)
+				}
+				if first.where == "node 0" && localRes != nil && localRes.first >= 0 {
+					r.rootCause = &localRes.exits[localRes.first]
+				}
 				finish(1, first.where+": "+firstLine(first.text))
 				if interrupted {
+					sm.to(stateStopped)
 					return r.interrupted(co.ctx)
 				}
+				sm.to(stateFailed)
 				return jobErrorf("%s: %s", first.where, firstLine(first.text))
 			}
 			attempt++
-			first, gathering, localRes = nil, true, nil
+			first, localRes = nil, nil
+			sm.to(stateInit)
 			joinDeadline.Reset(c.JoinTimeout)
 			continue // the nodes may all be ready already
 		}
@@ -362,7 +388,7 @@ func (co *coordinator) loop() error {
 			case msgReady:
 				s.ready = true
 			case msgFailed:
-				if m.fatal || (!gathering && int(m.attempt) == attempt) {
+				if m.fatal || (sm.cur != stateInit && int(m.attempt) == attempt) {
 					fail(failure{where: where, text: printable(m.text), fatal: m.fatal})
 				}
 			case msgExited:
@@ -391,7 +417,7 @@ func (co *coordinator) loop() error {
 			interrupted = true
 			fail(failure{where: "node 0", text: "interrupted: gorun received " + signalName(signalOf(co.ctx)), fatal: true})
 		case <-joinDeadline.C:
-			if gathering {
+			if sm.cur == stateInit {
 				msg := fmt.Sprintf("node(s) %s did not join within --join-timeout %v (is gorun running there with --master-addr reaching this host, --master-port %d and the same token?)",
 					co.missing(), c.JoinTimeout, c.MasterPort)
 				if co.lastReject != "" {
@@ -451,6 +477,9 @@ func (co *coordinator) missing() string {
 func describeRankFailure(ex *rankExit) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "rank %d (local rank %d, pid %d) %s", ex.rank, ex.local, ex.pid, ex.how())
+	if m := ex.reported(); m != "" {
+		fmt.Fprintf(&b, ": %s", m) // its error file's message: the first line says what went wrong
+	}
 	for _, line := range ex.tail {
 		fmt.Fprintf(&b, "\n[%d] %s", ex.rank, line)
 	}

@@ -19,10 +19,15 @@
 // admitted, and the lowest surviving node takes over the rendezvous when its host is lost
 // (with a majority of the last membership, so that a partition cannot make two jobs).
 //
-// The environment every rank gets is package jobenv's contract.
+// The environment every rank gets is package jobenv's contract. Two more contracts have their
+// rank side in small packages: preempt (SIGTERM becomes a checkpoint at a step boundary and exit
+// status 75, which gorun passes on) and errorfile (torchrun's TORCHELASTIC_ERROR_FILE, which
+// gorun reads to report a rank's failure and writes for its own scheduler). Node 0's agent, in a
+// fixed-size or an elastic job, is one explicit state machine (state.go).
 //
 // The launcher knows only processes, environment variables and its own node-to-node agreement:
-// it imports nothing of the training code or of package collective.
+// it imports nothing of the training code or of package collective (preempt and errorfile
+// import nothing of the module).
 //
 // The entry points are [ParseArgs] (the command line and environment to a [Config]), [Run] (one
 // job) and [Main] (what cmd/gorun calls: parsing, signals and exit codes).

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // TestEnvAndBuildOnce runs a package directory TARGET: every rank gets the torchrun
@@ -498,3 +500,49 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func runtimeLinux() bool { return runtime.GOOS == "linux" }
+
+// TestPreemptExitCode: SIGTERM to gorun, every rank exits preempt.ExitCode (it saved a
+// checkpoint): gorun exits with that code and says so. If one rank dies of the signal
+// instead, the job is only interrupted (143). With two nodes, SIGTERM to node 0 stops the
+// ranks of both; all save, and both gorun exit preempt.ExitCode.
+func TestPreemptExitCode(t *testing.T) {
+	t.Parallel()
+	t.Run("all-saved", func(t *testing.T) {
+		t.Parallel()
+		marker := newMarker(t)
+		j := startGorun(t, marker, nil, "--standalone", "--nproc", "2", rankBin, "preempt")
+		j.waitFor(30*time.Second, "[0] ready", "[1] ready")
+		j.cmd.Process.Signal(syscall.SIGTERM)
+		if code, _ := j.wait(30 * time.Second); code != preempt.ExitCode || !strings.Contains(j.stderr.String(), "gorun: preempted") {
+			t.Errorf("exit %d, want %d with a preemption message\n%s", code, preempt.ExitCode, j.stderr)
+		}
+		assertNoProcesses(t, marker)
+	})
+	t.Run("one-killed", func(t *testing.T) {
+		t.Parallel()
+		marker := newMarker(t)
+		j := startGorun(t, marker, nil, "--standalone", "--nproc", "2", rankBin, "preempt", "1")
+		j.waitFor(30*time.Second, "[0] ready", "[1] ready")
+		j.cmd.Process.Signal(syscall.SIGTERM)
+		if code, _ := j.wait(30 * time.Second); code != 143 {
+			t.Errorf("exit %d, want 143 (rank 1 saved nothing)\n%s", code, j.stderr)
+		}
+		assertNoProcesses(t, marker)
+	})
+	t.Run("two-nodes", func(t *testing.T) {
+		t.Parallel()
+		marker := newMarker(t)
+		jobs := startNodes(t, marker, 2, []string{"--nproc", "1", "--grace", "5s"}, nil, rankBin, "preempt")
+		jobs[0].waitFor(30*time.Second, "[0] ready")
+		jobs[1].waitFor(30*time.Second, "[1] ready")
+		jobs[0].cmd.Process.Signal(syscall.SIGTERM)
+		codes := waitAll(t, jobs, 30*time.Second)
+		if codes[0] != preempt.ExitCode || codes[1] != preempt.ExitCode {
+			t.Errorf("exit codes %v, want %d on both nodes\n%s", codes, preempt.ExitCode, dump(jobs))
+		}
+		if !strings.Contains(jobs[1].stdout.String(), "[1] saving") {
+			t.Errorf("node 1's rank did not get SIGTERM:\n%s", dump(jobs))
+		}
+		assertNoProcesses(t, marker)
+	})
+}

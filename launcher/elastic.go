@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // Elastic jobs (--nnodes MIN:MAX).
@@ -23,15 +25,14 @@ import (
 // ("followers") join it. Every start message carries the whole membership: the world version,
 // each node's rank and the address of every node, so every node knows every other.
 //
-// The leader is an explicit state machine (torch elastic's WorkerState):
+// The leader is the agent state machine of state.go (torch elastic's WorkerState), the same
+// as the fixed-size coordinator's; here init is the rendezvous of a membership:
 //
-//	            ┌────────── membership change (node lost / admitted) ──────────┐
-//	            v                                                               │
-//	rendezvous ──(≥ MIN ready; MAX, or --settle elapsed)──> healthy ──(failure, lost node,
-//	    │                                                      │        admission)──> restarting
-//	    │ (< MIN within --join-timeout, no quorum)             │ (all ranks exit 0)       │
-//	    v                                                      v                          │
-//	  failed <──────────── (no restarts left, fatal, partition, < MIN) ─────────── succeeded
+//	init ──(≥ MIN ready; MAX, or --settle elapsed)──> healthy ──(failure, lost node,
+//	  │                                                  │       admission)──> restarting
+//	  │ (< MIN within --join-timeout, no quorum)         │ (all ranks exit 0)       │
+//	  v                                                  v                          │
+//	failed / stopped <── (no restarts left, fatal, partition, interrupt) ── restarting ──> init
 //
 // Failure model:
 //
@@ -76,21 +77,6 @@ type assignment struct {
 // elasticState is what a node remembers across roles (follower → leader after a takeover).
 type elasticState struct {
 	last *assignment // the last membership this node ran in
-}
-
-// agentState names the states of an elastic agent.
-type agentState int
-
-const (
-	stateRendezvous agentState = iota // gathering nodes for the next attempt
-	stateHealthy                      // ranks running
-	stateRestarting                   // stopping the attempt; waiting for every node's ranks to end
-	stateSucceeded
-	stateFailed
-)
-
-func (s agentState) String() string {
-	return [...]string{"rendezvous", "healthy", "restarting", "succeeded", "failed"}[s]
 }
 
 // endpoints lists the agent addresses a node tries: --rdzv-endpoints (else the master
@@ -287,6 +273,7 @@ func (r *runner) follow(ctx context.Context, conn *agentConn, es *elasticState) 
 		ctxDone      = ctx.Done()
 		interrupted  bool
 		finished     *message
+		lastRes      *attemptResult
 		lostErr      error
 		in           = conn.in
 	)
@@ -303,10 +290,16 @@ func (r *runner) follow(ctx context.Context, conn *agentConn, es *elasticState) 
 			switch {
 			case interrupted:
 				conn.closeAfterFlush(2 * time.Second)
+				if lastRes.preempted() {
+					return false, r.preempted(ctx)
+				}
 				return false, r.interrupted(ctx)
 			case finished != nil:
 				if finished.code == 0 {
 					return false, nil
+				}
+				if finished.code == preempt.ExitCode {
+					return false, &JobError{Code: preempt.ExitCode, Msg: "job preempted: " + printable(finished.text), Err: ErrPreempted}
 				}
 				return false, &JobError{Code: int(finished.code), Msg: "job failed: " + printable(finished.text)}
 			case lostErr != nil:
@@ -365,10 +358,15 @@ func (r *runner) follow(ctx context.Context, conn *agentConn, es *elasticState) 
 				conn.close()
 			}
 		case res := <-localDone:
-			localRunning = false
+			localRunning, lastRes = false, res
 			ok := res.ok()
 			if !ok && res.first >= 0 {
 				r.stderr.write([]byte(formatSummary(res, fmt.Sprintf("attempt %d failed on this node", attempt))))
+			}
+			if interrupted {
+				// Leaving: the closed connection tells the leader this node is lost, a
+				// membership change (not a failure that uses up a restart).
+				continue
 			}
 			conn.send(&message{typ: msgExited, attempt: uint32(attempt), ok: ok})
 		case <-ctxDone:
@@ -552,7 +550,7 @@ func (l *eleader) quorumCount() int {
 func (l *eleader) loop() error {
 	r, c := l.r, &l.r.cfg
 	var (
-		state        = stateRendezvous
+		sm           = &stateMachine{cur: stateInit, say: r.say, observe: c.observeState}
 		rdzvStart    = time.Now()
 		settleAt     time.Time
 		admitAt      time.Time
@@ -584,11 +582,12 @@ func (l *eleader) loop() error {
 		wg.Wait()
 	}
 	end := func(reason string) error {
-		state = stateFailed
 		finish(1, reason)
 		if interrupted {
+			sm.to(stateStopped)
 			return r.interrupted(l.ctx)
 		}
+		sm.to(stateFailed)
 		return jobErrorf("%s", reason)
 	}
 	fail := func(f failure) {
@@ -599,10 +598,10 @@ func (l *eleader) loop() error {
 			return
 		}
 		first = &f
-		if state != stateHealthy {
+		if sm.cur != stateHealthy {
 			return
 		}
-		state = stateRestarting
+		sm.to(stateRestarting)
 		if f.where != "node 0" && !f.said {
 			r.say("%s reports: %s", f.where, indentAfterFirst(f.text))
 		}
@@ -655,12 +654,13 @@ func (l *eleader) loop() error {
 		go func(k int, stop chan stopRequest, fails chan *rankExit, done chan *attemptResult) {
 			done <- r.group.run(l.ctx, k, stop, func(ex *rankExit) { fails <- ex })
 		}(l.attempt, stopLocal, localFail, localDone)
-		state, first, lost, admitting, localRes, admitAt = stateHealthy, nil, nil, false, nil, time.Time{}
+		sm.to(stateHealthy)
+		first, lost, admitting, localRes, admitAt = nil, nil, false, nil, time.Time{}
 	}
 
 	for {
-		switch state {
-		case stateRendezvous:
+		switch sm.cur {
+		case stateInit:
 			if first != nil && first.fatal {
 				return end(first.where + ": " + firstLine(first.text))
 			}
@@ -706,7 +706,7 @@ func (l *eleader) loop() error {
 			}
 		case stateHealthy:
 			if !localRunning && !l.anyRunning() {
-				state = stateRestarting // every rank exited 0
+				sm.to(stateRestarting) // every rank exited 0: decided there
 				continue
 			}
 			if !admitting && len(l.world) < c.MaxNodes {
@@ -733,13 +733,19 @@ func (l *eleader) loop() error {
 			}
 			// Every node's ranks have ended: decide.
 			if first == nil {
-				state = stateSucceeded
+				sm.to(stateSucceeded)
 				r.say("attempt %d succeeded on all %d nodes", l.attempt, len(l.world))
 				finish(0, "")
 				return nil
 			}
 			if localRes != nil && (localRes.first >= 0 || first.where == "node 0") {
 				r.stderr.write([]byte(formatSummary(localRes, fmt.Sprintf("attempt %d ended", l.attempt))))
+			}
+			if first.fatal && localRes.preempted() {
+				// Stopped by a signal and rank 0 (here) saved the checkpoint: resumable.
+				sm.to(stateStopped)
+				finish(preempt.ExitCode, "preempted: "+first.where+": "+firstLine(first.text))
+				return r.preempted(l.ctx)
 			}
 			if first.fatal {
 				return end(first.where + ": " + firstLine(first.text))
@@ -762,6 +768,9 @@ func (l *eleader) loop() error {
 				r.say("membership change: admitting new nodes")
 			} else {
 				if l.failures >= c.MaxRestarts {
+					if first.where == "node 0" && localRes != nil && localRes.first >= 0 {
+						r.rootCause = &localRes.exits[localRes.first]
+					}
 					r.say("first failure: %s: %s", first.where, indentAfterFirst(first.text))
 					return end(fmt.Sprintf("%s: %s (no restarts left, --max-restarts %d)", first.where, firstLine(first.text), c.MaxRestarts))
 				}
@@ -769,7 +778,8 @@ func (l *eleader) loop() error {
 				r.say("attempt %d failed (%s: %s); restarting (restart %d of %d)", l.attempt, first.where, firstLine(first.text), l.failures, c.MaxRestarts)
 			}
 			l.attempt++
-			state, rdzvStart, settleAt, first = stateRendezvous, time.Now(), time.Time{}, nil
+			sm.to(stateInit)
+			rdzvStart, settleAt, first = time.Now(), time.Time{}, nil
 			continue
 		}
 
@@ -801,13 +811,13 @@ func (l *eleader) loop() error {
 			case msgReady:
 				m.ready = true
 			case msgFailed:
-				if state == stateHealthy && int(ev.msg.attempt) == l.attempt && m.running {
+				if sm.cur == stateHealthy && int(ev.msg.attempt) == l.attempt && m.running {
 					fail(failure{where: where, text: printable(ev.msg.text), fatal: ev.msg.fatal})
 				}
 			case msgExited:
 				if int(ev.msg.attempt) == l.attempt && m.running {
 					m.running = false
-					if !ev.msg.ok && state == stateHealthy {
+					if !ev.msg.ok && sm.cur == stateHealthy {
 						fail(failure{where: where, text: "its ranks failed"})
 					}
 				}
@@ -827,14 +837,14 @@ func (l *eleader) loop() error {
 		case <-ctxDone:
 			ctxDone = nil
 			interrupted = true
-			if state == stateHealthy {
+			if sm.cur == stateHealthy {
 				fail(failure{where: "node 0", text: "interrupted: gorun received " + signalName(signalOf(l.ctx)), fatal: true})
 			} else {
 				if first == nil {
 					first = &failure{where: "node 0", text: "interrupted: gorun received " + signalName(signalOf(l.ctx))}
 				}
 				first.fatal = true
-				if state == stateRendezvous {
+				if sm.cur == stateInit {
 					return end(first.where + ": " + first.text)
 				}
 			}

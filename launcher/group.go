@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/ringtrain/ringtrain/errorfile"
 	"github.com/ringtrain/ringtrain/jobenv"
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // pumpDrainTimeout bounds how long the launcher waits, after a rank's whole process group is
@@ -30,6 +34,17 @@ type rankExit struct {
 	stoppedBy   string // the strongest signal the launcher sent it while it ran, if any
 	dur         time.Duration
 	tail        []string // its last stderr lines
+	// report is what the rank recorded in its TORCHELASTIC_ERROR_FILE (package errorfile)
+	// before it exited; nil when it recorded nothing.
+	report *errorfile.Report
+}
+
+// reported is the rank's recorded error message in one line, "" when none.
+func (e *rankExit) reported() string {
+	if e.report == nil {
+		return ""
+	}
+	return firstLine(strings.TrimSpace(e.report.Message))
 }
 
 func (e *rankExit) failed() bool { return e.startErr != nil || e.code != 0 }
@@ -47,6 +62,9 @@ func (e *rankExit) how() string {
 		return s
 	default:
 		s := "exit code " + strconv.Itoa(e.code)
+		if e.code == preempt.ExitCode {
+			s += " (preempted: saved a checkpoint)"
+		}
 		if e.stoppedBy != "" {
 			s += " after gorun sent " + e.stoppedBy
 		}
@@ -72,6 +90,21 @@ type attemptResult struct {
 
 func (r *attemptResult) ok() bool { return r.first < 0 && !r.stopped }
 
+// preempted reports an attempt stopped from outside in which every rank exited with
+// preempt.ExitCode: each saved its share of a checkpoint at a step boundary (the contract of
+// package preempt), so the job can resume from it.
+func (r *attemptResult) preempted() bool {
+	if r == nil || !r.stopped || r.first >= 0 || len(r.exits) == 0 {
+		return false
+	}
+	for i := range r.exits {
+		if e := &r.exits[i]; e.startErr != nil || e.signal != "" || e.code != preempt.ExitCode {
+			return false
+		}
+	}
+	return true
+}
+
 // localGroup starts and supervises this node's ranks, one attempt at a time.
 type localGroup struct {
 	cfg        *Config // defaulted
@@ -85,6 +118,14 @@ type localGroup struct {
 	spawn      *spawner
 	say        func(format string, args ...any) // the launcher's own messages
 	world      world                            // set before each run
+	// errDir holds the ranks' error files: errDir/attempt_<k>/<local rank>/error.json.
+	errDir string
+}
+
+// errorFile is local rank l's TORCHELASTIC_ERROR_FILE in the given attempt (torchrun's
+// layout of paths), fresh for every attempt so that an old failure is never read again.
+func (g *localGroup) errorFile(l, attempt int) string {
+	return filepath.Join(g.errDir, "attempt_"+strconv.Itoa(attempt), strconv.Itoa(l), "error.json")
 }
 
 // world is this node's place in the job for one attempt: for a fixed-size job always
@@ -136,6 +177,7 @@ func (g *localGroup) rankEnv(l, attempt int) []string {
 	if c.Iface != "" {
 		set[jobenv.SocketIfname] = c.Iface
 	}
+	set[jobenv.ErrorFile] = g.errorFile(l, attempt)
 	return mergeEnv(g.baseEnv, set)
 }
 
@@ -241,6 +283,13 @@ func (g *localGroup) run(ctx context.Context, attempt int, stop <-chan stopReque
 			} else if ev.err != nil && ex.startErr == nil {
 				ex.startErr = ev.err // waiting failed: report it rather than an exit code
 			}
+			if ex.failed() {
+				if rep, err := errorfile.Read(g.errorFile(ev.local, attempt)); err == nil {
+					ex.report = &rep
+				} else if !errors.Is(err, fs.ErrNotExist) {
+					g.say("rank %d's error file: %v", ex.rank, err)
+				}
+			}
 			if !ex.failed() || stopping {
 				continue
 			}
@@ -314,6 +363,10 @@ func (p *rankProc) signal(sig os.Signal) {
 
 // start launches local rank l and a goroutine that reports its end on events.
 func (g *localGroup) start(l, attempt int, ex *rankExit, events chan<- exitEvent) (*rankProc, error) {
+	// A file left by an earlier job in the same place must not pass for this rank's.
+	if err := os.Remove(g.errorFile(l, attempt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("removing the old error file: %w", err)
+	}
 	cmd := exec.Command(g.exe, g.cfg.Args...)
 	cmd.Env = g.rankEnv(l, attempt)
 	cmd.Dir = g.cfg.Dir
@@ -423,6 +476,10 @@ func formatSummary(res *attemptResult, header string) string {
 		ex := &res.exits[res.first]
 		fmt.Fprintf(&b, "gorun: first failure: rank %d (local rank %d, pid %d): %s after %v\n",
 			ex.rank, ex.local, ex.pid, ex.how(), ex.dur.Round(time.Millisecond))
+		if ex.report != nil {
+			fmt.Fprintf(&b, "gorun: rank %d recorded (TORCHELASTIC_ERROR_FILE, %s): %s\n", ex.rank,
+				ex.report.Time.UTC().Format(time.RFC3339), strings.ReplaceAll(strings.TrimSpace(ex.report.Message), "\n", "\ngorun:   "))
+		}
 		if len(ex.tail) > 0 {
 			fmt.Fprintf(&b, "gorun: last stderr lines of rank %d:\n", ex.rank)
 			for _, line := range ex.tail {

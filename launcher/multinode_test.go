@@ -4,11 +4,14 @@ package launcher
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/errorfile"
 )
 
 // Multi-node jobs on one machine: two gorun processes with --nnodes 2 on 127.0.0.1, each its
@@ -309,6 +312,101 @@ func TestSlurmTwoNodes(t *testing.T) {
 			if env[k] != v {
 				t.Errorf("node %d: %s=%q, want %q", i, k, env[k], v)
 			}
+		}
+	}
+	assertNoProcesses(t, marker)
+}
+
+// TestErrorFile: a rank records its error with package errorfile and exits 7. gorun reads
+// the rank's TORCHELASTIC_ERROR_FILE, prints the message in its summary, and writes the root
+// cause to its own TORCHELASTIC_ERROR_FILE in torchrun's layout, with errorCode the rank's
+// exit status. With two nodes and the failing rank on node 1, node 0 reports the message and
+// writes its file with gorun's exit status.
+func TestErrorFile(t *testing.T) {
+	t.Parallel()
+	const msg = "layer 3: out of memory (asked 4 GiB)"
+	t.Run("one-node", func(t *testing.T) {
+		t.Parallel()
+		own := filepath.Join(t.TempDir(), "gorun-error.json")
+		code, _, stderr := runGorun(t, cleanEnv("TORCHELASTIC_ERROR_FILE="+own), "--standalone", "--nproc", "2", "--grace", "1s",
+			rankBin, "errorfile", "1", "7", msg)
+		if code != 1 || !strings.Contains(stderr, "gorun: rank 1 recorded (TORCHELASTIC_ERROR_FILE, ") || !strings.Contains(stderr, msg) {
+			t.Fatalf("exit %d, want 1 with rank 1's recorded message\n%s", code, stderr)
+		}
+		rep, err := errorfile.Read(own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(rep.Message, "rank 1 ") || !strings.Contains(rep.Message, msg) || rep.ErrorCode == nil || *rep.ErrorCode != 7 ||
+			!strings.Contains(rep.CallStack, "main.main") || time.Since(rep.Time) > 5*time.Minute {
+			t.Fatalf("gorun's error file: %+v", rep)
+		}
+	})
+	t.Run("two-nodes", func(t *testing.T) {
+		t.Parallel()
+		marker := newMarker(t)
+		port := freeTestPort(t)
+		tok := writeToken(t, "error-file-test-token-"+strconv.Itoa(port))
+		own := filepath.Join(t.TempDir(), "node0-error.json")
+		var jobs []*job
+		for node := 0; node < 2; node++ {
+			env := cleanEnv()
+			if node == 0 {
+				env = cleanEnv("TORCHELASTIC_ERROR_FILE=" + own)
+			}
+			jobs = append(jobs, startGorun(t, marker, env, "--nnodes", "2", "--node-rank", strconv.Itoa(node), "--master-addr", "127.0.0.1",
+				"--master-port", strconv.Itoa(port), "--token-file", tok, "--join-timeout", "20s", "--grace", "1s",
+				rankBin, "errorfile", "1", "7", msg))
+		}
+		codes := waitAll(t, jobs, 60*time.Second)
+		if codes[0] != 1 || codes[1] != 1 || !strings.Contains(jobs[0].stderr.String(), msg) {
+			t.Fatalf("exit codes %v, want 1 with the message on node 0\n%s", codes, dump(jobs))
+		}
+		rep, err := errorfile.Read(own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(rep.Message, "node 1") || !strings.Contains(rep.Message, msg) || rep.ErrorCode == nil || *rep.ErrorCode != 1 {
+			t.Fatalf("node 0's error file: %+v", rep)
+		}
+		assertNoProcesses(t, marker)
+	})
+}
+
+// TestTorchElasticEnv: torchrun's names carry the right values across nodes and restarts.
+// Two nodes × 2 ranks, --max-restarts 1; rank 3 fails in attempt 0; in attempt 1 every rank
+// has GROUP_RANK = NODE_RANK, ROLE_RANK = RANK, ROLE_WORLD_SIZE = WORLD_SIZE,
+// TORCHELASTIC_RESTART_COUNT = 1, TORCHELASTIC_RUN_ID = the --run-id, and its own
+// TORCHELASTIC_ERROR_FILE for attempt 1.
+func TestTorchElasticEnv(t *testing.T) {
+	t.Parallel()
+	marker := newMarker(t)
+	jobs := startNodes(t, marker, 2, []string{"--nproc", "2", "--max-restarts", "1", "--run-id", "te-job", "--grace", "1s"}, nil,
+		rankBin, "envfail", "3")
+	codes := waitAll(t, jobs, 60*time.Second)
+	if codes[0] != 0 || codes[1] != 0 {
+		t.Fatalf("exit codes %v\n%s", codes, dump(jobs))
+	}
+	files := map[string]bool{}
+	for node, j := range jobs {
+		envs := rankEnvs(t, j.stdout.String()) // the last attempt's lines win
+		for r, env := range envs {
+			want := map[string]string{"NODE_RANK": strconv.Itoa(node), "GROUP_RANK": strconv.Itoa(node), "ROLE_RANK": strconv.Itoa(r),
+				"WORLD_SIZE": "4", "ROLE_WORLD_SIZE": "4", "GORUN_RESTART_COUNT": "1", "TORCHELASTIC_RESTART_COUNT": "1",
+				"GORUN_RUN_ID": "te-job", "TORCHELASTIC_RUN_ID": "te-job"}
+			for k, v := range want {
+				if env[k] != v {
+					t.Errorf("rank %d: %s=%q, want %q", r, k, env[k], v)
+				}
+			}
+			f := env["TORCHELASTIC_ERROR_FILE"]
+			if !strings.HasSuffix(f, filepath.Join("attempt_1", strconv.Itoa(r%2), "error.json")) || files[f] {
+				t.Errorf("rank %d: TORCHELASTIC_ERROR_FILE=%q: want its own path for attempt 1", r, f)
+			}
+			files[f] = true
+		}
+		if len(envs) != 2 {
+			t.Errorf("node %d: %d ranks printed", node, len(envs))
 		}
 	}
 	assertNoProcesses(t, marker)

@@ -17,7 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/errorfile"
 	"github.com/ringtrain/ringtrain/jobenv"
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // runner holds what one Run needs across attempts.
@@ -28,6 +30,37 @@ type runner struct {
 	exe    string
 	tgt    *target
 	tmpDir string
+	// rootCause is the local rank whose failure ended the job, when it was one of ours.
+	rootCause *rankExit
+}
+
+// writeErrorFile records the job's end in gorun's own error file, as torchrun's agent does:
+// the root-cause rank's own record with errorCode set to its exit status when that rank ran
+// here and recorded one, else gorun's message with gorun's exit status. A job that
+// succeeded, or was preempted with its checkpoint saved, writes nothing.
+func (r *runner) writeErrorFile(path string, err error) {
+	if err == nil || errors.Is(err, ErrPreempted) {
+		return
+	}
+	code := 1
+	var je *JobError
+	if errors.As(err, &je) && je.Code != 0 {
+		code = je.Code
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		code = 2
+	}
+	rep := errorfile.Report{Message: err.Error(), Time: time.Now(), ErrorCode: &code}
+	if ex := r.rootCause; ex != nil && ex.report != nil {
+		rc := ex.code
+		rep = *ex.report
+		rep.Message = fmt.Sprintf("rank %d (local rank %d, node %d): %s", ex.rank, ex.local, r.group.world.nodeRank, ex.report.Message)
+		rep.ErrorCode = &rc
+	}
+	if werr := errorfile.Write(path, rep); werr != nil {
+		r.say("warning: writing %s=%s: %v", jobenv.ErrorFile, path, werr)
+	}
 }
 
 // say prints one of the launcher's own messages on stderr, as a whole line.
@@ -42,8 +75,10 @@ func (r *runner) say(format string, args ...any) {
 //
 // It returns nil when every rank of every node exited 0; a *UsageError for a configuration
 // that cannot work; or a *JobError whose Code is the exit status to use (it wraps
-// ErrInterrupted when ctx ended first).
-func Run(ctx context.Context, cfg *Config) error {
+// ErrInterrupted when ctx ended first, or ErrPreempted, with Code preempt.ExitCode, when ctx
+// ended and every rank here saved a checkpoint and exited preempt.ExitCode). When the
+// environment has TORCHELASTIC_ERROR_FILE, a failure is also written there (package errorfile).
+func Run(ctx context.Context, cfg *Config) (err error) {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
 		return err
@@ -74,6 +109,10 @@ func Run(ctx context.Context, cfg *Config) error {
 		}
 	}
 	r := &runner{cfg: c, stderr: newLineSink(c.Stderr)}
+	// gorun's own TORCHELASTIC_ERROR_FILE, if a scheduler gave one: the job's root cause.
+	if path := strings.TrimSpace(envValue(c.Env, jobenv.ErrorFile)); path != "" {
+		defer func() { r.writeErrorFile(path, err) }()
+	}
 	if len(c.Token) < 16 {
 		r.say("warning: the job token is only %d characters; use at least 16 random ones", len(c.Token))
 	}
@@ -129,6 +168,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		spawn:      sp,
 		say:        r.say,
 		world:      world{nodeRank: c.NodeRank, nnodes: c.NNodes, masterAddr: c.MasterAddr},
+		errDir:     filepath.Join(r.tmpDir, "errors"),
 	}
 
 	switch {
@@ -178,6 +218,9 @@ func (r *runner) runSingle(ctx context.Context) error {
 			return nil
 		}
 		if res.stopped {
+			if res.preempted() {
+				return r.preempted(ctx)
+			}
 			r.stderr.write([]byte(formatSummary(res, "job interrupted")))
 			return r.interrupted(ctx)
 		}
@@ -188,6 +231,10 @@ func (r *runner) runSingle(ctx context.Context) error {
 		}
 		r.stderr.write([]byte(formatSummary(res, r.failHeader(attempt))))
 		ex := &res.exits[res.first]
+		r.rootCause = ex
+		if m := ex.reported(); m != "" {
+			return jobErrorf("job failed: rank %d: %s: %s", ex.rank, ex.how(), m)
+		}
 		return jobErrorf("job failed: rank %d: %s", ex.rank, ex.how())
 	}
 }
@@ -203,6 +250,15 @@ func (r *runner) failHeader(attempt int) string {
 func (r *runner) interrupted(ctx context.Context) error {
 	sig := signalOf(ctx)
 	return &JobError{Code: 128 + signalNumber(sig), Msg: "stopped: gorun received " + signalName(sig), Err: ErrInterrupted}
+}
+
+// preempted is the error for a job whose ranks, stopped by a signal to gorun, all saved a
+// checkpoint and exited with preempt.ExitCode; gorun exits with that code too.
+func (r *runner) preempted(ctx context.Context) error {
+	r.say("preempted: gorun received %s and every rank here saved its checkpoint and exited %d; start the job again to resume",
+		signalName(signalOf(ctx)), preempt.ExitCode)
+	return &JobError{Code: preempt.ExitCode, Msg: fmt.Sprintf("preempted (gorun received %s): the ranks saved a checkpoint; exit %d",
+		signalName(signalOf(ctx)), preempt.ExitCode), Err: ErrPreempted}
 }
 
 // rankGOMAXPROCS applies the GOMAXPROCS rule: --threads-per-rank, else an inherited

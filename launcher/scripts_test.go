@@ -63,6 +63,9 @@ assert pod["subdomain"] == svc["metadata"]["name"], "subdomain must name the Ser
 assert svc["spec"]["selector"]["job-name"] == job["metadata"]["name"], "Service must select the Job's pods"
 assert env["MASTER_ADDR"]["value"] == job["metadata"]["name"] + "-0." + svc["metadata"]["name"], "MASTER_ADDR must be pod 0"
 assert "job-completion-index" in env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
+rules = spec["podFailurePolicy"]["rules"]
+assert any(r["action"] == "Ignore" and r.get("onExitCodes", {}).get("values") == [75] and r["onExitCodes"]["containerName"] == pod["containers"][0]["name"] for r in rules), "exit 75 (preempted) must not fail the Job"
+assert pod["restartPolicy"] == "Never", "podFailurePolicy needs restartPolicy Never"
 ports = {(p["port"], p["protocol"]) for p in svc["spec"]["ports"]}
 assert ports == {(int(env["MASTER_PORT"]["value"]), "TCP"), (int(env["MASTER_PORT"]["value"]), "UDP")}, ports
 print("ok")

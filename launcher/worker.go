@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 // A node other than 0 joins node 0's agent, builds TARGET, says it is ready, and then runs
@@ -97,6 +99,7 @@ func (r *runner) runWorker(ctx context.Context) error {
 		ctxDone      = ctx.Done()
 		interrupted  bool
 		finished     *message // node 0's finish, acted on once the local ranks are done
+		lastRes      *attemptResult
 		lostErr      error
 		in           = conn.in
 	)
@@ -113,10 +116,16 @@ func (r *runner) runWorker(ctx context.Context) error {
 			switch {
 			case interrupted:
 				conn.closeAfterFlush(2 * time.Second)
+				if lastRes.preempted() {
+					return r.preempted(ctx)
+				}
 				return r.interrupted(ctx)
 			case finished != nil:
 				if finished.code == 0 {
 					return nil
+				}
+				if finished.code == preempt.ExitCode {
+					return &JobError{Code: preempt.ExitCode, Msg: "job preempted: " + printable(finished.text), Err: ErrPreempted}
 				}
 				return &JobError{Code: int(finished.code), Msg: "job failed: " + printable(finished.text)}
 			case lostErr != nil:
@@ -165,9 +174,9 @@ func (r *runner) runWorker(ctx context.Context) error {
 				conn.close()
 			}
 		case res := <-localDone:
-			localRunning = false
+			localRunning, lastRes = false, res
 			ok := res.ok()
-			if !ok {
+			if !ok && !res.preempted() {
 				header := fmt.Sprintf("attempt %d ended on node %d", attempt, c.NodeRank)
 				if res.first >= 0 {
 					header = fmt.Sprintf("attempt %d failed on node %d", attempt, c.NodeRank)

@@ -15,7 +15,27 @@
 // With --checkpoint DIR the run saves its state every --checkpoint-every steps and at the
 // end of every epoch, and a run started with the same DIR resumes from the newest
 // checkpoint: the same steps on the same samples, as if it had never stopped. Combined
-// with gorun --max-restarts, a crashed job restarts and carries on.
+// with gorun --max-restarts, a crashed job restarts and carries on. SIGTERM (gorun forwards
+// it on preemption) makes every rank finish its step, save a checkpoint and exit 75
+// (package preempt); a failure is recorded in TORCHELASTIC_ERROR_FILE (package errorfile).
+//
+// When the world size changes between runs (an elastic job lost or gained a node, or the
+// job is simply restarted on more or fewer ranks), the resumed run continues at the next
+// sample of the epoch's permutation, which depends only on --seed and the epoch: it counts
+// samples, not steps, so within the epoch no sample is trained twice or skipped. The batch:
+//
+//   - --batch B (the default mode) keeps B samples per rank: the global batch is
+//     WORLD_SIZE × B and changes with the world, and so does the number of steps per epoch.
+//   - --global-batch G keeps G samples per step over all ranks (each takes G ÷ WORLD_SIZE;
+//     a world size that does not divide G is refused): every step trains the same samples
+//     it would at any world size, so the run is that of one process with batch G, up to
+//     float32 rounding.
+//
+// Learning-rate schedules (--lr-schedule, --warmup-samples, --lr-step-samples) are defined on
+// samples seen (epoch × N + the position in the epoch), never on steps, so they continue
+// unchanged across a resize in both modes. The learning rate itself is not rescaled: with
+// --batch, a smaller world takes smaller steps at the same rate (use --global-batch to keep
+// the optimisation exactly as it was).
 //
 // --device picks where each rank computes (package gpu): auto (the default) uses a CUDA GPU
 // when the CUDA backend loads and finds one, else the CPU, and rank 0 says which and why;
@@ -35,6 +55,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,16 +63,20 @@ import (
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/ddp"
 	"github.com/ringtrain/ringtrain/ddp/powersgd"
+	"github.com/ringtrain/ringtrain/errorfile"
 	"github.com/ringtrain/ringtrain/gpu"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
 	"github.com/ringtrain/ringtrain/pipeline/devices"
+	"github.com/ringtrain/ringtrain/preempt"
 )
 
 type config struct {
 	model, optimizer, compress, dataDir, checkpoint, saveParams string
 	device                                                      string
 	epochs, batch, steps, checkpointEvery, syntheticN           int
+	globalBatch                                                 int
+	traceSamples                                                string
 	lr, momentum, bucketMB                                      float64
 	schedule                                                    string
 	warmupSamples, lrStepSamples                                int64
@@ -60,7 +85,14 @@ type config struct {
 	synthetic, jsonOut, errorFeedback, eval                     bool
 	seed                                                        int64
 	progress                                                    time.Duration
+
+	// preempt, when set, turns its signal (SIGTERM) into a checkpoint at the next step
+	// boundary and the exit status preempt.ExitCode (main sets it with --checkpoint).
+	preempt *preempt.Watcher
 }
+
+// errPreempted ends run after a preemption's checkpoint was saved.
+var errPreempted = errors.New("preempted")
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -68,7 +100,9 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.model, "model", "mlp", "model: "+strings.Join(models.ModelNames(), ", "))
 	fs.StringVar(&c.device, "device", "auto", "where each rank computes: "+gpu.Specs+" (auto: a CUDA GPU if the backend loads and finds one, else the CPU; cuda: LOCAL_RANK picks the GPU)")
 	fs.IntVar(&c.epochs, "epochs", 1, "epochs to train")
-	fs.IntVar(&c.batch, "batch", 64, "samples per rank per step (the global batch is ranks × batch)")
+	fs.IntVar(&c.batch, "batch", 64, "samples per rank per step (the global batch is ranks × batch, so it changes with the world size)")
+	fs.IntVar(&c.globalBatch, "global-batch", 0, "samples per step over all ranks, split evenly (WORLD_SIZE must divide it), the same at any world size (0: use --batch)")
+	fs.StringVar(&c.traceSamples, "trace-samples", "", "for tests: every rank appends, per micro-batch, \"epoch step index,index,...\" to FILE.w<WORLD_SIZE>.r<RANK>")
 	fs.Float64Var(&c.lr, "lr", 0, "learning rate (0: 0.05 for sgd, 0.001 for adam)")
 	fs.Float64Var(&c.momentum, "momentum", 0.9, "SGD momentum")
 	fs.StringVar(&c.optimizer, "optimizer", "sgd", "optimizer: sgd (with momentum) or adam")
@@ -102,11 +136,18 @@ func parseFlags(args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	batchSet := false
+	fs.Visit(func(f *flag.Flag) { batchSet = batchSet || f.Name == "batch" })
+	if batchSet && c.globalBatch != 0 {
+		return c, errors.New("--batch (per rank) and --global-batch (over all ranks) exclude each other")
+	}
 	switch {
 	case c.epochs < 1:
 		return c, fmt.Errorf("--epochs must be at least 1, got %d", c.epochs)
 	case c.batch < 1:
 		return c, fmt.Errorf("--batch must be at least 1, got %d", c.batch)
+	case c.globalBatch < 0:
+		return c, fmt.Errorf("--global-batch must not be negative, got %d", c.globalBatch)
 	case c.steps < 0:
 		return c, fmt.Errorf("--steps must not be negative, got %d", c.steps)
 	case c.checkpointEvery < 0:
@@ -167,9 +208,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, "train:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT cancels at once. SIGTERM (gorun forwards it on preemption: spot reclaim, Slurm,
+	// Kubernetes eviction) does too without --checkpoint; with one, every rank finishes the
+	// step, saves a checkpoint and exits preempt.ExitCode (package preempt's contract).
+	sigs := []os.Signal{os.Interrupt}
+	if cfg.checkpoint != "" {
+		cfg.preempt = preempt.Watch(syscall.SIGTERM)
+		defer cfg.preempt.Stop()
+	} else {
+		sigs = append(sigs, syscall.SIGTERM)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	defer stop()
-	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+	err = run(ctx, cfg, os.Stdout, os.Stderr)
+	if errors.Is(err, errPreempted) {
+		os.Exit(preempt.ExitCode)
+	}
+	if err != nil {
+		// Under gorun, the error also goes to TORCHELASTIC_ERROR_FILE: gorun's summary
+		// quotes it, and its own error file carries it to the scheduler.
+		if _, rerr := errorfile.Record(err); rerr != nil {
+			fmt.Fprintln(os.Stderr, "train:", rerr)
+		}
 		fmt.Fprintln(os.Stderr, "train:", err)
 		os.Exit(1)
 	}
@@ -298,40 +358,67 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 			return err
 		}
 	}
-	sampler, err := data.NewDistributedSampler(data.SamplerConfig{N: train.Len(), Rank: rank, World: world, Batch: cfg.batch, Seed: cfg.seed})
+	// The batch: --batch per rank (the global batch follows the world size), or
+	// --global-batch split evenly between the ranks (the world size must divide it).
+	batch := cfg.batch
+	if cfg.globalBatch > 0 {
+		if cfg.globalBatch%world != 0 {
+			return fmt.Errorf("--global-batch %d is not divisible by the %d ranks (WORLD_SIZE): every rank takes an equal share; choose a multiple of %d",
+				cfg.globalBatch, world, world)
+		}
+		batch = cfg.globalBatch / world
+	}
+	global, n := world*batch, train.Len()
+	sampler, err := data.NewDistributedSampler(data.SamplerConfig{N: n, Rank: rank, World: world, Batch: batch, Seed: cfg.seed})
 	if err != nil {
 		return err
 	}
-	nb := sampler.NumBatches()
-	// The schedule runs on samples seen, counted from the sampler's position
-	// (epoch, batch), so a resumed run continues it exactly.
-	samplesPerBatch := int64(world * cfg.batch)
-	// The cosine spans --epochs, never --steps: a run stopped early with --steps
-	// and resumed later must follow the same curve.
-	totalSamples := int64(cfg.epochs) * int64(nb) * samplesPerBatch
+	epochBatches := sampler.NumBatches() // of an epoch from its start
+	// The schedule runs on samples seen: epoch × N + the position in the epoch's
+	// permutation, which depends neither on the world size nor on the batch, so a
+	// resumed run continues it exactly, resharded or not. The cosine spans --epochs,
+	// never --steps: a run stopped early with --steps and resumed later must follow the
+	// same curve.
+	seen := func(st ddp.TrainState) int64 { return int64(st.Epoch)*int64(n) + st.Sample }
+	totalSamples := int64(cfg.epochs) * int64(n)
 	sched, err := models.NewSchedule(models.ScheduleConfig{Kind: cfg.schedule, Base: float32(cfg.lr), WarmupSamples: cfg.warmupSamples,
 		StepSamples: cfg.lrStepSamples, Gamma: float32(cfg.lrGamma), TotalSamples: totalSamples, Min: float32(cfg.lrMin)})
 	if err != nil {
 		return fmt.Errorf("--lr-schedule: %w", err)
 	}
-	st := ddp.TrainState{GlobalBatch: world * cfg.batch, Seed: cfg.seed, Meta: map[string]string{"model": cfg.model, "optimizer": cfg.optimizer}}
+	st := ddp.TrainState{GlobalBatch: global, Seed: cfg.seed, Meta: map[string]string{"model": cfg.model, "optimizer": cfg.optimizer}}
 	if cfg.checkpoint != "" {
 		saved, path, err := d.LoadCheckpoint(ctx, cfg.checkpoint, opt)
 		if err != nil {
 			return err
 		}
 		if path != "" {
-			if saved.GlobalBatch != st.GlobalBatch || saved.Seed != st.Seed {
-				return fmt.Errorf("checkpoint %s was written with global batch %d and seed %d, this run has %d (%d ranks × --batch %d) and %d: "+
-					"the data order would differ; use the same settings or another --checkpoint directory",
-					path, saved.GlobalBatch, saved.Seed, st.GlobalBatch, world, cfg.batch, cfg.seed)
+			if saved.Seed != st.Seed {
+				return fmt.Errorf("checkpoint %s was written with --seed %d, this run has --seed %d: the data order would differ; "+
+					"use the same seed or another --checkpoint directory", path, saved.Seed, st.Seed)
+			}
+			if saved.Sample == 0 && saved.Batch > 0 { // written without the position: same global batch assumed
+				saved.Sample = min(int64(saved.Batch)*int64(saved.GlobalBatch), int64(n))
+			}
+			if saved.Sample > int64(n) {
+				return fmt.Errorf("checkpoint %s is at sample %d of epoch %d, but the data set has %d samples", path, saved.Sample, saved.Epoch+1, n)
+			}
+			if saved.GlobalBatch != global {
+				// Another world size (or batch): continue at the next sample of the epoch's
+				// permutation with this run's global batch.
+				logf("resharding: checkpoint written with global batch %d, this run has %d (%d rank(s) × batch %d); continuing at sample %d/%d of epoch %d",
+					saved.GlobalBatch, global, world, batch, saved.Sample, n, saved.Epoch+1)
 			}
 			st = saved
-			logf("resumed from %s: step %d, epoch %d, batch %d/%d", path, st.Step, st.Epoch+1, st.Batch, nb)
+			st.GlobalBatch = global
+			if err := sampler.SetEpochFrom(st.Epoch, int(st.Sample)); err != nil {
+				return err
+			}
+			logf("resumed from %s: step %d, epoch %d, batch %d/%d", path, st.Step, st.Epoch+1, st.Batch, st.Batch+sampler.NumBatches())
 		}
 	}
 	logf("fashion: %s (%d parameters, %d gradient buckets) on %s, %d rank(s) × batch %d × %d micro-batch(es), %s lr %s, weight decay %g, clip norm %g, compression %s; data: %s; %d steps per epoch",
-		cfg.model, seq.NumParams(), len(d.Buckets()), placement, world, cfg.batch, cfg.accumSteps, cfg.optimizer, sched, cfg.weightDecay, cfg.clipNorm, cfg.compress, source, (nb+cfg.accumSteps-1)/cfg.accumSteps)
+		cfg.model, seq.NumParams(), len(d.Buckets()), placement, world, batch, cfg.accumSteps, cfg.optimizer, sched, cfg.weightDecay, cfg.clipNorm, cfg.compress, source, (epochBatches+cfg.accumSteps-1)/cfg.accumSteps)
 
 	save := func() error {
 		if cfg.checkpoint == "" {
@@ -341,26 +428,52 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 		return err
 	}
 	stopped := func() bool { return cfg.steps > 0 && st.Step >= int64(cfg.steps) }
+	// preemptNow tells, at a step boundary, whether any rank was asked to stop: every rank
+	// must leave at the same step, and the signal reaches them at different moments.
+	preemptNow := func() (bool, error) {
+		if cfg.preempt == nil {
+			return false, nil
+		}
+		f := []float32{cfg.preempt.Flag()}
+		if g != nil {
+			if err := g.AllReduce(ctx, f, collective.Max); err != nil {
+				return false, fmt.Errorf("agreeing on preemption after step %d: %w", st.Step, err)
+			}
+		}
+		return f[0] > 0, nil
+	}
 	if st.Epoch >= cfg.epochs || stopped() {
 		logf("nothing to train: the checkpoint is at step %d, epoch %d (--epochs %d, --steps %d)", st.Step, st.Epoch, cfg.epochs, cfg.steps)
 	}
 	for st.Epoch < cfg.epochs && !stopped() {
 		epoch := st.Epoch
-		sampler.SetEpoch(epoch)
-		d.TakeStats() // start the epoch's timing afresh
+		// Batch 0 of this run's epoch starts at the first sample not yet trained (0 for a
+		// fresh epoch; a resumed run's position, whatever global batch reached it).
+		epochStart := int(st.Sample)
+		if err := sampler.SetEpochFrom(epoch, epochStart); err != nil {
+			return err
+		}
+		nb, done := sampler.NumBatches(), st.Batch // batches left from epochStart; trained before it
+		k := 0                                     // this run's batches of the epoch
+		d.TakeStats()                              // start the epoch's timing afresh
 		var lossSum float64
 		var correct, samples, steps int
 		var batches []ddp.Batch
 		start, lastReport := time.Now(), time.Now()
-		for st.Batch < nb && !stopped() {
-			opt.SetLR(sched.LR((int64(st.Epoch)*int64(nb) + int64(st.Batch)) * samplesPerBatch))
+		for k < nb && !stopped() {
+			opt.SetLR(sched.LR(seen(st)))
 			batches = batches[:0]
-			for k := 0; k < cfg.accumSteps && st.Batch+k < nb; k++ {
-				x, labels, err := sampler.Batch(train, st.Batch+k)
+			for j := 0; j < cfg.accumSteps && k+j < nb; j++ {
+				x, labels, err := sampler.Batch(train, k+j)
 				if err != nil {
 					return err
 				}
 				batches = append(batches, ddp.Batch{X: x, Labels: labels})
+				if cfg.traceSamples != "" {
+					if err := traceSamples(cfg.traceSamples, world, rank, st.Step+1, epoch, sampler, k+j); err != nil {
+						return err
+					}
+				}
 			}
 			res, err := d.TrainStep(ctx, opt, batches...)
 			if err != nil {
@@ -368,28 +481,44 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 			}
 			st.Step++
 			st.Batch += len(batches)
+			k += len(batches)
+			st.Sample = min(int64(epochStart)+int64(k)*int64(global), int64(n)) // the padding is no new position
 			steps++
 			lossSum += res.Loss * float64(res.Samples)
 			correct += res.Correct
 			samples += res.Samples
-			if cfg.checkpointEvery > 0 && st.Step%int64(cfg.checkpointEvery) == 0 && st.Batch < nb {
+			if cfg.checkpointEvery > 0 && st.Step%int64(cfg.checkpointEvery) == 0 && k < nb {
 				if err := save(); err != nil {
 					return err
 				}
 			}
+			if stop, err := preemptNow(); err != nil {
+				return err
+			} else if stop {
+				if err := save(); err != nil {
+					return fmt.Errorf("preempted after step %d, but the checkpoint was not saved: %w", st.Step, err)
+				}
+				why := "another rank was asked to stop"
+				if sig := cfg.preempt.Signal(); sig != nil {
+					why = sig.String()
+				}
+				logf("preempted (%s) after step %d (epoch %d, batch %d/%d): checkpoint saved in %s; exiting %d",
+					why, st.Step, st.Epoch+1, st.Batch, done+nb, cfg.checkpoint, preempt.ExitCode)
+				return errPreempted
+			}
 			if cfg.progress > 0 && time.Since(lastReport) >= cfg.progress {
 				lastReport = time.Now()
 				el := time.Since(start).Seconds()
-				logf("epoch %d/%d  step %d/%d  loss %.4f (rank 0)  %.0f samples/s", epoch+1, cfg.epochs, st.Batch, nb,
-					lossSum/float64(samples), float64(steps*world*cfg.batch)/el)
+				logf("epoch %d/%d  step %d/%d  loss %.4f (rank 0)  %.0f samples/s", epoch+1, cfg.epochs, st.Batch, done+nb,
+					lossSum/float64(samples), float64(steps*global)/el)
 			}
 		}
 		elapsed := time.Since(start)
 		stats := d.TakeStats()
-		partial := st.Batch < nb
+		partial := k < nb
 		if !partial {
 			st.Epoch++
-			st.Batch = 0
+			st.Batch, st.Sample = 0, 0
 		}
 		// Every rank reaches this point after the same steps: sum the epoch's training
 		// figures and evaluate the test set, each rank on its own share.
@@ -415,10 +544,10 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 		rep := epochReport{
 			Epoch: epoch + 1, Steps: steps, Partial: partial,
 			TrainLoss: float64(sums[0]) / max(1, float64(sums[2])), TrainAcc: float64(sums[1]) / max(1, float64(sums[2])),
-			SamplesPerS: float64(steps*world*cfg.batch) / elapsed.Seconds(), EpochS: elapsed.Seconds(),
+			SamplesPerS: float64(steps*global) / elapsed.Seconds(), EpochS: elapsed.Seconds(),
 			StepMS: ms(per.Total), ComputeMS: ms(per.Compute), CommMS: ms(per.Comm), ExposedCommMS: ms(per.ExposedComm),
 			ExposedCommShare: stats.ExposedShare(), OptimizerMS: ms(per.Optimizer), LR: float64(opt.LR()),
-			WorldSize: world, Batch: cfg.batch, Model: cfg.model, Device: placement, Compress: cfg.compress, Buckets: len(d.Buckets()),
+			WorldSize: world, Batch: batch, Model: cfg.model, Device: placement, Compress: cfg.compress, Buckets: len(d.Buckets()),
 			GOMAXPROCS: runtime.GOMAXPROCS(0),
 		}
 		if cfg.eval {
@@ -458,6 +587,31 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 		}
 	}
 	return nil
+}
+
+// traceSamples appends this rank's sample indices of batch k (step step, epoch epoch) to
+// its trace file, so that a test can reassemble the global batches of every step.
+func traceSamples(prefix string, world, rank int, step int64, epoch int, s *data.DistributedSampler, k int) error {
+	idx, err := s.BatchIndices(k)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(fmt.Sprintf("%s.w%d.r%d", prefix, world, rank), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("--trace-samples: %w", err)
+	}
+	line := fmt.Sprintf("%d %d ", epoch, step)
+	for i, j := range idx {
+		if i > 0 {
+			line += ","
+		}
+		line += strconv.Itoa(j)
+	}
+	_, err = f.WriteString(line + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // loadData returns the training and test sources and a description of where they came

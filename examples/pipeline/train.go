@@ -51,6 +51,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
+	"github.com/ringtrain/ringtrain/errorfile"
 	"github.com/ringtrain/ringtrain/gpu"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/models/data"
@@ -213,9 +214,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "pipeline:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(1)
 		}
+		// Under gorun, the error also goes to TORCHELASTIC_ERROR_FILE: gorun's summary
+		// quotes it, and its own error file carries it to the scheduler.
+		if _, rerr := errorfile.Record(err); rerr != nil {
+			fmt.Fprintln(os.Stderr, "pipeline:", rerr)
+		}
+		fmt.Fprintln(os.Stderr, "pipeline:", err)
 		os.Exit(1)
 	}
 }

@@ -36,14 +36,21 @@ type SamplerConfig struct {
 // batch of a single process with batch World·Batch and the same seed — data
 // parallel training sees the very samples of the equivalent large-batch run.
 //
+// An epoch may also start part-way through its permutation ([SetEpochFrom]): a run resumed
+// from a checkpoint written at another world size or global batch continues at the first
+// sample not yet trained, so that within the epoch every position of the permutation is
+// trained exactly once, whatever the world did in between (plus, as always, the padding of
+// the epoch's last global batch).
+//
 // Methods are safe for concurrent use.
 type DistributedSampler struct {
-	cfg     SamplerConfig
-	batches int
+	cfg SamplerConfig
 
-	mu    sync.Mutex
-	epoch int
-	order []int // this epoch's global order (padded), built lazily
+	mu      sync.Mutex
+	epoch   int
+	start   int   // position of the epoch's permutation where batch 0 begins
+	batches int   // batches of this epoch from start
+	order   []int // this epoch's global order from start (padded), built lazily
 }
 
 // NewDistributedSampler validates cfg and returns a sampler at epoch 0.
@@ -61,32 +68,65 @@ func NewDistributedSampler(cfg SamplerConfig) (*DistributedSampler, error) {
 	case cfg.Batch <= 0:
 		return nil, fmt.Errorf("sampler: batch size must be positive, got %d", cfg.Batch)
 	}
-	global := cfg.World * cfg.Batch
-	batches := (cfg.N + global - 1) / global
-	if cfg.DropLast {
-		batches = cfg.N / global
-		if batches == 0 {
-			return nil, fmt.Errorf("sampler: %d samples do not fill one global batch of %d ranks × %d with DropLast", cfg.N, cfg.World, cfg.Batch)
-		}
+	if cfg.DropLast && cfg.N < cfg.World*cfg.Batch {
+		return nil, fmt.Errorf("sampler: %d samples do not fill one global batch of %d ranks × %d with DropLast", cfg.N, cfg.World, cfg.Batch)
 	}
-	return &DistributedSampler{cfg: cfg, batches: batches}, nil
+	s := &DistributedSampler{cfg: cfg}
+	s.batches = s.batchesFrom(0)
+	return s, nil
+}
+
+// batchesFrom is the number of global batches that cover the positions [start, N).
+func (s *DistributedSampler) batchesFrom(start int) int {
+	global, rest := s.cfg.World*s.cfg.Batch, s.cfg.N-start
+	if s.cfg.DropLast {
+		return rest / global
+	}
+	return (rest + global - 1) / global
 }
 
 // Config returns the configuration (World defaulted).
 func (s *DistributedSampler) Config() SamplerConfig { return s.cfg }
 
-// NumBatches is the number of batches per epoch, the same on every rank.
-func (s *DistributedSampler) NumBatches() int { return s.batches }
-
-// SetEpoch selects the epoch whose order the sampler serves. All ranks must
-// call it with the same value before each epoch (and after resuming from a
-// checkpoint), as with PyTorch.
-func (s *DistributedSampler) SetEpoch(epoch int) {
+// NumBatches is the number of batches of the current epoch, the same on every rank:
+// counted from the epoch's start position (0 unless set by SetEpochFrom).
+func (s *DistributedSampler) NumBatches() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if epoch != s.epoch {
-		s.epoch, s.order = epoch, nil
+	return s.batches
+}
+
+// SetEpoch selects the epoch whose order the sampler serves, from its first
+// sample. All ranks must call it with the same value before each epoch (and
+// after resuming from a checkpoint), as with PyTorch.
+func (s *DistributedSampler) SetEpoch(epoch int) {
+	_ = s.SetEpochFrom(epoch, 0) // 0 is always a valid start
+}
+
+// SetEpochFrom selects the epoch and the position of its permutation where
+// batch 0 begins: start samples of the epoch were trained already (by a run
+// whose world size or batch may have differed; its checkpoint says how many).
+// Batch k then covers positions start + k·World·Batch onwards, NumBatches
+// counts the batches left, and the last one is padded as usual (DropLast:
+// dropped). start must be in [0, N]; N leaves no batch in the epoch.
+func (s *DistributedSampler) SetEpochFrom(epoch, start int) error {
+	if start < 0 || start > s.cfg.N {
+		return fmt.Errorf("sampler: epoch start %d out of range [0, %d]", start, s.cfg.N)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if epoch != s.epoch || start != s.start {
+		s.epoch, s.start, s.order = epoch, start, nil
+		s.batches = s.batchesFrom(start)
+	}
+	return nil
+}
+
+// Start is the permutation position where the current epoch's batch 0 begins.
+func (s *DistributedSampler) Start() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.start
 }
 
 // Epoch is the epoch set by SetEpoch (0 initially).
@@ -115,7 +155,7 @@ func (s *DistributedSampler) globalOrder() []int {
 	total := s.batches * s.cfg.World * s.cfg.Batch
 	order := make([]int, total)
 	for i := range order {
-		order[i] = perm[i%n] // i ≥ n only when padding
+		order[i] = perm[(s.start+i)%n] // ≥ n only when padding: wraps to the epoch's first samples
 	}
 	s.order = order
 	return order
@@ -124,10 +164,12 @@ func (s *DistributedSampler) globalOrder() []int {
 // BatchIndices returns the sample indices of this rank's batch k (0 ≤ k <
 // NumBatches) in the current epoch.
 func (s *DistributedSampler) BatchIndices(k int) ([]int, error) {
-	if k < 0 || k >= s.batches {
-		return nil, fmt.Errorf("sampler: batch %d out of range [0, %d)", k, s.batches)
-	}
 	s.mu.Lock()
+	if k < 0 || k >= s.batches {
+		n := s.batches
+		s.mu.Unlock()
+		return nil, fmt.Errorf("sampler: batch %d out of range [0, %d)", k, n)
+	}
 	order := s.globalOrder()
 	s.mu.Unlock()
 	w, b := s.cfg.World, s.cfg.Batch
@@ -142,8 +184,9 @@ func (s *DistributedSampler) BatchIndices(k int) ([]int, error) {
 // Indices returns this rank's whole shard for the current epoch, batch after
 // batch.
 func (s *DistributedSampler) Indices() []int {
-	out := make([]int, 0, s.batches*s.cfg.Batch)
-	for k := 0; k < s.batches; k++ {
+	nb := s.NumBatches()
+	out := make([]int, 0, nb*s.cfg.Batch)
+	for k := 0; k < nb; k++ {
 		idx, _ := s.BatchIndices(k)
 		out = append(out, idx...)
 	}

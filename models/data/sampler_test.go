@@ -241,3 +241,83 @@ func BenchmarkSyntheticGather64(b *testing.B) {
 		s.Gather(idx)
 	}
 }
+
+// TestSamplerReshardFromPosition: 3 global batches on 4 ranks × 4, then the rest of the
+// epoch on 3 ranks × 5 from position 48 (SetEpochFrom): every sample of the epoch is trained
+// exactly once, except the padding of the last global batch, which repeats the epoch's first
+// samples (as without resharding). The resumed batches are those of one rank with batch 15
+// started at the same position: the order depends on positions, not on the split.
+func TestSamplerReshardFromPosition(t *testing.T) {
+	const n, epoch = 100, 2
+	before := samplers(t, SamplerConfig{N: n, World: 4, Batch: 4, Seed: 7})
+	count := map[int]int{}
+	var seenOrder []int
+	for k := 0; k < 3; k++ {
+		for _, s := range before {
+			s.SetEpoch(epoch)
+			idx, err := s.BatchIndices(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range idx {
+				count[i]++
+			}
+		}
+	}
+	after := samplers(t, SamplerConfig{N: n, World: 3, Batch: 5, Seed: 7})
+	one := samplers(t, SamplerConfig{N: n, World: 1, Batch: 15, Seed: 7})[0]
+	if err := one.SetEpochFrom(epoch, 48); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range after {
+		if err := s.SetEpochFrom(epoch, 48); err != nil {
+			t.Fatal(err)
+		}
+		if s.NumBatches() != 4 || s.Start() != 48 { // 52 samples left, 15 per global batch
+			t.Fatalf("NumBatches %d, Start %d", s.NumBatches(), s.Start())
+		}
+	}
+	for k := 0; k < 4; k++ {
+		var union []int
+		for _, s := range after {
+			idx, _ := s.BatchIndices(k)
+			union = append(union, idx...)
+		}
+		want, _ := one.BatchIndices(k)
+		if !slices.Equal(sorted(union), sorted(want)) {
+			t.Fatalf("batch %d after resharding: %v, one rank: %v", k, union, want)
+		}
+		for _, i := range union {
+			count[i]++
+		}
+		seenOrder = append(seenOrder, want...)
+	}
+	// The 60 samples from position 48 are 52 new ones and 8 of padding.
+	first := samplers(t, SamplerConfig{N: n, World: 1, Batch: n, Seed: 7})[0]
+	first.SetEpoch(epoch)
+	perm, _ := first.BatchIndices(0)
+	if !slices.Equal(seenOrder[:52], perm[48:]) || !slices.Equal(seenOrder[52:], perm[:8]) {
+		t.Fatalf("order after position 48 is not the permutation's: %v", seenOrder)
+	}
+	for i := 0; i < n; i++ {
+		want := 1
+		if slices.Contains(perm[:8], i) {
+			want = 2 // the padding
+		}
+		if count[i] != want {
+			t.Errorf("sample %d trained %d times in the epoch, want %d", i, count[i], want)
+		}
+	}
+	if err := one.SetEpochFrom(epoch, n+1); err == nil {
+		t.Error("start past N accepted")
+	}
+	if err := one.SetEpochFrom(epoch, n); err != nil || one.NumBatches() != 0 {
+		t.Errorf("start N: %v, %d batches", err, one.NumBatches())
+	}
+}
+
+func sorted(s []int) []int {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}

@@ -15,11 +15,18 @@
 //	                         GORUN_RESTART_COUNT < UNTIL; everyone else (and R afterwards) exits 0
 //	                         after 0.3s, or waits for a signal while R is failing
 //	exit CODE                exit CODE at once
+//	errorfile R CODE MSG     rank R records MSG in its TORCHELASTIC_ERROR_FILE (package errorfile)
+//	                         and exits CODE; other ranks wait for a signal
+//	envfail R                print the variables as "env" does; in attempt 0 rank R then exits 3
+//	                         (the others wait for a signal); in later attempts everyone exits 0
+//	preempt [R]              print "ready", then on SIGTERM print "saving" and exit 75 (package
+//	                         preempt's contract: checkpoint saved); rank R instead dies of the signal
 //	elastic FILE             print "elastic rank=R world=W node=N version=V restart=K master=A",
 //	                         then exit 0 once FILE exists (polling); TERM kills it
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +37,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ringtrain/ringtrain/errorfile"
 )
 
 func main() {
@@ -51,7 +60,8 @@ func main() {
 	case "env":
 		for _, k := range []string{"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
 			"NNODES", "MASTER_ADDR", "MASTER_PORT", "GORUN_TOKEN", "GORUN_RUN_ID", "GORUN_RESTART_COUNT",
-			"GORUN_TRANSPORT", "GORUN_SHM", "GOMAXPROCS"} {
+			"GORUN_TRANSPORT", "GORUN_SHM", "GOMAXPROCS", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE",
+			"TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_ERROR_FILE"} {
 			fmt.Printf("%s=%s\n", k, os.Getenv(k))
 		}
 		fmt.Printf("RUNTIME_GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
@@ -129,6 +139,40 @@ func main() {
 		fmt.Printf("done rank=%d restart=%d\n", rank, restart)
 	case "exit":
 		os.Exit(arg(2))
+	case "errorfile":
+		if rank == arg(2) {
+			time.Sleep(200 * time.Millisecond)
+			if _, err := errorfile.Record(errors.New(os.Args[4])); err != nil {
+				fmt.Fprintln(os.Stderr, "rankprog:", err)
+			}
+			fmt.Fprintln(os.Stderr, "rankprog: failing on purpose")
+			os.Exit(arg(3))
+		}
+		fmt.Println("waiting")
+		time.Sleep(time.Hour)
+	case "envfail":
+		for _, k := range []string{"RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE",
+			"GORUN_RUN_ID", "GORUN_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_ERROR_FILE"} {
+			fmt.Printf("%s=%s\n", k, os.Getenv(k))
+		}
+		if restart == 0 {
+			if rank == arg(2) {
+				time.Sleep(300 * time.Millisecond)
+				os.Exit(3)
+			}
+			time.Sleep(time.Hour)
+		}
+	case "preempt":
+		if len(os.Args) > 2 && rank == arg(2) {
+			fmt.Println("ready")
+			time.Sleep(time.Hour)
+		}
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-ch
+		fmt.Println("saving")
+		os.Exit(75)
 	case "elastic":
 		fmt.Printf("elastic rank=%d world=%s node=%s version=%s restart=%d master=%s\n", rank, os.Getenv("WORLD_SIZE"),
 			os.Getenv("NODE_RANK"), os.Getenv("GORUN_WORLD_VERSION"), restart, os.Getenv("MASTER_ADDR"))
