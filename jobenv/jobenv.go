@@ -95,6 +95,10 @@ const (
 	// HostID replaces the host identity a rank publishes at the rendezvous (default: boot id
 	// and network namespace), e.g. to simulate hosts on one machine.
 	HostID = "GORUN_HOST_ID"
+	// Timeline is the Chrome trace file of the job (gorun --timeline): every rank records its
+	// collectives, DDP phases and pipeline actions into the file with its rank inserted
+	// (trace.json → trace.rank3.json, package timeline), and gorun merges them into this one.
+	Timeline = "GORUN_TIMELINE"
 )
 
 // Var documents one variable of the contract.
@@ -140,6 +144,7 @@ var Vars = []Var{
 	{Algo, "ring", "AllReduce algorithm: `ring`, `hier` (reduce-scatter on each host, AllReduce across hosts, all-gather on the host; the ring where hosts hold unequal rank counts), `rd` (recursive doubling or Rabenseifner, whichever the model prefers), `rhd` (Rabenseifner), `auto` (the α-β tuner picks per call); every rank must use the same", false},
 	{TunerFile, "committed table", "JSON α-β table per link kind for the tuner (as printed by `go run ./benchmarks/alphabeta`); rank 0's table is the one every rank uses", false},
 	{HostID, "boot id + network namespace", "host identity a rank publishes at the rendezvous; ranks with equal identities count as one host (hierarchical AllReduce, tuner)", false},
+	{Timeline, "", "`--timeline FILE`: each rank writes a Chrome trace (collectives, DDP phases, pipeline actions) to FILE with its rank inserted (`trace.rank0.json`); gorun merges them into FILE when the job ends. Unset: no timeline, no cost", false},
 }
 
 // Markdown renders Vars as the Markdown table the documentation carries.
