@@ -95,8 +95,11 @@ func firstNonSpace(b []byte) byte {
 // "X" events a non-negative dur; "i" events a scope of g, p or t (or none); "B" and "E"
 // events of one thread pair up and nest ("E" closes the innermost open "B"; none is left
 // open), and "X" events of one thread do not partly overlap each other (they nest or are
-// disjoint, as a call stack). It returns every problem found, joined.
+// disjoint, as a call stack). It returns every problem found, joined. Times are compared to
+// within a nanosecond (the files' resolution), since ts+dur in float64 may round past the
+// next event's ts.
 func Check(t *Trace) error {
+	const eps = 0.0005 // µs
 	var errs []error
 	bad := func(i int, e *Event, format string, args ...any) {
 		if len(errs) < 20 {
@@ -182,7 +185,7 @@ func Check(t *Trace) error {
 		for _, x := range evs {
 			e := x.e
 			// Close the X events that ended before this one starts.
-			for len(stack) > 0 && stack[len(stack)-1].e.Ph == "X" && stack[len(stack)-1].e.End() <= *e.Ts {
+			for len(stack) > 0 && stack[len(stack)-1].e.Ph == "X" && stack[len(stack)-1].e.End() <= *e.Ts+eps {
 				stack = stack[:len(stack)-1]
 			}
 			switch e.Ph {
@@ -201,7 +204,7 @@ func Check(t *Trace) error {
 			case "X":
 				if len(stack) > 0 {
 					top := stack[len(stack)-1]
-					if top.e.Ph == "X" && e.End() > top.e.End() {
+					if top.e.Ph == "X" && e.End() > top.e.End()+eps {
 						bad(x.i, e, "[%v, %v] overlaps X %q (event %d) [%v, %v] on pid %d tid %d without nesting in it",
 							*e.Ts, e.End(), top.e.Name, top.i, *top.e.Ts, top.e.End(), k.pid, k.tid)
 						continue
