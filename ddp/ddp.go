@@ -479,7 +479,8 @@ func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Ba
 	}
 	d.inTrainStep = true
 	defer func() { d.inTrainStep = false }()
-	defer d.tl.span("step", d.tl.r.Now(), d.steps) // arguments now, the span on return
+	d.tl.beginStep(d.steps)
+	defer d.tl.endStep()
 
 	d.beginStep()
 	d.model.ZeroGrad()

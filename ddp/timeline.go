@@ -8,7 +8,7 @@ import (
 )
 
 // stepTrace records the phases of the DDP's steps on the "ddp train" row of the timeline
-// (Options.Timeline, else the group's): a "step" slice per TrainStep around "forward",
+// (Options.Timeline, else the group's): a "step" slice (B/E) per TrainStep around "forward",
 // "loss", "backward" (holding one slice per layer, named after it, and one per bucket
 // launch), "wait" (holding one "wait bucket i" per bucket: the exposed communication) and
 // "optimizer". The buckets' AllReduces themselves are on the group's row ("collective
@@ -41,6 +41,16 @@ func (t *stepTrace) init(r *timeline.Recorder, m models.Model, buckets int) {
 		t.wait = append(t.wait, fmt.Sprintf("wait bucket %d", i))
 	}
 }
+
+// beginStep opens the "step" slice of a TrainStep (a B event: the step encloses the
+// others, and an E on every way out closes it); endStep closes it.
+func (t *stepTrace) beginStep(step int64) {
+	if t.r != nil {
+		t.r.Begin(t.tid, "step", "ddp", timeline.Int("step", step))
+	}
+}
+
+func (t *stepTrace) endStep() { t.r.End(t.tid) }
 
 // span records name from start (r's clock) to now.
 func (t *stepTrace) span(name string, start int64, step int64) {

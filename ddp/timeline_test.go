@@ -86,10 +86,7 @@ func TestTimeline(t *testing.T) {
 		}
 		count := map[string]int{}
 		var layers, reduces []timeline.Event
-		for _, e := range tr.TraceEvents {
-			if e.Ph != "X" {
-				continue
-			}
+		for _, e := range tr.Slices() {
 			name := e.Name
 			switch {
 			case strings.HasPrefix(name, "backward ") && name != "backward (no sync)":

@@ -136,6 +136,9 @@ func (g *localGroup) rankEnv(l, attempt int) []string {
 	if c.Iface != "" {
 		set[jobenv.SocketIfname] = c.Iface
 	}
+	if c.Timeline != "" {
+		set[jobenv.Timeline] = c.Timeline
+	}
 	return mergeEnv(g.baseEnv, set)
 }
 

@@ -131,6 +131,12 @@ func Run(ctx context.Context, cfg *Config) error {
 		world:      world{nodeRank: c.NodeRank, nnodes: c.NNodes, masterAddr: c.MasterAddr},
 	}
 
+	if c.Timeline != "" {
+		if err := r.prepareTimeline(); err != nil {
+			return err
+		}
+		defer r.mergeTimeline()
+	}
 	switch {
 	case r.cfg.elastic():
 		return r.runElastic(ctx)

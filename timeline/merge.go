@@ -119,6 +119,7 @@ func writeJSON(path string, t *Trace) error {
 	if err != nil {
 		return fmt.Errorf("timeline: writing %s: %w", path, err)
 	}
+	f.Chmod(0o644) // CreateTemp makes it private; a trace is an ordinary output file
 	w := bufio.NewWriter(f)
 	werr := func() error {
 		if _, err := w.WriteString(`{"traceEvents":[`); err != nil {

@@ -203,6 +203,7 @@ func (r *Recorder) Flush() error {
 	if err != nil {
 		return fmt.Errorf("timeline: writing %s: %w", r.cfg.Path, err)
 	}
+	f.Chmod(0o644) // CreateTemp makes it private; a trace is an ordinary output file
 	_, werr := r.WriteTo(f)
 	cerr := f.Close()
 	if werr == nil {

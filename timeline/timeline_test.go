@@ -101,6 +101,15 @@ func TestWriteParsesAndNests(t *testing.T) {
 			}
 		}
 	}
+	var step *Event
+	for _, e := range tr.Slices() {
+		if e.Name == "step" {
+			step = &e
+		}
+	}
+	if step == nil || step.Ph != "X" || step.End() <= step.Start() {
+		t.Errorf("Slices did not make the B/E pair one interval: %+v", step)
+	}
 	if _, ok := tr.OtherData["start_unix_ns"].(json.Number); !ok {
 		t.Errorf("otherData has no exact start_unix_ns: %v", tr.OtherData)
 	}

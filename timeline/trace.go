@@ -221,3 +221,35 @@ func Check(t *Trace) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Slices returns t's intervals: its complete ("X") events, and each pair of "B" and "E"
+// events of one thread as one complete event (the B's name, category and args, its ts, and
+// the distance to its E as dur). Unpaired B and E events are left out.
+func (t *Trace) Slices() []Event {
+	type key struct{ pid, tid int }
+	open := map[key][]Event{}
+	var out []Event
+	for _, e := range t.TraceEvents {
+		if e.Pid == nil || e.Tid == nil || e.Ts == nil {
+			continue
+		}
+		k := key{*e.Pid, *e.Tid}
+		switch e.Ph {
+		case "X":
+			out = append(out, e)
+		case "B":
+			open[k] = append(open[k], e)
+		case "E":
+			st := open[k]
+			if len(st) == 0 {
+				continue
+			}
+			b := st[len(st)-1]
+			open[k] = st[:len(st)-1]
+			d := *e.Ts - *b.Ts
+			b.Ph, b.Dur = "X", &d
+			out = append(out, b)
+		}
+	}
+	return out
+}
