@@ -3,7 +3,7 @@
 //
 //	timeline merge -o all.json trace.rank0.json trace.rank1.json ...   one file, one row per rank
 //	timeline check trace.json ...                                      validate against the format
-//	timeline plot -o trace.png [-last-steps N] trace.json              a Gantt chart per rank/thread
+//	timeline plot -o trace.png [-last-steps N | -window FROM:TO] trace.json   a Gantt chart per rank/thread
 //
 // gorun merges the rank files of one node by itself; merge is for files from several hosts
 // (their clocks are lined up by wall-clock time; see timeline.Merge). The traces themselves
@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/ringtrain/ringtrain/timeline"
 )
@@ -82,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		out := fs.String("o", "", "the PNG (or .svg) to write (required)")
 		steps := fs.Int("last-steps", 0, "draw only the last N DDP steps of rank 0 (0: the whole trace)")
 		width := fs.Float64("width", 30, "width in cm")
+		win := fs.String("window", "", "FROM:TO: draw only these milliseconds from the trace's first event")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
@@ -93,6 +96,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "timeline plot: -last-steps must not be negative")
 			return 2
 		}
+		var window [2]float64
+		if *win != "" {
+			a, b, ok := strings.Cut(*win, ":")
+			var err1, err2 error
+			window[0], err1 = strconv.ParseFloat(a, 64)
+			window[1], err2 = strconv.ParseFloat(b, 64)
+			if !ok || err1 != nil || err2 != nil || window[1] <= window[0] || window[0] < 0 {
+				fmt.Fprintf(stderr, "timeline plot: -window %q: want FROM:TO in milliseconds, 0 <= FROM < TO\n", *win)
+				return 2
+			}
+		}
+		if *width <= 0 {
+			fmt.Fprintln(stderr, "timeline plot: -width must be positive")
+			return 2
+		}
 		t, err := load(fs.Arg(0))
 		if err != nil {
 			return fail(err)
@@ -100,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := timeline.Check(t); err != nil {
 			return fail(fmt.Errorf("%s: %w", fs.Arg(0), err))
 		}
-		if err := plotTrace(t, *out, *steps, *width); err != nil {
+		if err := plotTrace(t, *out, *steps, window, *width); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", *out)

@@ -65,6 +65,9 @@ func TestMergeCheckPlot(t *testing.T) {
 	if b := img.Bounds(); b.Dx() < 300 || b.Dy() < 100 {
 		t.Fatalf("PNG is %v", b)
 	}
+	if code := run([]string{"plot", "-o", png1, "-window", "10:20", out}, &so, &se); code != 0 {
+		t.Fatalf("plot -window: exit %d: %s", code, se.String())
+	}
 	// -last-steps needs DDP step slices; this trace has none.
 	se.Reset()
 	if code := run([]string{"plot", "-o", png1, "-last-steps", "1", out}, &so, &se); code == 0 || !strings.Contains(se.String(), "no DDP step") {
@@ -88,6 +91,7 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"check", bad}, 1, "never ended"},
 		{[]string{"plot", "-o", filepath.Join(dir, "x.png"), bad}, 1, "never ended"},
 		{[]string{"plot", "-o", filepath.Join(dir, "x.png"), "-last-steps", "-1", bad}, 2, "negative"},
+		{[]string{"plot", "-o", filepath.Join(dir, "x.png"), "-window", "5:2", bad}, 2, "FROM:TO"},
 	} {
 		var so, se bytes.Buffer
 		code := run(c.args, &so, &se)

@@ -24,7 +24,7 @@ var classes = []class{
 	{"forward", color.RGBA{66, 133, 244, 255}},
 	{"loss", color.RGBA{0, 150, 136, 255}},
 	{"backward", color.RGBA{255, 204, 128, 255}},
-	{"backward of a layer", color.RGBA{245, 124, 0, 255}},
+	{"backward of a layer / micro-batch", color.RGBA{245, 124, 0, 255}},
 	{"bucket launch", color.RGBA{211, 47, 47, 255}},
 	{"wait for buckets", color.RGBA{120, 120, 120, 255}},
 	{"optimizer", color.RGBA{142, 36, 170, 255}},
@@ -99,8 +99,9 @@ func (s swatch) Thumbnail(c *draw.Canvas) {
 }
 
 // plotTrace draws t's complete events as a Gantt chart, one row per (rank, thread), into out
-// (.png or .svg). lastSteps > 0 limits it to rank 0's last DDP steps.
-func plotTrace(t *timeline.Trace, out string, lastSteps int, widthCM float64) error {
+// (.png or .svg). lastSteps > 0 limits it to rank 0's last DDP steps; else a window with
+// window[1] > window[0] limits it to those milliseconds from the trace's first event.
+func plotTrace(t *timeline.Trace, out string, lastSteps int, window [2]float64, widthCM float64) error {
 	procName := map[int]string{}
 	threadName := map[[2]int]string{}
 	for i := range t.TraceEvents {
@@ -126,6 +127,10 @@ func plotTrace(t *timeline.Trace, out string, lastSteps int, widthCM float64) er
 		from, to = min(from, e.Start()), max(to, e.End())
 	}
 	title := "timeline"
+	if window[1] > window[0] {
+		from, to = from+window[0]*1e3, from+window[1]*1e3
+		title = fmt.Sprintf("timeline: %g to %g ms", window[0], window[1])
+	}
 	if lastSteps > 0 {
 		var steps []*timeline.Event
 		for _, e := range xs {
