@@ -37,30 +37,34 @@ var process struct {
 // collective, ddp and pipeline all record into one file. It checks that the file can be
 // written at once, so that a bad path fails the job's start, not its end.
 func FromEnv() (*Recorder, error) {
-	process.once.Do(func() {
-		file := strings.TrimSpace(os.Getenv(jobenv.Timeline))
-		if file == "" {
-			return
-		}
-		rank := 0
-		if s := strings.TrimSpace(os.Getenv(jobenv.Rank)); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				process.err = fmt.Errorf("timeline: %s=%q is not a rank", jobenv.Rank, s)
-				return
-			}
-			rank = n
-		}
-		path := RankPath(file, rank)
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		if err != nil {
-			process.err = fmt.Errorf("timeline: %s=%s: rank %d cannot write its file: %w", jobenv.Timeline, file, rank, err)
-			return
-		}
-		f.Close()
-		process.r = New(Config{Path: path, Rank: rank})
-		// Until the first Flush the file holds an empty but valid trace.
-		process.err = process.r.Flush()
-	})
+	process.once.Do(func() { process.r, process.err = fromEnv(os.Getenv) })
 	return process.r, process.err
+}
+
+// fromEnv is FromEnv without the once: a new recorder for the environment getenv reads.
+func fromEnv(getenv func(string) string) (*Recorder, error) {
+	file := strings.TrimSpace(getenv(jobenv.Timeline))
+	if file == "" {
+		return nil, nil
+	}
+	rank := 0
+	if s := strings.TrimSpace(getenv(jobenv.Rank)); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("timeline: %s=%q is not a rank", jobenv.Rank, s)
+		}
+		rank = n
+	}
+	path := RankPath(file, rank)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("timeline: %s=%s: rank %d cannot write its file: %w", jobenv.Timeline, file, rank, err)
+	}
+	f.Close()
+	r := New(Config{Path: path, Rank: rank})
+	// Until the first Flush the file holds an empty but valid trace.
+	if err := r.Flush(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }

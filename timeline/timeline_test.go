@@ -273,3 +273,42 @@ func FuzzParseCheck(f *testing.F) {
 		_ = Check(tr)
 	})
 }
+
+func TestFromEnv(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	if r, err := fromEnv(env()); r != nil || err != nil {
+		t.Fatalf("without GORUN_TIMELINE: %v, %v; want no recorder", r, err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "trace.json")
+	r, err := fromEnv(env("GORUN_TIMELINE", file, "RANK", "3"))
+	if err != nil || r == nil || r.Path() != filepath.Join(dir, "trace.rank3.json") {
+		t.Fatalf("fromEnv: %v, %v", r, err)
+	}
+	// The file exists at once, as a valid empty trace.
+	f, err := os.Open(r.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Parse(f)
+	f.Close()
+	if err != nil || Check(tr) != nil {
+		t.Fatalf("the initial file: %v", err)
+	}
+	if _, err := fromEnv(env("GORUN_TIMELINE", filepath.Join(dir, "missing", "t.json"), "RANK", "1")); err == nil ||
+		!strings.Contains(err.Error(), "GORUN_TIMELINE") || !strings.Contains(err.Error(), "rank 1") {
+		t.Fatalf("a file in a missing directory: %v", err)
+	}
+	if _, err := fromEnv(env("GORUN_TIMELINE", file, "RANK", "x")); err == nil || !strings.Contains(err.Error(), "RANK") {
+		t.Fatalf("a bad RANK: %v", err)
+	}
+}
