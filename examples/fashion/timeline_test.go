@@ -30,9 +30,9 @@ func TestTimelineThroughGorun(t *testing.T) {
 	defer cancel()
 	const steps = 4
 	file := filepath.Join(dir, "trace.json")
-	// 0.5 MiB buckets: the mlp's 2.6 MB of gradients make several, launched during backward.
+	// The mlp's gradients go in two buckets: fc3+fc2, launched while fc1's backward runs, and fc1.
 	cmd := exec.CommandContext(ctx, bin, "--standalone", "--nproc", "2", "--timeline", file, "train.go",
-		"--synthetic", "--synthetic-size", "256", "--batch", "16", "--steps", "4", "--eval=false", "--progress", "0", "--bucket-mb", "0.5")
+		"--synthetic", "--synthetic-size", "256", "--batch", "16", "--steps", "4", "--eval=false", "--progress", "0")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
