@@ -585,6 +585,7 @@ func (g *Group) issue(ctx context.Context, w *Work) *Work {
 	}
 	g.queue = append(g.queue, w)
 	g.mu.Unlock()
+	g.traceQueued(w)
 	signal(g.wake)
 	return w
 }

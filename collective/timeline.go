@@ -35,6 +35,18 @@ func (t *groupTrace) queuedName(kind opKind) string {
 	return s
 }
 
+// traceQueued records that op w was issued, at once: an op that never completes (a hung
+// peer) still shows where it was queued. Called by issue, outside g.mu.
+func (g *Group) traceQueued(w *Work) {
+	r := g.opts.Timeline
+	if r == nil {
+		return
+	}
+	t := &g.tl
+	t.once.Do(func() { t.tid = r.Thread("collective " + g.name) })
+	r.Instant(t.tid, t.queuedName(w.h.kind), "collective", w.queuedAt, timeline.Int("seq", int64(w.h.seq)))
+}
+
 // traceOp records op w, started at start (the recorder's clock), ending now with err.
 // Called on the worker goroutine before w completes.
 func (g *Group) traceOp(w *Work, start int64, err error) {
@@ -50,7 +62,6 @@ func (g *Group) traceOp(w *Work, start int64, err error) {
 	if w.h.kind == kindBroadcast || w.h.kind == kindBroadcastBytes {
 		algo = "chain"
 	}
-	r.Instant(t.tid, t.queuedName(w.h.kind), "collective", w.queuedAt, timeline.Int("seq", int64(w.h.seq)))
 	status := "ok"
 	if err != nil {
 		status = "failed"

@@ -172,3 +172,36 @@ func TestTimelineAddsNoAllocations(t *testing.T) {
 		t.Errorf("a timeline adds allocations: %.1f per op with it, %.1f without", on, off)
 	}
 }
+
+// TestTimelineShowsPendingOp: an op a peer never joins is in the trace as queued (and
+// started on the worker's row only once it ends): a hung job's timeline says where.
+func TestTimelineShowsPendingOp(t *testing.T) {
+	rec := timeline.New(timeline.Config{Rank: 0})
+	groups := tracedJob(t, []*timeline.Recorder{rec, nil})
+	w := groups[0].AllReduceAsync(context.Background(), make([]float32, 10), Sum)
+	var buf bytes.Buffer
+	if _, err := rec.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := timeline.Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queued, done int
+	for _, e := range tr.TraceEvents {
+		switch {
+		case e.Ph == "i" && e.Name == "queued AllReduce":
+			queued++
+		case e.Ph == "X" && e.Name == "AllReduce":
+			done++
+		}
+	}
+	if queued != 1 || done != 0 {
+		t.Fatalf("while rank 1 has not joined: %d queued and %d finished AllReduce events, want 1 and 0", queued, done)
+	}
+	select {
+	case <-w.Done():
+		t.Fatalf("the AllReduce completed without rank 1: %v", w.Err())
+	default:
+	}
+}
