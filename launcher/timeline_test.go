@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ringtrain/ringtrain/jobenv"
+	"github.com/ringtrain/ringtrain/timeline"
 )
 
 // TestTimelineFlag: --timeline, else GORUN_TIMELINE, names the job's trace, and every rank
@@ -74,5 +75,46 @@ func TestTimelineNoRankWrote(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "no rank wrote a timeline") {
 		t.Errorf("gorun did not say that no rank wrote a timeline:\n%s", stderr.String())
+	}
+}
+
+// TestTimelineMergeOnOtherNode: node 1 merges its own ranks (2 and 3 with --nproc 2) into
+// the file with its node number inserted, leaving FILE to node 0.
+func TestTimelineMergeOnOtherNode(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "trace.json")
+	for _, rank := range []int{2, 3} {
+		r := timeline.New(timeline.Config{Path: timeline.RankPath(file, rank), Rank: rank})
+		r.Complete(r.Thread("collective world"), "AllReduce", "collective", 0, 1000)
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stderr strings.Builder
+	r := &runner{cfg: Config{Timeline: file, NProc: 2, NodeRank: 1}, stderr: newLineSink(&stderr),
+		group: &localGroup{world: world{nodeRank: 1, nnodes: 2}}}
+	r.mergeTimeline()
+	out := filepath.Join(dir, "trace.node1.json")
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	defer f.Close()
+	tr, err := timeline.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[int]bool{}
+	for _, e := range tr.TraceEvents {
+		pids[*e.Pid] = true
+	}
+	if len(pids) != 2 || !pids[2] || !pids[3] {
+		t.Fatalf("merged ranks %v, want 2 and 3", pids)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("node 1 wrote node 0's %s", file)
+	}
+	if !strings.Contains(stderr.String(), "timeline of 2 rank(s) written to "+out) {
+		t.Errorf("gorun said:\n%s", stderr.String())
 	}
 }
