@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ringtrain/ringtrain/timeline"
@@ -212,6 +214,7 @@ func plotTrace(t *timeline.Trace, out string, lastSteps int, window [2]float64, 
 	p.Title.Text = title
 	p.X.Label.Text = "time (ms)"
 	p.X.Min, p.X.Max = 0, (to-from)/1e3
+	p.X.Tick.Marker = msTicks{}
 	p.Add(g)
 	p.NominalY(names...)
 	legend := 0
@@ -232,4 +235,32 @@ func plotTrace(t *timeline.Trace, out string, lastSteps int, window [2]float64, 
 		return fmt.Errorf("writing %s: %w", filepath.Base(out), err)
 	}
 	return nil
+}
+
+// msTicks labels about ten round times (1, 2 or 5 × a power of ten ms) across the axis:
+// gonum's default labels only three or four on a wide chart.
+type msTicks struct{}
+
+func (msTicks) Ticks(lo, hi float64) []plot.Tick {
+	span := hi - lo
+	if span <= 0 {
+		return nil
+	}
+	step := math.Pow(10, math.Floor(math.Log10(span/10)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if span/(step*m) <= 12 {
+			step *= m
+			break
+		}
+	}
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+		for k := 1; k < 5; k++ { // unlabelled minor ticks
+			if m := v + float64(k)*step/5; m <= hi {
+				ticks = append(ticks, plot.Tick{Value: m})
+			}
+		}
+	}
+	return ticks
 }
