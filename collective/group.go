@@ -75,7 +75,8 @@ type Options struct {
 	Tuner *TunerTable
 	// Timeline, when not nil, records every op of the group and its subgroups (queued,
 	// started, finished; see timeline.go). Nil means none, at the cost of a nil check per
-	// op; InitFromEnv sets it from GORUN_TIMELINE.
+	// op. InitFromEnv sets it from GORUN_TIMELINE and its group's Close writes the file;
+	// with New, writing it is the caller's (Recorder.Close or Flush).
 	Timeline *timeline.Recorder
 }
 
