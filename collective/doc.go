@@ -38,6 +38,12 @@
 // (a different op, or another Options.ChunkBytes) get a *MismatchError naming both calls,
 // on every rank, and no rank returns success from that op.
 //
+// # Timeline
+//
+// With Options.Timeline (InitFromEnv: GORUN_TIMELINE, gorun --timeline), every op is
+// recorded on a row per group: when it was queued, when the worker started and finished
+// it, with its kind, bytes, dtype, algorithm, links and sequence number (package timeline).
+//
 // # Failures
 //
 // The ring's streams carry ops back to back, so once an op fails half-way their positions

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
+	"github.com/ringtrain/ringtrain/timeline"
 )
 
 const (
@@ -72,6 +73,11 @@ type Options struct {
 	// Tuner is the α-β table the tuner models the algorithms with. Nil means the table
 	// InitFromEnv agreed on (rank 0's), or GORUN_TUNER_FILE, or the committed defaults.
 	Tuner *TunerTable
+	// Timeline, when not nil, records every op of the group and its subgroups (queued,
+	// started, finished; see timeline.go). Nil means none, at the cost of a nil check per
+	// op. InitFromEnv sets it from GORUN_TIMELINE and its group's Close writes the file;
+	// with New, writing it is the caller's (Recorder.Close or Flush).
+	Timeline *timeline.Recorder
 }
 
 func (o Options) withDefaults() Options {
@@ -176,6 +182,7 @@ type Group struct {
 	p2pLinks map[p2pKey]*p2pLink
 
 	alg algoState // topology, tuner and the links of the algorithms other than the ring (algo.go)
+	tl  groupTrace
 }
 
 // New makes the group of every rank of t (group rank = world rank), opening its ring links.
@@ -431,6 +438,10 @@ func (g *Group) Close() error {
 	g.wd.stop()
 	if g.ownsT {
 		g.t.Close()
+		// The group of the job is closed on a training program's way out: write its timeline.
+		if err := g.opts.Timeline.Flush(); err != nil {
+			g.log.Warn("collective: Close: writing the timeline", "err", err)
+		}
 	}
 	return nil
 }
@@ -560,6 +571,7 @@ func (g *Group) issue(ctx context.Context, w *Work) *Work {
 	}
 	w.h.seq = g.seq
 	g.seq++
+	w.queuedAt = g.opts.Timeline.Now()
 	if ctx.Done() != nil {
 		// Registered under g.mu: if ctx is already done the callback runs at once in its own
 		// goroutine and waits for the lock, by which time w is fully issued.
@@ -574,6 +586,7 @@ func (g *Group) issue(ctx context.Context, w *Work) *Work {
 	}
 	g.queue = append(g.queue, w)
 	g.mu.Unlock()
+	g.traceQueued(w)
 	signal(g.wake)
 	return w
 }
@@ -607,10 +620,12 @@ func (g *Group) worker() {
 		if w == nil {
 			return
 		}
+		start := g.opts.Timeline.Now()
 		err := g.execute(w)
 		g.mu.Lock()
 		g.busy = false
 		g.mu.Unlock()
+		g.traceOp(w, start, err)
 		w.finish(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ringtrain/ringtrain/collective/stack"
+	"github.com/ringtrain/ringtrain/timeline"
 )
 
 // InitFromEnv joins the job described by the torchrun-style environment that gorun sets
@@ -29,6 +30,9 @@ import (
 //
 // At most one Options may be given (none means the zero Options); its Logger, if set, is
 // also the transports'. The group owns the transport: Close closes both.
+//
+// GORUN_TIMELINE (gorun --timeline) makes the group record its ops into the process's
+// timeline (timeline.FromEnv) unless Options.Timeline is set; Close writes the file.
 func InitFromEnv(ctx context.Context, opts ...Options) (*Group, error) {
 	if len(opts) > 1 {
 		return nil, fmt.Errorf("collective: InitFromEnv: %d Options given, want at most one", len(opts))
@@ -36,6 +40,12 @@ func InitFromEnv(ctx context.Context, opts ...Options) (*Group, error) {
 	var o Options
 	if len(opts) == 1 {
 		o = opts[0]
+	}
+	if o.Timeline == nil {
+		var err error
+		if o.Timeline, err = timeline.FromEnv(); err != nil {
+			return nil, err
+		}
 	}
 	t, err := stack.FromEnv(ctx, o.Logger)
 	if err != nil {

@@ -16,6 +16,7 @@ type Work struct {
 	err        error
 	finished   bool        // guarded by g.mu: the op completed, a late cancellation is moot
 	stopCancel func() bool // stops the context watcher registered at issue
+	queuedAt   int64       // Options.Timeline's clock at issue (0 without a timeline)
 }
 
 // failedWork returns a Work that failed before being issued.

@@ -45,6 +45,7 @@ type DDP struct {
 	launchCh    chan *bucket  // buckets launched, in order, for the watcher
 	watchDone   chan struct{} // closed when the watcher has timestamped every launched bucket
 	launched    []*bucket
+	tl          stepTrace
 
 	last StepStats
 	acc  Stats
@@ -102,6 +103,10 @@ func Wrap(ctx context.Context, model models.Model, g *collective.Group, opts Opt
 		d.layerBuckets[b.minLayer] = append(d.layerBuckets[b.minLayer], b)
 	}
 	d.seeded = seededLayers(model)
+	if opts.Timeline == nil && g != nil {
+		opts.Timeline = g.Timeline()
+	}
+	d.tl.init(opts.Timeline, model, len(d.buckets))
 	if d.dev != nil {
 		if err := d.dev.PushParams(); err != nil {
 			return nil, fmt.Errorf("ddp: Wrap: uploading the parameters to %s: %w", d.dev.Device(), err)
@@ -226,9 +231,10 @@ func (d *DDP) Forward(x models.Tensor, train bool) (models.Tensor, models.Saved,
 		return models.Tensor{}, nil, err
 	}
 	d.beginStep()
-	t0 := time.Now()
+	t0, s := time.Now(), d.tl.r.Now()
 	y, saved, err := d.model.Forward(x, train)
 	d.compute += time.Since(t0)
+	d.tl.span("forward", s, d.steps)
 	return y, saved, err
 }
 
@@ -244,9 +250,10 @@ func (d *DDP) BackwardNoSync(saved models.Saved, dy models.Tensor) error {
 		return fmt.Errorf("%w: BackwardNoSync while the previous Backward's reductions are pending: call Wait first", ErrUsage)
 	}
 	d.beginStep()
-	t0 := time.Now()
+	t0, s := time.Now(), d.tl.r.Now()
 	err := d.model.BackwardParams(saved, dy, nil)
 	d.compute += time.Since(t0)
+	d.tl.span("backward (no sync)", s, d.steps)
 	if err != nil {
 		return fmt.Errorf("ddp: backward: %w", err)
 	}
@@ -279,8 +286,9 @@ func (d *DDP) Backward(ctx context.Context, saved models.Saved, dy models.Tensor
 	// Alone and untraced, nothing needs the gradients layer by layer: a nil hook lets a
 	// device model keep them on the device (no host round trip).
 	var hook func(int)
-	if d.dist || d.opts.trace != nil {
+	if d.dist || d.opts.trace != nil || d.tl.r != nil {
 		hook = func(i int) {
+			d.tl.layerDone(i, d.steps)
 			d.trace(EventLayerDone, i, -1)
 			if i >= 0 && i < len(d.layerBuckets) {
 				for _, b := range d.layerBuckets[i] {
@@ -289,9 +297,11 @@ func (d *DDP) Backward(ctx context.Context, saved models.Saved, dy models.Tensor
 			}
 		}
 	}
-	t0 := time.Now()
+	t0, s := time.Now(), d.tl.r.Now()
+	d.tl.last = s
 	err := d.model.BackwardParams(saved, dy, hook)
 	d.compute += time.Since(t0)
+	d.tl.span("backward", s, d.steps)
 	if hook == nil && err == nil {
 		d.launched = append(d.launched, d.buckets...)
 	}
@@ -315,6 +325,8 @@ func (d *DDP) launch(ctx context.Context, b *bucket) {
 		return
 	}
 	b.launchAt = time.Since(d.stepStart).Nanoseconds()
+	s := d.tl.r.Now()
+	defer d.tl.launched(b, s, d.steps)
 	b.work = d.reduce(ctx, b) // hook.go
 	d.trace(EventBucketLaunched, -1, b.index)
 	d.launchCh <- b
@@ -353,18 +365,21 @@ func (d *DDP) Wait(ctx context.Context) error {
 	if !d.pending {
 		return fmt.Errorf("%w: Wait without a preceding Backward", ErrUsage)
 	}
-	t0 := time.Now()
+	t0, s := time.Now(), d.tl.r.Now()
 	var first error
 	if d.dist {
 		for _, b := range d.launched {
+			sb := d.tl.r.Now()
 			if err := b.wait(ctx); err != nil && first == nil {
 				first = err
 			}
+			d.tl.waited(b, sb, d.steps)
 		}
 	}
 	if first == nil && d.dist {
 		first = d.finish(ctx) // hook.go
 	}
+	d.tl.span("wait", s, d.steps)
 	var exposed time.Duration
 	if d.dist {
 		exposed = time.Since(t0)
@@ -466,6 +481,9 @@ func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Ba
 	}
 	d.inTrainStep = true
 	defer func() { d.inTrainStep = false }()
+	d.tl.beginStep(d.steps)
+	defer d.tl.endStep()
+
 	d.beginStep()
 	d.model.ZeroGrad()
 	scale := 1 / float32(res.Samples)
@@ -474,7 +492,7 @@ func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Ba
 		if err != nil {
 			return res, d.fail(fmt.Errorf("ddp: forward of micro-batch %d: %w", i, err))
 		}
-		t0 := time.Now()
+		t0, s := time.Now(), d.tl.r.Now()
 		loss, dl, err := d.opts.loss(logits, b.Labels, scale)
 		if err == nil {
 			var c int
@@ -482,6 +500,7 @@ func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Ba
 			res.Correct += c
 		}
 		d.compute += time.Since(t0)
+		d.tl.span("loss", s, d.steps)
 		if err != nil {
 			return res, d.fail(fmt.Errorf("ddp: loss of micro-batch %d: %w", i, err))
 		}
@@ -498,10 +517,11 @@ func (d *DDP) TrainStep(ctx context.Context, opt models.Optimizer, batches ...Ba
 	if err := d.Wait(ctx); err != nil {
 		return res, err
 	}
-	t0 := time.Now()
+	t0, s := time.Now(), d.tl.r.Now()
 	if err := opt.Step(); err != nil {
 		return res, d.fail(fmt.Errorf("ddp: optimizer step: %w", err))
 	}
+	d.tl.span("optimizer", s, d.steps-1) // Wait counted the step already
 	d.last.Optimizer = time.Since(t0)
 	d.last.Total = time.Since(d.stepStart)
 	d.acc.Add(d.last)

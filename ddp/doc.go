@@ -71,6 +71,14 @@
 // rank restores the same state: a run resumed from a checkpoint continues exactly as the
 // uninterrupted run would have.
 //
+// # Timeline
+//
+// With a timeline (Options.Timeline, or the group's: gorun --timeline), every step records
+// its phases on the "ddp train" row: forward, loss, backward per layer, each bucket's launch,
+// the wait for each bucket, the optimizer (see stepTrace). Beside the group's row of
+// AllReduces it shows which communication backward hid and which it did not. Options.Trace
+// is the same points as a callback, for tests and tools.
+//
 // # Failures
 //
 // A DDP is used by one goroutine (the training loop). If a step fails on one rank, that

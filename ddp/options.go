@@ -7,6 +7,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/timeline"
 )
 
 // Defaults for the zero values of Options.
@@ -74,6 +75,11 @@ type Options struct {
 	// tests. It is called from the training goroutine and, for EventBucketDone, from a
 	// goroutine of the DDP: it must be safe for concurrent use and fast. Nil means none.
 	Trace func(Event)
+	// Timeline, when not nil, records the phases of every step (forward, backward per
+	// layer, bucket launches and waits, optimizer) into a Chrome trace; see stepTrace. Nil
+	// means the group's timeline (collective.Group.Timeline: GORUN_TIMELINE under gorun),
+	// or none.
+	Timeline *timeline.Recorder
 }
 
 // resolved is Options with defaults applied, in bytes.

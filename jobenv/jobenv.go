@@ -99,6 +99,10 @@ const (
 	// HostID replaces the host identity a rank publishes at the rendezvous (default: boot id
 	// and network namespace), e.g. to simulate hosts on one machine.
 	HostID = "GORUN_HOST_ID"
+	// Timeline is the Chrome trace file of the job (gorun --timeline): every rank records its
+	// collectives, DDP phases and pipeline actions into the file with its rank inserted
+	// (trace.json → trace.rank3.json, package timeline), and gorun merges them into this one.
+	Timeline = "GORUN_TIMELINE"
 )
 
 // Var documents one variable of the contract.
@@ -145,6 +149,7 @@ var Vars = []Var{
 	{TunerFile, "committed table", "JSON α-β table per link kind for the tuner (as printed by `go run ./benchmarks/alphabeta`); rank 0's table is the one every rank uses", false},
 	{HostID, "boot id + network namespace", "host identity a rank publishes at the rendezvous; ranks with equal identities count as one host (hierarchical AllReduce, tuner)", false},
 	{ErrorFile, "per rank and attempt", "torchrun's error file: a failing rank records its error there as JSON (`errorfile.Record`), gorun prints it in the failure summary; set for gorun itself, gorun writes the job's root cause there (torchrun's layout, with `errorCode`)", true},
+	{Timeline, "", "`--timeline FILE`: each rank writes a Chrome trace (collectives, DDP phases, pipeline actions) to FILE with its rank inserted (`trace.rank0.json`); gorun merges them into FILE when the job ends. Unset: no timeline, no cost", false},
 }
 
 // Markdown renders Vars as the Markdown table the documentation carries.

@@ -63,6 +63,8 @@ var flagDefs = []flagDef{
 		help: "how long nodes wait for each other before each attempt"},
 	{name: "rdzv-endpoints", arg: "HOST:PORT,...", def: "MASTER_ADDR:MASTER_PORT", env: jobenv.PetRdzvEndpoint,
 		help: "elastic jobs: where a node looks for the running job's rendezvous, in order (it may have moved to any node)"},
+	{name: "timeline", arg: "FILE", def: "none", env: "GORUN_TIMELINE",
+		help: "each rank writes a Chrome trace of its collectives, DDP phases and pipeline actions to FILE with its rank inserted (trace.rank0.json); gorun merges them into FILE at the end"},
 	{name: "settle", arg: "DURATION", def: "10s",
 		help: "elastic jobs: once MIN nodes are there, wait this long for more before starting; a node waiting while the job runs below MAX is admitted (job restarted) after this"},
 }
@@ -87,7 +89,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	var (
 		nproc, nodeRank, masterPort, maxRestarts, threads                    intValue
 		nnodes, masterAddr, logDir, token, tokenFile, transport, runID, rdzv stringValue
-		shm, iface                                                           stringValue
+		shm, iface, timelineFile                                             stringValue
 		grace, joinTimeout, settle                                           durationValue
 		standalone                                                           boolValue
 	)
@@ -96,7 +98,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 		"master-port": &masterPort, "standalone": &standalone, "max-restarts": &maxRestarts,
 		"grace": &grace, "log-dir": &logDir, "token": &token, "token-file": &tokenFile,
 		"threads-per-rank": &threads, "transport": &transport, "shm": &shm, "iface": &iface, "run-id": &runID,
-		"join-timeout": &joinTimeout, "rdzv-endpoints": &rdzv, "settle": &settle,
+		"join-timeout": &joinTimeout, "rdzv-endpoints": &rdzv, "settle": &settle, "timeline": &timelineFile,
 	}
 	for _, d := range flagDefs {
 		fs.Var(vals[d.name], d.name, d.help)
@@ -227,6 +229,7 @@ func ParseArgs(args []string, env LookupEnv) (*Config, error) {
 	c.Iface = firstOf(iface, env, []string{jobenv.SocketIfname}, "")
 	c.RunID = firstOf(runID, env, []string{jobenv.RunID}, "")
 	c.LogDir = logDir.v
+	c.Timeline = strings.TrimSpace(firstOf(timelineFile, env, []string{jobenv.Timeline}, ""))
 	c.Standalone = standalone.v
 	if c.Standalone {
 		for _, name := range []string{"nnodes", "node-rank", "master-addr", "master-port"} {

@@ -99,6 +99,10 @@ type Config struct {
 	// Iface is exported to ranks as GORUN_SOCKET_IFNAME when not empty: the interface or
 	// address ranks advertise and bind.
 	Iface string
+	// Timeline, when not empty, is exported to ranks as GORUN_TIMELINE (made absolute): each
+	// rank writes its Chrome trace to it with its rank inserted, and Run merges this node's
+	// ranks' files into it when the job ends (see timeline.go).
+	Timeline string
 
 	// Env is the base environment of every rank ("KEY=value" entries); the launcher's own
 	// variables are set on top of it. Nil means the launcher's own environment (os.Environ).

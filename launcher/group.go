@@ -178,6 +178,9 @@ func (g *localGroup) rankEnv(l, attempt int) []string {
 		set[jobenv.SocketIfname] = c.Iface
 	}
 	set[jobenv.ErrorFile] = g.errorFile(l, attempt)
+	if c.Timeline != "" {
+		set[jobenv.Timeline] = c.Timeline
+	}
 	return mergeEnv(g.baseEnv, set)
 }
 

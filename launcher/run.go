@@ -171,6 +171,12 @@ func Run(ctx context.Context, cfg *Config) (err error) {
 		errDir:     filepath.Join(r.tmpDir, "errors"),
 	}
 
+	if c.Timeline != "" {
+		if err := r.prepareTimeline(); err != nil {
+			return err
+		}
+		defer r.mergeTimeline()
+	}
 	switch {
 	case r.cfg.elastic():
 		return r.runElastic(ctx)

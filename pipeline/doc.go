@@ -86,4 +86,8 @@
 // pipeline/devices, which keeps cgo out of this one: what it finds is not
 // where a stage computes (a stage the caller did not compile runs on the CPU
 // whatever GPUs exist).
+//
+// When the group has a timeline (collective.Group.Timeline: gorun --timeline), every
+// action is recorded on the stage's row (forward and backward per micro-batch, receives,
+// the optimizer) and every message on its sender's row.
 package pipeline

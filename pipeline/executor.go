@@ -11,6 +11,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/timeline"
 )
 
 // ErrConfig is wrapped by every error about an Executor's configuration or
@@ -117,6 +118,7 @@ type Executor struct {
 	rep    int
 	prev   int // group rank of stage-1 of this replica, -1 on stage 0
 	next   int // group rank of stage+1, -1 on the last stage
+	tl     stageTrace
 
 	plan  *Plan
 	sched Schedule
@@ -172,6 +174,7 @@ func New(ctx context.Context, full *models.Sequential, g *collective.Group, cfg 
 		return nil, fmt.Errorf("pipeline: New: %w", err)
 	}
 	cfg, layout := e.cfg, e.layout
+	e.tl.init(g.Timeline(), e.stage, cfg.MicroBatches)
 	if cfg.Replicas > 1 {
 		if e.dp, err = g.Subgroup(ctx, layout.StageRanks(e.stage)); err != nil {
 			return nil, fmt.Errorf("pipeline: rank %d: data-parallel group of stage %d: %w", g.Rank(), e.stage, err)
@@ -506,10 +509,10 @@ func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt 
 	defer cancel(nil)
 	var fwd, bwd *sender
 	if e.next >= 0 {
-		fwd = startSender(ctx, cancel, e.g, e.next, len(e.acts), e.cfg.SendWait)
+		fwd = startSender(ctx, cancel, e.g, e.next, len(e.acts), e.cfg.SendWait, &e.tl, e.cfg.TagBase)
 	}
 	if e.prev >= 0 {
-		bwd = startSender(ctx, cancel, e.g, e.prev, len(e.acts), e.cfg.SendWait)
+		bwd = startSender(ctx, cancel, e.g, e.prev, len(e.acts), e.cfg.SendWait, &e.tl, e.cfg.TagBase)
 	}
 	start := time.Now()
 	lossSum, correct, runErr := e.run(ctx, x, labels, fwd, bwd, &st)
@@ -558,9 +561,12 @@ func (e *Executor) Step(ctx context.Context, x models.Tensor, labels []int, opt 
 		st.Loss, st.Correct, st.Samples = lossSum, correct, e.cfg.Batch
 	}
 	if opt != nil {
-		t := time.Now()
+		t, s := time.Now(), e.tl.r.Now()
 		if err := opt.Step(); err != nil {
 			return st, fmt.Errorf("pipeline: rank %d (stage %d): optimizer: %w", e.g.Rank(), e.stage, err)
+		}
+		if e.tl.r != nil {
+			e.tl.r.Complete(e.tl.tid, "optimizer", "pipeline", s, e.tl.r.Now(), timeline.Int("step", int64(e.steps)))
 		}
 		st.Optim = time.Since(t)
 	}
@@ -636,13 +642,14 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				in = models.Tensor{Shape: append([]int{mb}, e.inShape...), Data: x.Data[lo*inElems : (lo+mb)*inElems]}
 			} else {
 				in = models.Tensor{Shape: append([]int{mb}, e.inShape...), Data: reuse(&e.actBuf[a.Micro], mb*inElems)}
-				t := time.Now()
+				t, s := time.Now(), e.tl.r.Now()
 				if err := e.g.Recv(ctx, in.Data, e.prev, e.tag(a.Micro, Forward)); err != nil {
 					return 0, 0, fmt.Errorf("%s: receiving the activation from rank %d: %w", where(a), e.prev, err)
 				}
 				st.RecvWait += time.Since(t)
+				e.tl.span(a, nameRecv, s)
 			}
-			t := time.Now()
+			t, s := time.Now(), e.tl.r.Now()
 			tr.Compute = t
 			y, sv, err := e.model.Forward(in, true)
 			if err != nil {
@@ -662,6 +669,7 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				dlogits[a.Micro] = dl
 			}
 			tr.End = time.Now()
+			e.tl.span(a, nameCompute, s)
 			d := tr.End.Sub(t)
 			st.Busy += d
 			st.ForwardBusy += d
@@ -683,13 +691,14 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				dlogits[a.Micro] = models.Tensor{}
 			} else {
 				dy = models.Tensor{Shape: append([]int{mb}, e.outShape...), Data: reuse(&e.gradBuf[a.Micro], mb*outElems)}
-				t := time.Now()
+				t, s := time.Now(), e.tl.r.Now()
 				if err := e.g.Recv(ctx, dy.Data, e.next, e.tag(a.Micro, Backward)); err != nil {
 					return 0, 0, fmt.Errorf("%s: receiving the gradient from rank %d: %w", where(a), e.next, err)
 				}
 				st.RecvWait += time.Since(t)
+				e.tl.span(a, nameRecv, s)
 			}
-			t := time.Now()
+			t, s := time.Now(), e.tl.r.Now()
 			tr.Compute = t
 			var dx models.Tensor
 			var err error
@@ -702,6 +711,7 @@ func (e *Executor) run(ctx context.Context, x models.Tensor, labels []int, fwd, 
 				return 0, 0, fmt.Errorf("%s: %w", where(a), err)
 			}
 			tr.End = time.Now()
+			e.tl.span(a, nameCompute, s)
 			d := tr.End.Sub(t)
 			st.Busy += d
 			st.BackwardBusy += d
@@ -753,6 +763,9 @@ type sender struct {
 	queue  chan message
 	done   chan struct{}
 	cancel context.CancelCauseFunc
+	tl     *stageTrace
+	tid    int // tl's row of this sender
+	tag0   int // Config.TagBase: a message's tag tells its micro-batch and direction
 
 	mu     sync.Mutex
 	err    error
@@ -766,8 +779,9 @@ type message struct {
 	sent chan struct{} // closed once the transport has taken the message
 }
 
-func startSender(ctx context.Context, cancel context.CancelCauseFunc, g *collective.Group, peer, capacity int, wait time.Duration) *sender {
-	s := &sender{g: g, peer: peer, wait: wait, queue: make(chan message, capacity), done: make(chan struct{}), cancel: cancel}
+func startSender(ctx context.Context, cancel context.CancelCauseFunc, g *collective.Group, peer, capacity int, wait time.Duration, tl *stageTrace, tagBase int) *sender {
+	s := &sender{g: g, peer: peer, wait: wait, queue: make(chan message, capacity), done: make(chan struct{}), cancel: cancel,
+		tl: tl, tid: tl.senderRow(g, peer), tag0: tagBase}
 	go s.loop(ctx)
 	return s
 }
@@ -775,7 +789,10 @@ func startSender(ctx context.Context, cancel context.CancelCauseFunc, g *collect
 func (s *sender) loop(ctx context.Context) {
 	defer close(s.done)
 	for msg := range s.queue {
-		if err := s.g.Send(ctx, msg.buf, s.peer, msg.tag); err != nil {
+		start := s.tl.r.Now()
+		err := s.g.Send(ctx, msg.buf, s.peer, msg.tag)
+		s.tl.sent(s.tid, ActionKind((msg.tag-s.tag0)%2), (msg.tag-s.tag0)/2, start, 4*len(msg.buf))
+		if err != nil {
 			err = fmt.Errorf("pipeline: Send(peer=%d, tag=%d): %w", s.peer, msg.tag, err)
 			s.mu.Lock()
 			s.err = err
