@@ -176,6 +176,8 @@ type Group struct {
 	p2pLinks map[p2pKey]*p2pLink
 
 	alg algoState // topology, tuner and the links of the algorithms other than the ring (algo.go)
+
+	peers peerLinks // direct links of Gather, Scatter, AllToAll[V] (peerops.go)
 }
 
 // New makes the group of every rank of t (group rank = world rank), opening its ring links.
@@ -240,7 +242,7 @@ func newGroup(ctx context.Context, t transport.Transport, opts Options, name str
 		if err := g.openRing(ctx); err != nil {
 			return nil, err
 		}
-		g.recvScratch = f32Bytes(make([]float32, chunk+1))
+		g.recvScratch = alignedBytes(4 * (chunk + 1)) // one chunk of any dtype (8-byte aligned for fp64, int64)
 		g.sendScratch = f32Bytes(make([]float32, (fp16WireBytes(chunk)+3)/4))
 		go g.sender()
 	} else {
@@ -419,6 +421,7 @@ func (g *Group) Close() error {
 	signal(g.wake)
 	g.closeRing()
 	g.alg.close()
+	g.peers.close()
 	g.p2pMu.Lock()
 	for _, pl := range g.p2pLinks {
 		if pl.link != nil {
@@ -621,6 +624,9 @@ func (g *Group) execute(w *Work) error {
 	}
 	if err := g.t.Err(); err != nil {
 		return g.fail(w.h.describe(showSeq), err)
+	}
+	if w.h.kind.peerOp() {
+		return g.executePeer(w) // peerops.go (with one member: a local copy)
 	}
 	if len(g.ranks) == 1 {
 		return nil // every collective of one member is the identity (Avg divides by 1)
