@@ -36,9 +36,9 @@ import (
 //     sending to r in round i). Each message carries a header, so a member that returns has
 //     checked the call of every other member. AllToAllV's headers carry each message's count:
 //     a member whose recvCounts[j] differs from member j's sendCounts[me] fails with a
-//     *MismatchError naming both; members whose own exchanges all agree may return before
-//     that failure reaches them (their results are complete and correct), and their next op
-//     fails.
+//     *MismatchError naming both. Since a member cannot see whether the messages it sent
+//     fitted, AllToAllV ends with one more round: every member sends every other a header
+//     saying that all it received checked out, and returns once it has all of them (one α).
 //
 // Costs, with α the latency and β the time per byte of one link, m the bytes of one member's
 // block (AllToAllV: the largest message), n members:
@@ -47,7 +47,8 @@ import (
 //	                     about α + (n-1)·m·β where the root's port is the bottleneck, plus α
 //	                     for the answers; each other member sends or receives m.
 //	AllToAll(V):         (n-1) rounds of α + m·β, each member sending and receiving (n-1)·m;
-//	                     the bandwidth optimum, since every byte leaves its member once.
+//	                     the bandwidth optimum, since every byte leaves its member once
+//	                     (AllToAllV: one more α for the confirmations).
 
 // peerLinks are a group's direct links to its members (group rank -> link).
 type peerLinks struct {
@@ -400,5 +401,16 @@ func (x *peerRun) allToAll() error {
 			return werr
 		}
 	}
-	return nil
+	if w.h.kind != kindAllToAllV {
+		return nil // every member checked every other member's header, all equal to its own
+	}
+	// AllToAllV: a member's headers are checked by their receivers only. Each member now tells
+	// every other that it checked all it received, and returns once it heard that from all:
+	// so no member returns success unless every pair of members agreed on its split.
+	return x.each(peers, opened, func(p int, l transport.Link) error {
+		if err := x.writeMsg(l, x.msgHeader(0), nil); err != nil {
+			return err
+		}
+		return x.readMsg(l, p, x.msgHeader(0), nil)
+	})
 }
