@@ -471,7 +471,9 @@ func TestNewCollectivesMismatch(t *testing.T) {
 func TestNewCollectivesDeadRank(t *testing.T) {
 	noLeaks(t)
 	calls := map[string]func(ctx context.Context, r int, g *Group) error{
-		"Reduce": func(ctx context.Context, r int, g *Group) error { return Reduce(ctx, g, make([]float64, 1<<16), Sum, 0) },
+		"Reduce": func(ctx context.Context, r int, g *Group) error {
+			return Reduce(ctx, g, make([]float64, 1<<16), Sum, 0)
+		},
 		"Gather": func(ctx context.Context, r int, g *Group) error {
 			return Gather(ctx, g, make([]int32, 1<<16), make([]int32, 4<<16), 0)
 		},
