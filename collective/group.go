@@ -116,7 +116,8 @@ func (e *OpError) Unwrap() error { return e.Err }
 // i+1 and receives from member i-1 (mod Size), each group over channels of its own.
 //
 // All members must issue the same collectives (AllReduce, ReduceScatter, AllGather,
-// Broadcast, Barrier) in the same order, as with NCCL or MPI. A group runs its collectives one
+// Broadcast, Reduce, Gather, Scatter, AllToAll[V], Barrier, of any element type) in the same
+// order, as with NCCL or MPI. A group runs its collectives one
 // at a time, in issue order, on a goroutine of its own, so any number of async ops may be
 // outstanding without their data mixing. Every op is announced by a header that each rank
 // checks against its left neighbour's: a rank that calls a different op, count, reduction,
