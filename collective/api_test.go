@@ -518,3 +518,54 @@ func TestNewCollectivesDeadRank(t *testing.T) {
 		}
 	}
 }
+
+// TestNewCollectivesLateRank: a member that never joins a peer op (alive, but busy elsewhere)
+// fails it on every other member after Options.Timeout, naming that member.
+func TestNewCollectivesLateRank(t *testing.T) {
+	noLeaks(t)
+	calls := map[string]func(ctx context.Context, g *Group) error{
+		"Gather": func(ctx context.Context, g *Group) error {
+			return Gather(ctx, g, make([]int32, 10), make([]int32, 40), 0)
+		},
+		"Scatter": func(ctx context.Context, g *Group) error {
+			return Scatter(ctx, g, make([]int32, 40), make([]int32, 10), 0)
+		},
+		"AllToAll": func(ctx context.Context, g *Group) error { return AllToAll(ctx, g, make([]int64, 8), make([]int64, 8)) },
+		"AllToAllV": func(ctx context.Context, g *Group) error {
+			return AllToAllV(ctx, g, make([]int64, 4), []int{1, 1, 1, 1}, make([]int64, 4), []int{1, 1, 1, 1})
+		},
+		"Reduce":    func(ctx context.Context, g *Group) error { return Reduce(ctx, g, make([]float64, 10), Sum, 0) },
+		"Reduce1":   func(ctx context.Context, g *Group) error { return Reduce(ctx, g, make([]float64, 10), Sum, 1) },
+		"Broadcast": func(ctx context.Context, g *Group) error { return Broadcast(ctx, g, make([]int32, 10), 0) },
+	}
+	for what, call := range calls {
+		t.Run(what, func(t *testing.T) {
+			t.Parallel()
+			const n, late = 4, 2
+			// Long enough that the watchdog's margins between members (Timeout/n apart along a
+			// chain) exceed the scheduling noise of a loaded machine.
+			j := startJob(t, memFabric, n, Options{Timeout: time.Second})
+			errs := j.each(func(r int, g *Group) error {
+				if r == late {
+					return nil
+				}
+				return call(ctxT(t), g)
+			})
+			timeouts := 0
+			for r, err := range errs {
+				if r == late {
+					continue
+				}
+				if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("rank %d", late)) {
+					t.Errorf("rank %d: %v; want an error naming rank %d", r, err, late)
+				}
+				if errors.Is(err, ErrTimeout) {
+					timeouts++
+				}
+			}
+			if timeouts == 0 {
+				t.Errorf("no member reports ErrTimeout: %v", errs)
+			}
+		})
+	}
+}

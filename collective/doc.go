@@ -51,7 +51,7 @@
 //	Reduce             the chain reversed, root+1 → … → root, reducing    ≈ (k+n-2)(α + Mβ/k) + nα
 //	                   at every hop; each sends M once (the header lap adds nα, as Broadcast)
 //	Gather, Scatter    direct to/from the root over n-1 peer links at once: the root moves
-//	                   (n-1)·m for blocks of m bytes                      ≈ 2α + (n-1)·mβ at the root's port
+//	                   (n-1)·m for blocks of m bytes                      ≈ 3α + (n-1)·mβ at the root's port
 //	AllToAll(V)        n-1 rounds of pairwise exchange (round i: send to r+i, receive from
 //	                   r-i at once); each sends (n-1)·m                   ≈ (n-1)(α + mβ) (+α for V)
 //

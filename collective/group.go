@@ -810,6 +810,7 @@ func (d *watchdog) tick() {
 		// and name it.
 		limit += d.limit / 2
 	}
+	limit += chainPatience(&w.h, d.g.rank, len(d.g.ranks), d.g.run.headerIn.Load(), d.limit) // ring.go
 	if d.idle < limit {
 		d.timer.Reset(d.period)
 		d.mu.Unlock()
@@ -824,6 +825,9 @@ func (d *watchdog) tick() {
 	peer, what := g.ranks[(g.rank+n-1)%n], "receiving from"
 	if g.run.recvFinished.Load() {
 		peer, what = g.ranks[(g.rank+1)%n], "sending to"
+	}
+	if b := g.run.blame.Load(); b > 0 {
+		peer, what = int(b-1), "waiting for" // a peer op names the member it waits for
 	}
 	g.fail(w.h.describe(showSeq), &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w: nothing moved for %v while %s it", ErrTimeout, limit, what)})
 }

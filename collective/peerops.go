@@ -29,7 +29,9 @@ import (
 //     A member returns only after that answer, so no member succeeds unless the root agreed
 //     with every member.
 //   - Scatter: the root sends header+block to every member, which checks the header, reads
-//     its block and answers with its own header; the root returns once all have answered.
+//     its block and answers with its own header; once all have answered, the root answers
+//     every member in turn, which returns only then (as in Gather: nobody succeeds unless
+//     the root agreed with every member).
 //   - AllToAll, AllToAllV: n-1 rounds of pairwise exchange. In round i member r sends its
 //     block for r+i to r+i and receives the block of r-i from r-i, both at once (so the
 //     exchange cannot deadlock on bounded buffers: whoever r waits for in round i is itself
@@ -45,7 +47,8 @@ import (
 //
 //	Gather, Scatter:     the root moves (n-1)·m through its links, in parallel over n-1 links:
 //	                     about α + (n-1)·m·β where the root's port is the bottleneck, plus α
-//	                     for the answers; each other member sends or receives m.
+//	                     for the answers (2α in Scatter); each other member sends or
+//	                     receives m.
 //	AllToAll(V):         (n-1) rounds of α + m·β, each member sending and receiving (n-1)·m;
 //	                     the bandwidth optimum, since every byte leaves its member once
 //	                     (AllToAllV: one more α for the confirmations).
@@ -126,11 +129,30 @@ type peerRun struct {
 	w    *Work
 	n, r int
 	es   int
+
+	mu      sync.Mutex
+	waiting []bool // by group rank: a readMsg from that member is under way
+}
+
+// wait records that this member starts (on) or ends (!on) waiting for a message from p, and
+// points the watchdog at the first member still awaited: the one to blame if nothing moves.
+func (x *peerRun) wait(p int, on bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.waiting[p] = on
+	b := int64(0)
+	for q, w := range x.waiting {
+		if w {
+			b = int64(x.g.ranks[q]) + 1
+			break
+		}
+	}
+	x.g.run.blame.Store(b)
 }
 
 // executePeer runs a Gather, Scatter, AllToAll or AllToAllV (on the group's worker).
 func (g *Group) executePeer(w *Work) error {
-	x := peerRun{g: g, w: w, n: len(g.ranks), r: g.rank, es: w.h.dtype.size()}
+	x := &peerRun{g: g, w: w, n: len(g.ranks), r: g.rank, es: w.h.dtype.size(), waiting: make([]bool, len(g.ranks))}
 	x.copySelf()
 	if x.n == 1 {
 		return nil
@@ -139,6 +161,8 @@ func (g *Group) executePeer(w *Work) error {
 	defer g.wd.stop()
 	g.run.headerIn.Store(false)
 	g.run.recvFinished.Store(false)
+	g.run.blame.Store(0)
+	defer g.run.blame.Store(0)
 	lap := make(chan error, 1)
 	go func() {
 		err := g.alg.headerLap(w) // algo.go: the ring's header check
@@ -253,9 +277,17 @@ func (x *peerRun) writeMsg(l transport.Link, h header, payload []byte) error {
 }
 
 // readMsg reads member p's header, checks it against want, then reads the payload into dst
-// (whose length is what this member expects).
-func (x *peerRun) readMsg(l transport.Link, p int, want header, dst []byte) error {
+// (whose length is what this member expects). final says the message is one that p sends
+// only once every member has done its part (the root's answer in Gather and Scatter, a
+// confirmation of AllToAllV): waiting for it is not waiting for p, so the watchdog keeps its
+// ring rule (blame the left neighbour if it never joined, else wait longer), and the member
+// that waits for the late one directly fails first and names it.
+func (x *peerRun) readMsg(l transport.Link, p int, want header, dst []byte, final bool) error {
 	g := x.g
+	if !final {
+		x.wait(p, true)
+		defer x.wait(p, false)
+	}
 	var hb [headerSize]byte
 	if err := readFull(l, hb[:]); err != nil {
 		return err
@@ -308,6 +340,19 @@ func (x *peerRun) fail(err error) error {
 	return err
 }
 
+// open opens the links to peers (peerLinks), the watchdog blaming the first that never does.
+func (x *peerRun) open(peers []int) ([]transport.Link, error) {
+	for _, p := range peers {
+		x.wait(p, true)
+	}
+	defer func() {
+		for _, p := range peers {
+			x.wait(p, false)
+		}
+	}()
+	return x.g.openPeers(x.w.ctx, peers)
+}
+
 // each runs f for every peer at once and returns the first error by peer order; the first
 // failure fails the group, which ends the others.
 func (x *peerRun) each(peers []int, links []transport.Link, f func(p int, l transport.Link) error) error {
@@ -328,22 +373,22 @@ func (x *peerRun) each(peers []int, links []transport.Link, f func(p int, l tran
 func (x *peerRun) gather() error {
 	w, root := x.w, int(x.w.h.arg)
 	if x.r != root {
-		links, err := x.g.openPeers(w.ctx, []int{root})
+		links, err := x.open([]int{root})
 		if err != nil {
 			return err
 		}
 		if err := x.writeMsg(links[0], w.h, w.raw); err != nil {
 			return err
 		}
-		return x.readMsg(links[0], root, w.h, nil) // the root's answer: it checked everyone
+		return x.readMsg(links[0], root, w.h, nil, true) // the root's answer: it checked everyone
 	}
 	peers := x.others()
-	links, err := x.g.openPeers(w.ctx, peers)
+	links, err := x.open(peers)
 	if err != nil {
 		return err
 	}
 	if err := x.each(peers, links, func(p int, l transport.Link) error {
-		return x.readMsg(l, p, w.h, x.recvPart(p))
+		return x.readMsg(l, p, w.h, x.recvPart(p), false)
 	}); err != nil {
 		return err
 	}
@@ -353,32 +398,38 @@ func (x *peerRun) gather() error {
 func (x *peerRun) scatter() error {
 	w, root := x.w, int(x.w.h.arg)
 	if x.r != root {
-		links, err := x.g.openPeers(w.ctx, []int{root})
+		links, err := x.open([]int{root})
 		if err != nil {
 			return err
 		}
-		if err := x.readMsg(links[0], root, w.h, w.out); err != nil {
+		if err := x.readMsg(links[0], root, w.h, w.out, false); err != nil {
 			return err
 		}
-		return x.writeMsg(links[0], w.h, nil) // the answer: this member checked and received
+		if err := x.writeMsg(links[0], w.h, nil); err != nil { // this member checked and received
+			return err
+		}
+		return x.readMsg(links[0], root, w.h, nil, true) // the root's answer: so did everyone
 	}
 	peers := x.others()
-	links, err := x.g.openPeers(w.ctx, peers)
+	links, err := x.open(peers)
 	if err != nil {
 		return err
 	}
-	return x.each(peers, links, func(p int, l transport.Link) error {
+	if err := x.each(peers, links, func(p int, l transport.Link) error {
 		if err := x.writeMsg(l, w.h, x.sendPart(p)); err != nil {
 			return err
 		}
-		return x.readMsg(l, p, w.h, nil)
-	})
+		return x.readMsg(l, p, w.h, nil, false)
+	}); err != nil {
+		return err
+	}
+	return x.each(peers, links, func(p int, l transport.Link) error { return x.writeMsg(l, w.h, nil) })
 }
 
 func (x *peerRun) allToAll() error {
 	w := x.w
 	peers := x.others()
-	opened, err := x.g.openPeers(w.ctx, peers)
+	opened, err := x.open(peers)
 	if err != nil {
 		return err
 	}
@@ -392,7 +443,7 @@ func (x *peerRun) allToAll() error {
 		go func() { wrote <- x.fail(x.writeMsg(links[to], x.msgHeader(x.sendCount(to)), x.sendPart(to))) }()
 		// On a failure the other side may wait for a peer that will not come: failing the
 		// group at once aborts the transport, which ends it.
-		rerr := x.fail(x.readMsg(links[from], from, x.msgHeader(x.recvCount(from)), x.recvPart(from)))
+		rerr := x.fail(x.readMsg(links[from], from, x.msgHeader(x.recvCount(from)), x.recvPart(from), false))
 		werr := <-wrote
 		if err := errors.Join(rerr, werr); err != nil {
 			if rerr != nil {
@@ -411,6 +462,6 @@ func (x *peerRun) allToAll() error {
 		if err := x.writeMsg(l, x.msgHeader(0), nil); err != nil {
 			return err
 		}
-		return x.readMsg(l, p, x.msgHeader(0), nil)
+		return x.readMsg(l, p, x.msgHeader(0), nil, true)
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // ringRun is one collective in flight on a group's ring. Ops run one at a time, so a group
@@ -60,6 +61,7 @@ type ringRun struct {
 	recvDone     atomic.Int64 // chunks (or barrier rounds) the receiving side has completed
 	recvFinished atomic.Bool
 	headerIn     atomic.Bool   // the left neighbour's header for this op arrived
+	blame        atomic.Int64  // peer ops: 1 + the world rank this member waits for, 0 for the ring's rule (peerops.go)
 	sendDone     atomic.Int64  // ring chunk indices the sending side has finished (sendRing)
 	progress     atomic.Int64  // chunks moved in either direction, for the watchdog
 	wake         chan struct{} // the receiving side completed a chunk
@@ -456,6 +458,33 @@ func (x *ringRun) recvHeader() error {
 // like Broadcast; the headers make the same lap and a half, so a mismatch fails every rank.
 
 func (x *ringRun) chainPos() int { return mod(x.r-x.chainStart(), x.n) }
+
+// chainPatience is the time the watchdog adds, in a chain (Broadcast, Reduce), to a member's
+// limit before it blames its left neighbour. Along a chain a member forwards its header only
+// once its own left neighbour's arrived, so when the member at position j never joins, every
+// position after j sees no header and stalls: only position j+1 is right to blame its left
+// neighbour, and it must fire first. So the limit grows with the position (by p/n of it), the
+// chain's start (whose left header comes last of all) waits longest, and a member whose left
+// header arrived (it waits on someone further away) waits a whole limit more.
+func chainPatience(h *header, rank, n int, headerIn bool, limit time.Duration) time.Duration {
+	start := int(h.arg)
+	switch h.kind {
+	case kindReduce:
+		start++
+	case kindBroadcast, kindBroadcastBytes:
+	default:
+		return 0
+	}
+	q := mod(rank-start, n)
+	if q == 0 {
+		q = n
+	}
+	extra := limit * time.Duration(q) / time.Duration(n)
+	if headerIn {
+		extra += limit / 2 // with the ring's half: a whole limit in all
+	}
+	return extra
+}
 
 // chainStart is the group rank at position 0: the root of a Broadcast, the member after the
 // root of a Reduce.
