@@ -292,19 +292,7 @@ func (x *peerRun) readMsg(l transport.Link, p int, want header, dst []byte, fina
 	if err := readFull(l, hb[:]); err != nil {
 		return err
 	}
-	var h header
-	if err := h.decode(hb[:]); err != nil {
-		return fmt.Errorf("from rank %d: %w", g.ranks[p], err)
-	}
-	if same := h; want.kind == kindAllToAllV && h.count != want.count {
-		if same.count = want.count; same == want { // the calls agree but for this message's size
-			return &MismatchError{
-				Rank: g.worldRank, Call: fmt.Sprintf("AllToAllV(%v) receiving %d elements from rank %d (recvCounts)", want.dtype, want.count, g.ranks[p]),
-				PeerRank: g.ranks[p], PeerCall: fmt.Sprintf("AllToAllV(%v) sending %d elements to rank %d (sendCounts)", h.dtype, h.count, g.worldRank),
-				Field: "split sizes"}
-		}
-	}
-	if err := mismatch(g.worldRank, &want, g.ranks[p], &h); err != nil {
+	if err := checkPeerHeader(g.worldRank, &want, g.ranks[p], hb[:]); err != nil {
 		return err
 	}
 	g.run.progress.Add(1)
@@ -318,6 +306,24 @@ func (x *peerRun) readMsg(l transport.Link, p int, want header, dst []byte, fina
 		g.run.progress.Add(1)
 	}
 	return nil
+}
+
+// checkPeerHeader decodes the header b that world rank peer sent ahead of a message and
+// checks it against want, the header this member (world rank rank) expects.
+func checkPeerHeader(rank int, want *header, peer int, b []byte) error {
+	var h header
+	if err := h.decode(b); err != nil {
+		return fmt.Errorf("from rank %d: %w", peer, err)
+	}
+	if same := h; want.kind == kindAllToAllV && h.count != want.count {
+		if same.count = want.count; same == *want { // the calls agree but for this message's size
+			return &MismatchError{
+				Rank: rank, Call: fmt.Sprintf("AllToAllV(%v) receiving %d elements from rank %d (recvCounts)", want.dtype, want.count, peer),
+				PeerRank: peer, PeerCall: fmt.Sprintf("AllToAllV(%v) sending %d elements to rank %d (sendCounts)", h.dtype, h.count, rank),
+				Field: "split sizes"}
+		}
+	}
+	return mismatch(rank, want, peer, &h)
 }
 
 // others returns the group ranks other than this member's, in order.
