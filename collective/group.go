@@ -37,8 +37,9 @@ const (
 
 // Options configures a Group. The zero value is ready to use.
 type Options struct {
-	// ChunkBytes is the unit of pipelining, in bytes of float32 data: the ring splits each of
-	// its segments into chunks of at most this size and overlaps receiving, reducing and
+	// ChunkBytes is the unit of pipelining, in bytes of the op's elements (float32: ChunkBytes/4
+	// elements; 8-byte types: half as many): the ring splits each of its segments into chunks
+	// of at most this size and overlaps receiving, reducing and
 	// sending them, and Broadcast forwards chunks of this size along its chain. Zero means
 	// DefaultChunkBytes (256 KiB). Values below 4 mean one element per chunk.
 	ChunkBytes int
