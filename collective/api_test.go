@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -506,13 +505,18 @@ func TestNewCollectivesDeadRank(t *testing.T) {
 			t.Run(f.name+"/"+what, func(t *testing.T) {
 				const n, dead = 4, 2
 				j := startJob(t, f, n, Options{Timeout: 20 * time.Second})
-				var once sync.Once
 				errs := j.each(func(r int, g *Group) error {
 					if r == dead {
-						once.Do(func() { j.kill(dead) })
+						// A few ops in, the rank dies: the others are in the next one, or
+						// about to start it.
+						for range 3 {
+							if err := call(ctxT(t), r, g); err != nil {
+								return err
+							}
+						}
+						j.kill(dead)
 						return nil
 					}
-					// Several ops, so that the death lands in the middle of one.
 					for range 20 {
 						if err := call(ctxT(t), r, g); err != nil {
 							return err
