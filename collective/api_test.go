@@ -590,3 +590,34 @@ func TestNewCollectivesLateRank(t *testing.T) {
 		})
 	}
 }
+
+// TestNewCollectivesContext: a peer op whose context ends before the op completes (here
+// because a member is late) fails at once on that member with the context's error, and on
+// the others, long before Options.Timeout.
+func TestNewCollectivesContext(t *testing.T) {
+	noLeaks(t)
+	const n, late = 4, 3
+	// Timeout beyond the test's deadline (each fails the test after testDeadline): only the
+	// context can end this op in time.
+	j := startJob(t, memFabric, n, Options{Timeout: 2 * testDeadline})
+	errs := j.each(func(r int, g *Group) error {
+		if r == late {
+			return nil
+		}
+		ctx := ctxT(t)
+		if r == 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+		}
+		return Scatter(ctx, g, make([]float64, 4*5), make([]float64, 5), 1)
+	})
+	if !errors.Is(errs[0], context.DeadlineExceeded) {
+		t.Errorf("rank 0: %v, want the context's error", errs[0])
+	}
+	for r, err := range errs {
+		if r != late && err == nil {
+			t.Errorf("rank %d: no error", r)
+		}
+	}
+}
