@@ -261,6 +261,14 @@ func (x *peerRun) msgHeader(count int) header {
 func (x *peerRun) writeMsg(l transport.Link, h header, payload []byte) error {
 	var hb [headerSize]byte
 	h.encode(&hb)
+	if len(payload) <= coalesceMax {
+		// One write (one packet, one wake-up of the reader) for small messages, as the ring
+		// does for its first chunk: what latency-bound AllToAlls pay for.
+		b := append(hb[:], payload...)
+		_, err := l.Write(b)
+		x.g.run.progress.Add(1)
+		return err
+	}
 	if _, err := l.Write(hb[:]); err != nil {
 		return err
 	}
