@@ -51,7 +51,7 @@ func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op, opts ...Red
 // AllReduceAsync issues AllReduce and returns at once. buf must not be touched until the
 // Work is done.
 func (g *Group) AllReduceAsync(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) *Work {
-	return g.reduceOp(ctx, kindAllReduce, buf, op, opts)
+	return g.reduceOp(ctx, kindAllReduce, vecOf(buf), op, opts)
 }
 
 // ReduceScatter reduces buf across the members and leaves each member its block: buf is
@@ -66,15 +66,16 @@ func (g *Group) ReduceScatter(ctx context.Context, buf []float32, op Op, opts ..
 
 // ReduceScatterAsync issues ReduceScatter and returns at once.
 func (g *Group) ReduceScatterAsync(ctx context.Context, buf []float32, op Op, opts ...ReduceOption) *Work {
-	if len(buf)%len(g.ranks) != 0 {
-		return failedWork(fmt.Errorf("collective: ReduceScatter: len(buf)=%d is not a multiple of the group size %d", len(buf), len(g.ranks)))
-	}
-	return g.reduceOp(ctx, kindReduceScatter, buf, op, opts)
+	return g.reduceOp(ctx, kindReduceScatter, vecOf(buf), op, opts)
 }
 
-func (g *Group) reduceOp(ctx context.Context, kind opKind, buf []float32, op Op, opts []ReduceOption) *Work {
-	if !op.valid() {
-		return failedWork(fmt.Errorf("collective: %v: invalid reduction %v", kind, op))
+// reduceOp issues an AllReduce or ReduceScatter of any dtype.
+func (g *Group) reduceOp(ctx context.Context, kind opKind, v vec, op Op, opts []ReduceOption) *Work {
+	if kind == kindReduceScatter && v.n%len(g.ranks) != 0 {
+		return failedWork(fmt.Errorf("collective: ReduceScatter: len(buf)=%d is not a multiple of the group size %d", v.n, len(g.ranks)))
+	}
+	if err := checkReduction(kind.String(), v.dt, op); err != nil {
+		return failedWork(err)
 	}
 	var rc reduceConfig
 	for _, o := range opts {
@@ -87,21 +88,26 @@ func (g *Group) reduceOp(ctx context.Context, kind opKind, buf []float32, op Op,
 	default:
 		return failedWork(fmt.Errorf("collective: %v: unknown compression %v", kind, rc.compression))
 	}
+	if rc.compression != NoCompression && v.dt != dtF32 {
+		return failedWork(fmt.Errorf("collective: %v: %v compression needs float32 data, got %v", kind, rc.compression, v.dt))
+	}
 	if rc.feedback {
 		switch {
 		case rc.compression == NoCompression:
 			return failedWork(fmt.Errorf("collective: %v: Feedback needs FP16 or BF16 compression, got %v", kind, rc.compression))
 		case op != Sum && op != Avg:
 			return failedWork(fmt.Errorf("collective: %v: Feedback needs Sum or Avg, got %v", kind, op))
-		case len(rc.residual) != len(buf):
-			return failedWork(fmt.Errorf("collective: %v: Feedback residual has %d elements for a buffer of %d", kind, len(rc.residual), len(buf)))
+		case len(rc.residual) != v.n:
+			return failedWork(fmt.Errorf("collective: %v: Feedback residual has %d elements for a buffer of %d", kind, len(rc.residual), v.n))
 		}
 	}
-	h := g.dataHeader(kind, len(buf), op, rc.compression, 0)
-	if kind == kindAllReduce {
-		h.algo = g.alg.tuner.choose(len(buf), rc.compression, rc.feedback) // tuner.go
+	h := g.typedHeader(kind, v.dt, v.n, op, rc.compression, 0)
+	if kind == kindAllReduce && v.dt == dtF32 {
+		// The algorithms other than the ring work on float32 only; other dtypes take the
+		// ring (the dtype is in the header, so every rank of a correct call decides alike).
+		h.algo = g.alg.tuner.choose(v.n, rc.compression, rc.feedback) // tuner.go
 	}
-	return g.issue(ctx, &Work{h: h, buf: buf, residual: rc.residual})
+	return g.issue(ctx, &Work{h: h, buf: v.f32, raw: v.raw, residual: rc.residual})
 }
 
 // AllGather gathers every member's block into every member's buf: buf is Size() blocks of
@@ -113,10 +119,14 @@ func (g *Group) AllGather(ctx context.Context, buf []float32) error {
 
 // AllGatherAsync issues AllGather and returns at once.
 func (g *Group) AllGatherAsync(ctx context.Context, buf []float32) *Work {
-	if len(buf)%len(g.ranks) != 0 {
-		return failedWork(fmt.Errorf("collective: AllGather: len(buf)=%d is not a multiple of the group size %d", len(buf), len(g.ranks)))
+	return g.allGather(ctx, vecOf(buf))
+}
+
+func (g *Group) allGather(ctx context.Context, v vec) *Work {
+	if v.n%len(g.ranks) != 0 {
+		return failedWork(fmt.Errorf("collective: AllGather: len(buf)=%d is not a multiple of the group size %d", v.n, len(g.ranks)))
 	}
-	return g.issue(ctx, &Work{h: g.dataHeader(kindAllGather, len(buf), 0, NoCompression, 0), buf: buf})
+	return g.issue(ctx, &Work{h: g.typedHeader(kindAllGather, v.dt, v.n, 0, NoCompression, 0), buf: v.f32, raw: v.raw})
 }
 
 // Broadcast copies root's buf into every other member's buf (root is a group rank). The data
@@ -127,10 +137,25 @@ func (g *Group) Broadcast(ctx context.Context, buf []float32, root int) error {
 
 // BroadcastAsync issues Broadcast and returns at once.
 func (g *Group) BroadcastAsync(ctx context.Context, buf []float32, root int) *Work {
+	return g.broadcast(ctx, vecOf(buf), root)
+}
+
+func (g *Group) broadcast(ctx context.Context, v vec, root int) *Work {
 	if err := g.checkPeer("Broadcast root", root); err != nil {
 		return failedWork(err)
 	}
-	return g.issue(ctx, &Work{h: g.dataHeader(kindBroadcast, len(buf), 0, NoCompression, root), buf: buf})
+	return g.issue(ctx, &Work{h: g.typedHeader(kindBroadcast, v.dt, v.n, 0, NoCompression, root), buf: v.f32, raw: v.raw})
+}
+
+// reduce issues a Reduce (see the generic Reduce).
+func (g *Group) reduce(ctx context.Context, v vec, op Op, root int) *Work {
+	if err := g.checkPeer("Reduce root", root); err != nil {
+		return failedWork(err)
+	}
+	if err := checkReduction("Reduce", v.dt, op); err != nil {
+		return failedWork(err)
+	}
+	return g.issue(ctx, &Work{h: g.typedHeader(kindReduce, v.dt, v.n, op, NoCompression, root), buf: v.f32, raw: v.raw})
 }
 
 // Barrier returns once every member has called it (it is ordered with the other
@@ -143,6 +168,21 @@ func (g *Group) Barrier(ctx context.Context) error {
 // ring cuts segments, Broadcast its buffer, into chunks of g.chunk elements, and fp16 sends a
 // scale per chunk), so it is part of what the ranks must agree on.
 func (g *Group) dataHeader(kind opKind, count int, op Op, c Compression, arg int) header {
-	return header{kind: kind, dtype: dtF32, reduce: op, compression: c, algo: algoRing,
-		count: uint64(count), arg: int64(arg), chunk: uint32(g.chunk)}
+	return g.typedHeader(kind, dtF32, count, op, c, arg)
+}
+
+// typedHeader is dataHeader for any dtype: chunks are Options.ChunkBytes of the type's
+// elements (the header carries the chunk in elements).
+func (g *Group) typedHeader(kind opKind, dt dtype, count int, op Op, c Compression, arg int) header {
+	return header{kind: kind, dtype: dt, reduce: op, compression: c, algo: algoRing,
+		count: uint64(count), arg: int64(arg), chunk: uint32(g.chunkOf(dt))}
+}
+
+// chunkOf is the elements per chunk for dt: g.chunk for 4-byte types, half as many for
+// 8-byte ones, so that a chunk of any dtype fits the group's one-chunk scratch buffers.
+func (g *Group) chunkOf(dt dtype) int {
+	if dt.size() <= 4 {
+		return g.chunk
+	}
+	return max(1, g.chunk*4/dt.size())
 }

@@ -1,7 +1,7 @@
 // Package collective runs collective communication for data- and pipeline-parallel training:
-// ring AllReduce, ReduceScatter, AllGather, Broadcast, Barrier, tagged Send/Recv and
-// subgroups, on []float32 buffers, over any transport.Transport (QUIC between processes,
-// memory inside one).
+// AllReduce, ReduceScatter, AllGather, Broadcast, Reduce, Gather, Scatter, AllToAll,
+// AllToAllV, Barrier, tagged Send/Recv and subgroups, on float32, float64, int32 and int64
+// buffers, over any transport.Transport (QUIC between processes, memory inside one).
 //
 // A program joins its job and reduces its gradients like this:
 //
@@ -14,6 +14,55 @@
 //	w := g.AllReduceAsync(ctx, bucket, collective.Avg)              // overlap with compute
 //	...
 //	err = w.Wait(ctx)
+//
+// # Element types
+//
+// The methods of Group take []float32 (the package's first type, which ddp and pipeline use).
+// Every collective is also a generic function over Number (float32 | float64 | int32 | int64)
+// that takes the group as its second argument, with an Async form:
+//
+//	err = collective.AllReduce(ctx, g, counts, collective.Sum)       // counts []int64
+//	err = collective.Reduce(ctx, g, metrics, collective.Max, 0)      // metrics []float64, to rank 0
+//	err = collective.Gather(ctx, g, mine, all, 0)                    // all: Size()·len(mine), on rank 0
+//	err = collective.Scatter(ctx, g, all, mine, 0)                   // the inverse
+//	err = collective.AllToAll(ctx, g, send, recv)                    // Size() equal blocks
+//	err = collective.AllToAllV(ctx, g, send, sendCounts, recv, recvCounts)
+//	err = collective.Send(ctx, g, ids, peer, tag)                    // ids []int32
+//
+// Generic functions rather than an interface or a tensor type: a Go user's data is already a
+// slice, the element type is checked at compile time, and each call site reads like the
+// method it extends. The type travels in the op header's dtype byte, so members that pass
+// different types fail with a *MismatchError. The ring moves every type as its own memory
+// (no conversion, no copy through float32) and reduces it with a kernel of its type: Sum, Max
+// and Min for all (integer sums wrap on overflow, as Go's do), Avg for the float types only
+// (integers refuse it: the division would round, and which rounding is the caller's choice).
+// FP16 compression and Feedback are for float32 AllReduce and ReduceScatter only; AllReduce
+// of another type always runs the ring. Chunks are Options.ChunkBytes of any type.
+//
+// # Algorithms and their costs
+//
+// With n members, a buffer of M bytes, α the latency of one message and β the time per
+// byte of a link, k = M/ChunkBytes chunks:
+//
+//	AllReduce (ring)   2(n-1) steps; each member sends 2(n-1)/n·M         ≈ 2(n-1)α + 2(n-1)/n·Mβ
+//	                   (rd, rhd, hier for float32: see tuner.go, rdouble.go, hier.go)
+//	ReduceScatter      ring, n-1 steps; each sends (n-1)/n·M              ≈ (n-1)α + (n-1)/n·Mβ
+//	AllGather          ring, n-1 steps; each sends (n-1)/n·M              ≈ (n-1)α + (n-1)/n·Mβ
+//	Broadcast          pipelined chain root → root+1 → …; each sends M    ≈ (k+n-2)(α + Mβ/k) + nα
+//	Reduce             the chain reversed, root+1 → … → root, reducing    ≈ (k+n-2)(α + Mβ/k) + nα
+//	                   at every hop; each sends M once (the header lap adds nα, as Broadcast)
+//	Gather, Scatter    direct to/from the root over n-1 peer links at once: the root moves
+//	                   (n-1)·m for blocks of m bytes                      ≈ 3α + (n-1)·mβ at the root's port
+//	AllToAll(V)        n-1 rounds of pairwise exchange (round i: send to r+i, receive from
+//	                   r-i at once); each sends (n-1)·m                   ≈ (n-1)(α + mβ) (+α for V)
+//
+// Reduce could also be a reduce-scatter followed by sending the segments to the root; that
+// moves about 2(n-1)/n·M through the root's link against the chain's M, and its n-1 senders
+// converge on the root at once, so the chain (NCCL's ring Reduce) is used. Gather and
+// Scatter go direct rather than along the ring: a chain would forward each block through
+// the members in between, (n-1)·n/2 blocks on the wire against n-1. The peer links are
+// opened on first use by both ends (shared memory between processes of one host, like any
+// link), and AllToAll reuses them; see peerops.go.
 //
 // # Design
 //
@@ -36,7 +85,10 @@
 // root or tag, and the wire geometry: compression, chunk size, algorithm) sent ahead of the
 // data to the right neighbour, which checks it against its own call: ranks that disagree
 // (a different op, or another Options.ChunkBytes) get a *MismatchError naming both calls,
-// on every rank, and no rank returns success from that op.
+// on every rank, and no rank returns success from that op. The ops over peer links (Gather,
+// Scatter, AllToAll[V]) send the same header around the ring and one ahead of every
+// message, whose count frames the payload (AllToAllV: a member expecting another size
+// than its peer sends fails naming both, before reading a byte of it).
 //
 // # Timeline
 //

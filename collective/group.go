@@ -38,8 +38,9 @@ const (
 
 // Options configures a Group. The zero value is ready to use.
 type Options struct {
-	// ChunkBytes is the unit of pipelining, in bytes of float32 data: the ring splits each of
-	// its segments into chunks of at most this size and overlaps receiving, reducing and
+	// ChunkBytes is the unit of pipelining, in bytes of the op's elements (float32: ChunkBytes/4
+	// elements; 8-byte types: half as many): the ring splits each of its segments into chunks
+	// of at most this size and overlaps receiving, reducing and
 	// sending them, and Broadcast forwards chunks of this size along its chain. Zero means
 	// DefaultChunkBytes (256 KiB). Values below 4 mean one element per chunk.
 	ChunkBytes int
@@ -122,7 +123,8 @@ func (e *OpError) Unwrap() error { return e.Err }
 // i+1 and receives from member i-1 (mod Size), each group over channels of its own.
 //
 // All members must issue the same collectives (AllReduce, ReduceScatter, AllGather,
-// Broadcast, Barrier) in the same order, as with NCCL or MPI. A group runs its collectives one
+// Broadcast, Reduce, Gather, Scatter, AllToAll[V], Barrier, of any element type) in the same
+// order, as with NCCL or MPI. A group runs its collectives one
 // at a time, in issue order, on a goroutine of its own, so any number of async ops may be
 // outstanding without their data mixing. Every op is announced by a header that each rank
 // checks against its left neighbour's: a rank that calls a different op, count, reduction,
@@ -183,6 +185,8 @@ type Group struct {
 
 	alg algoState // topology, tuner and the links of the algorithms other than the ring (algo.go)
 	tl  groupTrace
+
+	peers peerLinks // direct links of Gather, Scatter, AllToAll[V] (peerops.go)
 }
 
 // New makes the group of every rank of t (group rank = world rank), opening its ring links.
@@ -247,7 +251,7 @@ func newGroup(ctx context.Context, t transport.Transport, opts Options, name str
 		if err := g.openRing(ctx); err != nil {
 			return nil, err
 		}
-		g.recvScratch = f32Bytes(make([]float32, chunk+1))
+		g.recvScratch = alignedBytes(4 * (chunk + 1)) // one chunk of any dtype (8-byte aligned for fp64, int64)
 		g.sendScratch = f32Bytes(make([]float32, (fp16WireBytes(chunk)+3)/4))
 		go g.sender()
 	} else {
@@ -426,6 +430,7 @@ func (g *Group) Close() error {
 	signal(g.wake)
 	g.closeRing()
 	g.alg.close()
+	g.peers.close()
 	g.p2pMu.Lock()
 	for _, pl := range g.p2pLinks {
 		if pl.link != nil {
@@ -637,6 +642,9 @@ func (g *Group) execute(w *Work) error {
 	if err := g.t.Err(); err != nil {
 		return g.fail(w.h.describe(showSeq), err)
 	}
+	if w.h.kind.peerOp() {
+		return g.executePeer(w) // peerops.go (with one member: a local copy)
+	}
 	if len(g.ranks) == 1 {
 		return nil // every collective of one member is the identity (Avg divides by 1)
 	}
@@ -818,6 +826,7 @@ func (d *watchdog) tick() {
 		// and name it.
 		limit += d.limit / 2
 	}
+	limit += chainPatience(&w.h, d.g.rank, len(d.g.ranks), d.g.run.headerIn.Load(), d.limit) // ring.go
 	if d.idle < limit {
 		d.timer.Reset(d.period)
 		d.mu.Unlock()
@@ -832,6 +841,9 @@ func (d *watchdog) tick() {
 	peer, what := g.ranks[(g.rank+n-1)%n], "receiving from"
 	if g.run.recvFinished.Load() {
 		peer, what = g.ranks[(g.rank+1)%n], "sending to"
+	}
+	if b := g.run.blame.Load(); b > 0 {
+		peer, what = int(b-1), "waiting for" // a peer op names the member it waits for
 	}
 	g.fail(w.h.describe(showSeq), &transport.PeerError{Rank: peer, Err: fmt.Errorf("%w: nothing moved for %v while %s it", ErrTimeout, limit, what)})
 }

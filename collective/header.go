@@ -24,13 +24,13 @@ import (
 //	[0:2]   magic 0x5254 ("RT")
 //	[2]     version (2)
 //	[3]     kind        (opKind)
-//	[4]     dtype       (element type of the caller's buffer: none, fp32, bytes)
+//	[4]     dtype       (element type of the caller's buffer: none, fp32, bytes, fp64, int32, int64)
 //	[5]     reduce      (Op, 0 when the op does not reduce)
 //	[6]     compression (Compression: how values are encoded on the wire)
 //	[7]     algorithm   (ring 0, rd 1, rhd 2, hier 3)
 //	[8:16]  seq         (per-group op sequence number; per (peer, tag) message number for Send)
 //	[16:24] count       (number of elements of the caller's buffer; 0 for variable-length bytes)
-//	[24:32] arg         (Broadcast root, Send tag; 0 otherwise), signed
+//	[24:32] arg         (Broadcast, Reduce, Gather, Scatter root; Send tag; 0 otherwise), signed
 //	[32:36] chunk       (elements per pipelining chunk; 0 for ops whose framing does not use it)
 //	[36:40] reserved, zero
 //
@@ -164,8 +164,14 @@ func (h *header) describe(show int) string {
 		args = fmt.Sprintf("count=%d, %s, %v", h.count, enc, h.reduce)
 	case kindAllGather:
 		args = fmt.Sprintf("count=%d, %s", h.count, enc)
-	case kindBroadcast:
+	case kindBroadcast, kindGather, kindScatter:
 		args = fmt.Sprintf("count=%d, %s, root=%d", h.count, enc, h.arg)
+	case kindReduce:
+		args = fmt.Sprintf("count=%d, %s, %v, root=%d", h.count, enc, h.reduce, h.arg)
+	case kindAllToAll:
+		args = fmt.Sprintf("count=%d, %s", h.count, enc)
+	case kindAllToAllV:
+		args = enc // the counts differ per rank; each message's header carries its own
 	case kindBroadcastBytes:
 		args = fmt.Sprintf("root=%d", h.arg)
 	case kindBarrier, kindAllGatherBytes, kindClose:
@@ -173,7 +179,7 @@ func (h *header) describe(show int) string {
 		args = fmt.Sprintf("count=%d, %s, tag=%d", h.count, enc, h.arg)
 	}
 	if show&showChunk != 0 {
-		args += fmt.Sprintf(", chunk=%d B", 4*uint64(h.chunk))
+		args += fmt.Sprintf(", chunk=%d B", uint64(max(4, h.dtype.size()))*uint64(h.chunk))
 	}
 	if show&showAlgo != 0 {
 		args += fmt.Sprintf(", algorithm=%v", h.algo)

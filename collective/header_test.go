@@ -18,6 +18,11 @@ func TestHeaderRoundTrip(t *testing.T) {
 		{kind: kindAllReduce, dtype: dtF32, compression: FP16, reduce: Avg, seq: 9, count: 1 << 20, chunk: 1 << 30},
 		{kind: kindBroadcastBytes, dtype: dtBytes, arg: 3},
 		{kind: kindAllGatherBytes, dtype: dtBytes, seq: 2},
+		{kind: kindReduce, dtype: dtI64, reduce: Max, seq: 3, count: 7, arg: 2, chunk: 32768},
+		{kind: kindGather, dtype: dtF64, seq: 4, count: 9, arg: 1},
+		{kind: kindScatter, dtype: dtI32, seq: 5, count: 9, arg: 0},
+		{kind: kindAllToAll, dtype: dtF32, seq: 6, count: 12},
+		{kind: kindAllToAllV, dtype: dtI64, seq: 7},
 	} {
 		var b [headerSize]byte
 		h.encode(&b)
@@ -110,6 +115,10 @@ func FuzzHeaderDecode(f *testing.F) {
 	f.Add(b[:])
 	(&header{kind: kindAllGatherBytes, dtype: dtBytes, seq: 1}).encode(&b)
 	f.Add(b[:])
+	(&header{kind: kindReduce, dtype: dtI64, reduce: Min, seq: 2, count: 10, arg: 3, chunk: 32768}).encode(&b)
+	f.Add(b[:])
+	(&header{kind: kindAllToAllV, dtype: dtF64, seq: 2, count: 10}).encode(&b)
+	f.Add(b[:])
 	f.Add(b[:32]) // a version-1 sized header
 	ref := header{kind: kindAllReduce, dtype: dtF32, compression: FP16, reduce: Avg, seq: 5, count: 40000, chunk: 4096}
 	f.Add([]byte{})
@@ -180,6 +189,39 @@ func FuzzFP16RoundTrip(f *testing.F) {
 		encodeFP16(wire, v)
 		if err := decodeFP16(Sum, true, make([]float32, len(v)), wire); err != nil {
 			t.Fatalf("decoding what the encoder wrote for %v: %v", v, err)
+		}
+	})
+}
+
+// FuzzPeerHeader: the header ahead of a Gather, Scatter or AllToAll[V] message, checked by
+// its receiver (peerops.go), is accepted exactly when it equals what the receiver expects;
+// otherwise the error names both ranks, and for AllToAllV calls that differ only in this
+// message's count, says the split sizes differ.
+func FuzzPeerHeader(f *testing.F) {
+	want := header{kind: kindAllToAllV, dtype: dtI32, seq: 9, count: 5}
+	for _, h := range []header{want, {kind: kindAllToAllV, dtype: dtI32, seq: 9, count: 6}, {kind: kindGather, dtype: dtF32, seq: 1, count: 3, arg: 2}} {
+		var b [headerSize]byte
+		h.encode(&b)
+		f.Add(b[:], uint64(5))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, count uint64) {
+		w := want
+		w.count = count
+		err := checkPeerHeader(1, &w, 4, in)
+		var h header
+		derr := h.decode(in)
+		if (err == nil) != (derr == nil && h == w) {
+			t.Fatalf("checkPeerHeader(%x) = %v; decoded %+v (%v), want %+v", in, err, h, derr, w)
+		}
+		if err != nil && derr == nil {
+			if !strings.Contains(err.Error(), "rank 1") || !strings.Contains(err.Error(), "rank 4") {
+				t.Fatalf("%q does not name both ranks", err)
+			}
+			same := h
+			same.count = w.count
+			if same == w && !strings.Contains(err.Error(), "split sizes") {
+				t.Fatalf("%q: a count-only difference does not name the split sizes", err)
+			}
 		}
 	})
 }

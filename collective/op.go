@@ -111,7 +111,10 @@ const (
 	dtNone  dtype = iota // no payload (Barrier)
 	dtF32                // []float32
 	dtBytes              // []byte (BroadcastBytes, AllGatherBytes)
-	dtMax   = dtBytes
+	dtF64                // []float64
+	dtI32                // []int32
+	dtI64                // []int64
+	dtMax   = dtI64
 )
 
 func (d dtype) String() string {
@@ -122,6 +125,12 @@ func (d dtype) String() string {
 		return "fp32"
 	case dtBytes:
 		return "bytes"
+	case dtF64:
+		return "fp64"
+	case dtI32:
+		return "int32"
+	case dtI64:
+		return "int64"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
@@ -139,8 +148,19 @@ const (
 	kindClose // the goodbye of Close (see Group.Close)
 	kindBroadcastBytes
 	kindAllGatherBytes
-	kindMax = kindAllGatherBytes
+	kindReduce    // ring.go: a chain ending at the root
+	kindGather    // peerops.go: direct to the root
+	kindScatter   // peerops.go: direct from the root
+	kindAllToAll  // peerops.go: pairwise exchange
+	kindAllToAllV // peerops.go: pairwise exchange, per-peer counts
+	kindMax       = kindAllToAllV
 )
+
+// peerOp reports whether the kind runs over the group's peer links (peerops.go) rather than
+// its ring.
+func (k opKind) peerOp() bool {
+	return k == kindGather || k == kindScatter || k == kindAllToAll || k == kindAllToAllV
+}
 
 func (k opKind) String() string {
 	switch k {
@@ -162,6 +182,16 @@ func (k opKind) String() string {
 		return "BroadcastBytes"
 	case kindAllGatherBytes:
 		return "AllGatherBytes"
+	case kindReduce:
+		return "Reduce"
+	case kindGather:
+		return "Gather"
+	case kindScatter:
+		return "Scatter"
+	case kindAllToAll:
+		return "AllToAll"
+	case kindAllToAllV:
+		return "AllToAllV"
 	}
 	return fmt.Sprintf("opKind(%d)", uint8(k))
 }

@@ -101,7 +101,11 @@ func p2pIO(ctx context.Context, pl *p2pLink, io func() (int, error)) (int, error
 // ctx allows (Options.Timeout does not apply); a peer that dies fails it through the
 // transport.
 func (g *Group) Send(ctx context.Context, buf []float32, peer, tag int) error {
-	call := fmt.Sprintf("Send(peer=%d, tag=%d, count=%d)", peer, tag, len(buf))
+	return g.send(ctx, vecOf(buf), peer, tag)
+}
+
+func (g *Group) send(ctx context.Context, v vec, peer, tag int) error {
+	call := fmt.Sprintf("Send(peer=%d, tag=%d, count=%d%s)", peer, tag, v.n, dtNote(v.dt))
 	if err := g.checkP2P(call, peer); err != nil {
 		return err
 	}
@@ -110,13 +114,13 @@ func (g *Group) Send(ctx context.Context, buf []float32, peer, tag int) error {
 		return g.p2pError(ctx, call, 0, err)
 	}
 	defer func() { <-pl.sem }()
-	h := header{kind: kindSend, dtype: dtF32, seq: pl.seq, count: uint64(len(buf)), arg: int64(tag)}
+	h := header{kind: kindSend, dtype: v.dt, seq: pl.seq, count: uint64(v.n), arg: int64(tag)}
 	h.encode(&pl.hdr)
 	n, err := p2pIO(ctx, pl, func() (int, error) {
 		n, err := pl.link.Write(pl.hdr[:])
-		if err == nil && len(buf) > 0 {
+		if err == nil && v.n > 0 {
 			var m int
-			m, err = pl.link.Write(f32Bytes(buf))
+			m, err = pl.link.Write(v.raw)
 			n += m
 		}
 		return n, err
@@ -133,7 +137,11 @@ func (g *Group) Send(ctx context.Context, buf []float32, peer, tag int) error {
 // size is a *MismatchError, which fails the group. Cancellation and failures behave as for
 // Send.
 func (g *Group) Recv(ctx context.Context, buf []float32, peer, tag int) error {
-	call := fmt.Sprintf("Recv(peer=%d, tag=%d, count=%d)", peer, tag, len(buf))
+	return g.recv(ctx, vecOf(buf), peer, tag)
+}
+
+func (g *Group) recv(ctx context.Context, v vec, peer, tag int) error {
+	call := fmt.Sprintf("Recv(peer=%d, tag=%d, count=%d%s)", peer, tag, v.n, dtNote(v.dt))
 	if err := g.checkP2P(call, peer); err != nil {
 		return err
 	}
@@ -151,14 +159,14 @@ func (g *Group) Recv(ctx context.Context, buf []float32, peer, tag int) error {
 		if err := h.decode(pl.hdr[:]); err != nil {
 			return n, fmt.Errorf("from rank %d: %w", g.ranks[peer], err)
 		}
-		if h.kind != kindSend || h.dtype != dtF32 || h.compression != NoCompression || h.arg != int64(tag) || h.seq != pl.seq || h.count != uint64(len(buf)) {
-			peerCall := fmt.Sprintf("Send(peer=%d, tag=%d, count=%d)", g.rank, h.arg, h.count)
-			if h.kind != kindSend || h.dtype != dtF32 || h.compression != NoCompression || h.seq != pl.seq {
+		if h.kind != kindSend || h.dtype != v.dt || h.compression != NoCompression || h.arg != int64(tag) || h.seq != pl.seq || h.count != uint64(v.n) {
+			peerCall := fmt.Sprintf("Send(peer=%d, tag=%d, count=%d%s)", g.rank, h.arg, h.count, dtNote(h.dtype))
+			if h.kind != kindSend || h.compression != NoCompression || h.seq != pl.seq {
 				peerCall = h.describe(showSeq) + fmt.Sprintf(" (expected message #%d)", pl.seq)
 			}
 			return n, &MismatchError{Rank: g.worldRank, Call: call, PeerRank: g.ranks[peer], PeerCall: peerCall}
 		}
-		m, err := io.ReadFull(pl.link, f32Bytes(buf))
+		m, err := io.ReadFull(pl.link, v.raw)
 		return n + m, err
 	})
 	if err != nil {
@@ -185,4 +193,13 @@ func (g *Group) p2pError(ctx context.Context, call string, n int, err error) err
 		return fmt.Errorf("collective: rank %d: %s: %w", g.worldRank, call, context.Cause(ctx))
 	}
 	return g.fail(call, err)
+}
+
+// dtNote names a dtype other than float32 in a Send or Recv call's description (float32, the
+// original type of Send and Recv, goes unnamed).
+func dtNote(dt dtype) string {
+	if dt == dtF32 {
+		return ""
+	}
+	return ", " + dt.String()
 }

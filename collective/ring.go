@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // ringRun is one collective in flight on a group's ring. Ops run one at a time, so a group
@@ -24,13 +25,17 @@ type ringRun struct {
 	g *Group
 	w *Work
 
-	n, r  int // group size and this member's group rank
-	count int
-	buf   []float32
-	op    Op
-	fp16  bool        // values travel compressed (FP16 or BF16: wire says which)
-	wire  Compression // the op's compression
-	res   []float32   // error feedback residual (Feedback), or nil
+	n, r   int // group size and this member's group rank
+	count  int // elements
+	dt     dtype
+	es     int       // bytes per element
+	raw    []byte    // the buffer's memory, any dtype
+	buf    []float32 // the same memory when dt is fp32 (compression works on it), else nil
+	chunkN int       // elements per chunk (the header's chunk)
+	op     Op
+	fp16   bool        // values travel compressed (FP16 or BF16: wire says which)
+	wire   Compression // the op's compression
+	res    []float32   // error feedback residual (Feedback), or nil
 
 	// Byte ops (BroadcastBytes, AllGatherBytes): messages framed by their length.
 	bytesOp bool
@@ -57,6 +62,7 @@ type ringRun struct {
 	recvDone     atomic.Int64 // chunks (or barrier rounds) the receiving side has completed
 	recvFinished atomic.Bool
 	headerIn     atomic.Bool   // the left neighbour's header for this op arrived
+	blame        atomic.Int64  // peer ops: 1 + the world rank this member waits for, 0 for the ring's rule (peerops.go)
 	sendDone     atomic.Int64  // ring chunk indices the sending side has finished (sendRing)
 	progress     atomic.Int64  // chunks moved in either direction, for the watchdog
 	wake         chan struct{} // the receiving side completed a chunk
@@ -67,8 +73,11 @@ func (x *ringRun) reset(w *Work) {
 	g := x.g
 	x.w = w
 	x.n, x.r = len(g.ranks), g.rank
-	x.count = len(w.buf)
+	x.count = int(w.h.count)
+	x.dt, x.es = w.h.dtype, w.h.dtype.size()
+	x.raw = w.bytes()
 	x.buf = w.buf
+	x.chunkN = max(1, int(w.h.chunk))
 	x.op = w.h.reduce
 	x.wire = w.h.compression
 	x.fp16 = x.wire != NoCompression
@@ -97,10 +106,10 @@ func (x *ringRun) reset(w *Work) {
 	switch w.h.kind {
 	case kindBroadcastBytes, kindAllGatherBytes:
 		x.k = 0 // known once the length frame is
-	case kindBroadcast:
-		x.k = ceilDiv(x.count, g.chunk)
+	case kindBroadcast, kindReduce:
+		x.k = ceilDiv(x.count, x.chunkN)
 	default:
-		x.k = ceilDiv(ceilDiv(x.count, x.n), g.chunk)
+		x.k = ceilDiv(ceilDiv(x.count, x.n), x.chunkN)
 	}
 	w.h.encode(&x.hdrOut)
 	x.hdrPending = true
@@ -152,6 +161,9 @@ func mod(a, n int) int {
 	}
 	return a
 }
+
+// elems returns the bytes of elements [lo, hi) of the buffer.
+func (x *ringRun) elems(lo, hi int) []byte { return x.raw[lo*x.es : hi*x.es] }
 
 // chunk returns the element range of chunk c of segment seg.
 func (x *ringRun) chunk(seg, c int) (lo, hi int) {
@@ -239,7 +251,7 @@ func (x *ringRun) recvDoneOne() {
 func (x *ringRun) send() error {
 	var err error
 	switch x.w.h.kind {
-	case kindBroadcast, kindBroadcastBytes:
+	case kindBroadcast, kindBroadcastBytes, kindReduce:
 		err = x.sendChain()
 	case kindAllGatherBytes:
 		err = x.sendGatherBytes()
@@ -268,7 +280,7 @@ func (x *ringRun) sendRing() error {
 				}
 			}
 			if lo, hi := x.chunk(seg, c); hi > lo {
-				if err := x.sendValues(s, seg, c, x.buf[lo:hi]); err != nil {
+				if err := x.sendValues(s, seg, c, lo, hi); err != nil {
 					return err
 				}
 			}
@@ -292,8 +304,12 @@ func (x *ringRun) gatherSlot(seg, c int) []byte {
 	return x.g.gather[off : off+x.wire.wireBytes(hi-lo)]
 }
 
-func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
-	if x.fp16 && s == x.rsSteps && x.rsSteps > 0 {
+func (x *ringRun) sendValues(s, seg, c, lo, hi int) error {
+	if !x.fp16 {
+		return x.write(x.elems(lo, hi)) // the buffer's own memory, any dtype
+	}
+	v := x.buf[lo:hi]
+	if s == x.rsSteps && x.rsSteps > 0 {
 		// This rank's fully reduced chunk starts the all-gather: encode it once into its
 		// slot (the other ranks receive into theirs and forward from there), send it, and
 		// keep exactly what every other rank will decode. (Done here rather than on the
@@ -305,18 +321,15 @@ func (x *ringRun) sendValues(s, seg, c int, v []float32) error {
 		}
 		return x.wire.decode(x.op, true, v, b)
 	}
-	if x.fp16 && s > x.rsSteps {
+	if s > x.rsSteps {
 		return x.write(x.gatherSlot(seg, c))
 	}
-	if x.fp16 {
-		// A reduce-scatter hop: this rank's own values at s = 0, its partial sums later.
-		// v is scratch from here on (this rank does not read these positions again before
-		// the all-gather overwrites them), so feedback may add its residual in place.
-		b := x.g.sendScratch[:x.wire.wireBytes(len(v))]
-		x.encode(b, seg, c, v)
-		return x.write(b)
-	}
-	return x.write(f32Bytes(v))
+	// A reduce-scatter hop: this rank's own values at s = 0, its partial sums later.
+	// v is scratch from here on (this rank does not read these positions again before
+	// the all-gather overwrites them), so feedback may add its residual in place.
+	b := x.g.sendScratch[:x.wire.wireBytes(len(v))]
+	x.encode(b, seg, c, v)
+	return x.write(b)
 }
 
 // encode writes chunk c of segment seg, whose values are v, as a compressed wire chunk, with
@@ -332,12 +345,11 @@ func (x *ringRun) encode(dst []byte, seg, c int, v []float32) {
 
 // recv is the receiving side of the op in flight (on the group's worker goroutine).
 func (x *ringRun) recv() error {
-	g := x.g
 	if err := x.recvHeader(); err != nil {
 		return err
 	}
 	switch x.w.h.kind {
-	case kindBroadcast, kindBroadcastBytes:
+	case kindBroadcast, kindBroadcastBytes, kindReduce:
 		return x.recvChain()
 	case kindAllGatherBytes:
 		return x.recvGatherBytes()
@@ -356,42 +368,49 @@ func (x *ringRun) recv() error {
 					return err
 				}
 			}
-			if lo, hi := x.chunk(seg, c); hi > lo {
-				dst := x.buf[lo:hi]
-				var err error
-				switch {
-				case x.fp16 && !rs:
-					// All-gather: keep the wire bytes, the sending side forwards them as they are.
-					b := x.gatherSlot(seg, c)
-					if err = readFull(g.left, b); err == nil {
-						err = x.wire.decode(x.op, true, dst, b)
-					}
-				case x.fp16:
-					b := g.recvScratch[:x.wire.wireBytes(len(dst))]
-					if err = readFull(g.left, b); err == nil {
-						err = x.wire.decode(x.op, false, dst, b)
-					}
-				case rs:
-					b := g.recvScratch[:4*len(dst)]
-					if err = readFull(g.left, b); err == nil {
-						reduceInto(x.op, dst, f32View(b))
-					}
-				default:
-					err = readFull(g.left, f32Bytes(dst)) // all-gather: straight into place
-				}
-				if err != nil {
-					return err
-				}
-				if final {
-					if x.op == Avg {
-						divideBy(dst, float32(x.n))
-					}
-				}
+			if err := x.recvChunk(seg, c, rs, final); err != nil {
+				return err
 			}
 			x.recvDoneOne()
 		}
 	}
 	return nil
+}
+
+// recvChunk receives chunk c of segment seg from the left neighbour: in the reduce-scatter
+// (rs) it reduces it into the buffer, dividing for Avg at the last step (final), in the
+// all-gather it overwrites the buffer's chunk.
+func (x *ringRun) recvChunk(seg, c int, rs, final bool) error {
+	lo, hi := x.chunk(seg, c)
+	if hi <= lo {
+		return nil
+	}
+	g := x.g
+	var err error
+	switch {
+	case x.fp16 && !rs:
+		// All-gather: keep the wire bytes, the sending side forwards them as they are.
+		b := x.gatherSlot(seg, c)
+		if err = readFull(g.left, b); err == nil {
+			err = x.wire.decode(x.op, true, x.buf[lo:hi], b)
+		}
+	case x.fp16:
+		b := g.recvScratch[:x.wire.wireBytes(hi-lo)]
+		if err = readFull(g.left, b); err == nil {
+			err = x.wire.decode(x.op, false, x.buf[lo:hi], b)
+		}
+	case rs:
+		b := g.recvScratch[:x.es*(hi-lo)]
+		if err = readFull(g.left, b); err == nil {
+			reduceBytes(x.dt, x.op, x.elems(lo, hi), b)
+		}
+	default:
+		err = readFull(g.left, x.elems(lo, hi)) // all-gather: straight into place
+	}
+	if err == nil && final && x.op == Avg {
+		divideBytes(x.dt, x.elems(lo, hi), x.n)
+	}
+	return err
 }
 
 // recvHeader reads the left neighbour's header and checks it against this rank's call.
@@ -432,8 +451,51 @@ func (x *ringRun) recvHeader() error {
 //
 // The lap costs n small messages of latency: a Broadcast is an initialisation op (parameters,
 // checkpoints), where a rank returning success beside ranks that failed is worse than that.
+//
+// Reduce runs the same chain the other way round (NCCL's ring Reduce): it starts at root+1
+// (position 0, which sends its own buffer) and ends at the root (position n-1); every
+// position in between adds each chunk it receives into its own buffer's chunk and forwards
+// the partial result, so the root receives each chunk reduced over all other members and adds
+// its own (dividing for Avg). Each member sends the buffer once: about (k + n-2) chunk times,
+// like Broadcast; the headers make the same lap and a half, so a mismatch fails every rank.
 
-func (x *ringRun) chainPos() int { return mod(x.r-int(x.w.h.arg), x.n) }
+func (x *ringRun) chainPos() int { return mod(x.r-x.chainStart(), x.n) }
+
+// chainPatience is the time the watchdog adds, in a chain (Broadcast, Reduce), to a member's
+// limit before it blames its left neighbour. Along a chain a member forwards its header only
+// once its own left neighbour's arrived, so when the member at position j never joins, every
+// position after j sees no header and stalls: only position j+1 is right to blame its left
+// neighbour, and it must fire first. So the limit grows with the position (by p/n of it), the
+// chain's start (whose left header comes last of all) waits longest, and a member whose left
+// header arrived (it waits on someone further away) waits a whole limit more.
+func chainPatience(h *header, rank, n int, headerIn bool, limit time.Duration) time.Duration {
+	start := int(h.arg)
+	switch h.kind {
+	case kindReduce:
+		start++
+	case kindBroadcast, kindBroadcastBytes:
+	default:
+		return 0
+	}
+	q := mod(rank-start, n)
+	if q == 0 {
+		q = n
+	}
+	extra := limit * time.Duration(q) / time.Duration(n)
+	if headerIn {
+		extra += limit / 2 // with the ring's half: a whole limit in all
+	}
+	return extra
+}
+
+// chainStart is the group rank at position 0: the root of a Broadcast, the member after the
+// root of a Reduce.
+func (x *ringRun) chainStart() int {
+	if x.w.h.kind == kindReduce {
+		return int(x.w.h.arg) + 1
+	}
+	return int(x.w.h.arg)
+}
 
 // chainBase is the number of receive units before the first chunk.
 func (x *ringRun) chainBase() int64 {
@@ -458,7 +520,7 @@ func (x *ringRun) chainBytes(c, k int) []byte {
 		l := len(x.data)
 		return x.data[l*c/k : l*(c+1)/k]
 	}
-	return f32Bytes(x.buf[x.count*c/k : x.count*(c+1)/k])
+	return x.elems(x.count*c/k, x.count*(c+1)/k)
 }
 
 // needsToken: position p waits for the root's completion token.
@@ -535,8 +597,20 @@ func (x *ringRun) recvChain() error {
 	}
 	k := x.chainChunks()
 	for c := 0; c < k; c++ {
-		if err := readFull(x.g.left, x.chainBytes(c, k)); err != nil {
-			return err
+		dst := x.chainBytes(c, k)
+		if x.w.h.kind != kindReduce {
+			if err := readFull(x.g.left, dst); err != nil {
+				return err
+			}
+		} else {
+			b := x.g.recvScratch[:len(dst)]
+			if err := readFull(x.g.left, b); err != nil {
+				return err
+			}
+			reduceBytes(x.dt, x.op, dst, b)
+			if p == x.n-1 && x.op == Avg {
+				divideBytes(x.dt, dst, x.n)
+			}
 		}
 		x.recvDoneOne()
 	}

@@ -79,17 +79,14 @@ func (g *Group) traceOp(w *Work, start int64, err error) {
 
 // opBytes is the size of the caller's buffer of op w, in bytes.
 func opBytes(w *Work) int64 {
-	switch w.h.dtype {
-	case dtF32:
-		return 4 * int64(w.h.count)
-	case dtBytes:
+	if w.h.dtype == dtBytes { // variable-length messages: the header's count is 0
 		n := len(w.data)
 		for _, p := range w.parts {
 			n += len(p)
 		}
 		return int64(n)
 	}
-	return int64(w.h.count)
+	return int64(w.h.dtype.size()) * int64(w.h.count)
 }
 
 // linkKinds says what carries the links algorithm a uses ("shm", "tls", "shm+tls"): the

@@ -8,7 +8,10 @@ type Work struct {
 	g          *Group
 	ctx        context.Context
 	h          header
-	buf        []float32
+	buf        []float32 // the caller's buffer when the dtype is fp32 (fp16 and the algorithms of algo.go use it)
+	raw        []byte    // the caller's buffer (the send side of Gather, Scatter, AllToAll[V]) as bytes, any dtype; nil means buf's bytes
+	out        []byte    // Gather, Scatter, AllToAll[V]: the receive buffer as bytes
+	counts     [2][]int  // AllToAllV: elements sent to and received from each member, by group rank
 	residual   []float32 // error feedback (Feedback), or nil
 	data       []byte    // BroadcastBytes: the root's message; the received one on the others
 	parts      [][]byte  // AllGatherBytes: every member's message, by group rank
@@ -17,6 +20,14 @@ type Work struct {
 	finished   bool        // guarded by g.mu: the op completed, a late cancellation is moot
 	stopCancel func() bool // stops the context watcher registered at issue
 	queuedAt   int64       // Options.Timeline's clock at issue (0 without a timeline)
+}
+
+// bytes returns the op's buffer as bytes, whatever its dtype.
+func (w *Work) bytes() []byte {
+	if w.raw == nil {
+		return f32Bytes(w.buf)
+	}
+	return w.raw
 }
 
 // failedWork returns a Work that failed before being issued.

@@ -1,6 +1,10 @@
-// Command allreduce measures the collective package's AllReduce the way nccl-tests does:
+// Command allreduce measures the collective package's collectives the way nccl-tests does:
 // a sweep of buffer sizes, each timed over many iterations, reported as time, algorithm
-// bandwidth and bus bandwidth, with the error against a known reference.
+// bandwidth and bus bandwidth, with the error against a known reference. AllReduce by
+// default; --collective picks others (reducescatter, allgather, broadcast, reduce, gather,
+// scatter, alltoall, or a list timed interleaved) and --dtype the element types (fp32, fp16,
+// fp64, int32, int64); every JSON line names both ("op", "dtype"), and busbw uses the
+// nccl-tests factor of its collective (the table is in collectives.go).
 //
 // Run it on every rank of a job through gorun (which sets RANK, WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT, GORUN_TOKEN), or with --local N to start N ranks inside this one process over
@@ -17,8 +21,10 @@
 //	           as many bytes travel: rows of one size compare directly in time)
 //	time_us    median over --iters of one AllReduce's wall time, the largest over ranks
 //	algbw_gbs  bytes / time_us
-//	busbw_gbs  algbw × 2(N−1)/N: what each rank's link carries per second in a ring
-//	           (nccl-tests convention), comparable across N and with link_gbs
+//	busbw_gbs  algbw × 2(N−1)/N for AllReduce: what each rank's link carries per second in
+//	           a ring (nccl-tests convention), comparable across N and with link_gbs; the
+//	           factor of each other collective is in collectives.go (1 for broadcast and
+//	           reduce, (N−1)/N for the others)
 //	max_rel_err  max |result − reference| / max |reference| over all elements and ranks
 //
 // Several dtypes (--dtype fp32,fp16) and the baseline are timed interleaved, one iteration of
@@ -59,6 +65,7 @@ type config struct {
 	min, max   int64
 	factor     int
 	dtypes     []string
+	colls      []string // --collective
 	op         collective.Op
 	iters      int
 	warmup     int
@@ -104,8 +111,9 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	minS := fs.String("min", "4KiB", "smallest buffer size (bytes; suffixes KiB, MiB, GiB, or K, M, G, all binary)")
 	maxS := fs.String("max", "64MiB", "largest buffer size")
 	fs.IntVar(&c.factor, "factor", 2, "size multiplier between steps of the sweep")
-	dtypeS := fs.String("dtype", "fp32", "wire type: fp32, fp16 or bf16 (AllReduce with FP16 / BF16 compression), or a comma-separated list (timed interleaved)")
-	compressS := fs.String("compress", "", "the same as --dtype in compression names: none, fp16, bf16 or a comma-separated list (none reports as dtype fp32); excludes --dtype")
+	dtypeS := fs.String("dtype", "fp32", "element type: fp32, fp16 or bf16 (float32 AllReduce with FP16 / BF16 compression; other collectives skip them), fp64, int32, int64, or a comma-separated list (timed interleaved)")
+	compressS := fs.String("compress", "", "the compressions of --dtype by their names: none, fp16, bf16 or a comma-separated list (none reports as dtype fp32); excludes --dtype")
+	collS := fs.String("collective", "allreduce", "collective: "+strings.Join(collectives, ", ")+", or a comma-separated list (timed interleaved)")
 	opS := fs.String("op", "sum", "reduction: sum, avg, max or min")
 	fs.IntVar(&c.iters, "iters", 20, "timed iterations per size")
 	fs.IntVar(&c.warmup, "warmup", 5, "untimed iterations per size before timing")
@@ -151,15 +159,28 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 		}
 		names := strings.Split(*compressS, ",")
 		for i, nm := range names {
-			if nm == "none" {
+			switch nm {
+			case "none":
 				names[i] = "fp32"
+			case "fp16", "bf16":
+			default:
+				return c, fmt.Errorf("--compress %q: want none, fp16, bf16 or a list of them", *compressS)
 			}
 		}
 		dtypeFlag, *dtypeS = "--compress", strings.Join(names, ",")
 	}
+	for _, coll := range strings.Split(*collS, ",") {
+		if !slices.Contains(collectives, coll) {
+			return c, fmt.Errorf("--collective %q: want %s, or a list of them", *collS, strings.Join(collectives, ", "))
+		}
+		if slices.Contains(c.colls, coll) {
+			return c, fmt.Errorf("--collective %q: %s listed twice", *collS, coll)
+		}
+		c.colls = append(c.colls, coll)
+	}
 	for _, dt := range strings.Split(*dtypeS, ",") {
-		if dt != "fp32" && dt != "fp16" && dt != "bf16" {
-			return c, fmt.Errorf("%s %q: want fp32 (none), fp16, bf16 or a list of them", dtypeFlag, *dtypeS)
+		if !slices.Contains(dtypes, dt) {
+			return c, fmt.Errorf("%s %q: want %s or a list of them", dtypeFlag, *dtypeS, strings.Join(dtypes, ", "))
 		}
 		if slices.Contains(c.dtypes, dt) {
 			return c, fmt.Errorf("--dtype %q: %s listed twice", *dtypeS, dt)
@@ -177,6 +198,9 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 		c.op = collective.Min
 	default:
 		return c, fmt.Errorf("--op %q: want sum, avg, max or min", *opS)
+	}
+	if !slices.ContainsFunc(c.dtypes, func(dt string) bool { return !compressed(dt) }) && !slices.Contains(c.colls, "allreduce") {
+		return c, fmt.Errorf("%s %s: compression applies to --collective allreduce only", dtypeFlag, *dtypeS)
 	}
 	if c.iters < 1 {
 		return c, fmt.Errorf("--iters %d: want at least 1", c.iters)
@@ -380,9 +404,11 @@ type row struct {
 	ProcessCPUUS float64 `json:"process_cpu_us,omitempty"`
 }
 
-// variant is one thing timed at each size: an AllReduce of one dtype, or the ring exchange.
+// variant is one thing timed at each size: a collective of one dtype, or the ring exchange.
 type variant struct {
-	dtype string // "fp32", "fp16", "bf16", or "raw" for the exchange
+	coll  string // --collective
+	bytes int64  // what the op moves (the size, rounded down to whole blocks for some)
+	dtype string // "fp32", "fp16", "bf16", ..., or "raw" for the exchange
 	algo  string // what ran (Group.Algorithm)
 	asked string // what --algo asked for
 	run   func() error
@@ -406,8 +432,8 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 		defer ex.close()
 	}
 	if !cfg.json {
-		fmt.Fprintf(out, "# ringtrain AllReduce: %d ranks over %s, op %v, chunk %s, %d iterations (%d warm-up), median time; variants interleaved\n",
-			n, label, cfg.op, human(int64(chunk)), cfg.iters, cfg.warmup)
+		fmt.Fprintf(out, "# ringtrain %s: %d ranks over %s, op %v, chunk %s, %d iterations (%d warm-up), median time; variants interleaved\n",
+			strings.Join(cfg.colls, ","), n, label, cfg.op, human(int64(chunk)), cfg.iters, cfg.warmup)
 		if cores := runtime.NumCPU(); cfg.local > 0 && n > cores {
 			fmt.Fprintf(out, "# note: %d ranks share %d CPU cores in this process: the figures are CPU-bound\n", n, cores)
 		}
@@ -429,8 +455,37 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 		// iteration, so that they share whatever else the machine is doing.
 		var vs []*variant
 		relErr := map[string]float64{}
-		for ai, ag := range rc.algos {
+		for _, coll := range cfg.colls {
+			if coll == "allreduce" {
+				continue
+			}
 			for _, dt := range cfg.dtypes {
+				if compressed(dt) {
+					continue // compression is an AllReduce option
+				}
+				run, bytes, err := newRunner(ctx, g, coll, dt, size, cfg.op)
+				if err != nil {
+					return fmt.Errorf("%s %s %s: %w", coll, human(size), dt, err)
+				}
+				vs = append(vs, &variant{coll: coll, bytes: bytes, dtype: dt, algo: algoOf(coll), run: run})
+			}
+		}
+		for ai, ag := range rc.algos {
+			if !slices.Contains(cfg.colls, "allreduce") {
+				break
+			}
+			for _, dt := range cfg.dtypes {
+				if dt != "fp32" && !compressed(dt) {
+					if ai > 0 {
+						continue // the algorithms other than the ring are float32 only
+					}
+					run, bytes, err := newRunner(ctx, ag, "allreduce", dt, size, cfg.op)
+					if err != nil {
+						return fmt.Errorf("allreduce %s %s: %w", human(size), dt, err)
+					}
+					vs = append(vs, &variant{coll: "allreduce", bytes: bytes, dtype: dt, algo: "ring", run: run})
+					continue
+				}
 				var opts []collective.ReduceOption
 				switch dt {
 				case "fp16":
@@ -442,14 +497,14 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 				if err != nil {
 					return fmt.Errorf("%s %s %s: %w", human(size), dt, cfg.algos[ai], err)
 				}
-				v := &variant{dtype: dt, algo: ag.Algorithm(len(b), opts...), asked: cfg.algos[ai],
+				v := &variant{coll: "allreduce", bytes: size, dtype: dt, algo: ag.Algorithm(len(b), opts...), asked: cfg.algos[ai],
 					run: func() error { return ag.AllReduce(ctx, b, cfg.op, opts...) }}
 				relErr[dt+"/"+v.asked] = e
 				vs = append(vs, v)
 			}
 		}
 		if ex != nil {
-			vs = append(vs, &variant{dtype: "raw", run: func() error { return ex.exchange(int(size)) }})
+			vs = append(vs, &variant{bytes: size, dtype: "raw", run: func() error { return ex.exchange(int(size)) }})
 		}
 		for _, v := range vs {
 			for range cfg.warmup {
@@ -481,7 +536,7 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 			if err != nil {
 				return err
 			}
-			r := row{Op: "allreduce", Algo: v.algo, Ranks: n, Bytes: size, Dtype: v.dtype, Reduce: cfg.op.String(),
+			r := row{Op: v.coll, Algo: v.algo, Ranks: n, Bytes: v.bytes, Dtype: v.dtype, Reduce: cfg.op.String(),
 				TimeUS: med, MinUS: lo, MaxUS: hi, MaxRelErr: relErr[v.dtype+"/"+v.asked], Iters: cfg.iters,
 				Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU()}
 			if k := g.LinkKinds(); len(k) > 0 {
@@ -493,8 +548,13 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 				slices.Sort(v.cpu)
 				r.ProcessCPUUS = v.cpu[len(v.cpu)/2]
 			}
-			r.AlgBWGBs = float64(size) / med / 1e3
-			r.BusBWGBs = r.AlgBWGBs * 2 * float64(n-1) / float64(n)
+			r.AlgBWGBs = float64(v.bytes) / med / 1e3
+			r.BusBWGBs = r.AlgBWGBs * busFactor(v.coll, n)
+			switch v.coll {
+			case "allreduce", "reducescatter", "reduce":
+			default:
+				r.Reduce = ""
+			}
 			if v.dtype == "raw" {
 				// Each rank moved size bytes over its link: the link rate is algbw, and it is
 				// also the bus bandwidth of this "collective".
@@ -511,6 +571,9 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 			dt := r.Dtype
 			if r.Algo != "" {
 				dt += "/" + r.Algo
+			}
+			if r.Op != "allreduce" && r.Op != "ring-exchange" {
+				dt = r.Op + ":" + dt
 			}
 			fmt.Fprintf(out, "%10s %10s %10.1f %10.1f %10.1f %11.3f %11.3f", human(size), dt, r.TimeUS, r.MinUS, r.MaxUS, r.AlgBWGBs, r.BusBWGBs)
 			if ex != nil {

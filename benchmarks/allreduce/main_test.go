@@ -28,16 +28,19 @@ func TestParseSize(t *testing.T) {
 
 func TestFlagErrorsNameTheFlag(t *testing.T) {
 	for args, flagName := range map[string]string{
-		"--min 3":                      "--min",
-		"--max 1x":                     "--max",
-		"--min 8KiB --max 4KiB":        "--min",
-		"--dtype int8":                 "--dtype",
-		"--compress fp8":               "--compress",
-		"--compress bf16 --dtype fp16": "--compress",
-		"--op prod":                    "--op",
-		"--iters 0":                    "--iters",
-		"--mem":                        "--mem",
-		"--factor 1":                   "--factor",
+		"--min 3":                          "--min",
+		"--max 1x":                         "--max",
+		"--min 8KiB --max 4KiB":            "--min",
+		"--dtype int8":                     "--dtype",
+		"--compress fp8":                   "--compress",
+		"--compress bf16 --dtype fp16":     "--compress",
+		"--collective allsum":              "--collective",
+		"--collective gather --dtype fp16": "--dtype",
+		"--collective gather --dtype bf16": "--dtype",
+		"--op prod":                        "--op",
+		"--iters 0":                        "--iters",
+		"--mem":                            "--mem",
+		"--factor 1":                       "--factor",
 	} {
 		_, err := parseFlags(strings.Fields(args), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), flagName) {
@@ -101,6 +104,47 @@ func TestSweepJSON(t *testing.T) {
 		}
 		if ar == 0 || ar != ex*len(cfg.dtypes) {
 			t.Fatalf("%s: %d allreduce and %d ring-exchange rows", args, ar, ex)
+		}
+	}
+}
+
+// TestCollectivesJSON runs every collective for every non-fp16 dtype on 3 ranks and checks
+// each line's op, dtype and busbw factor (the run itself checks every result exactly).
+func TestCollectivesJSON(t *testing.T) {
+	args := "--local 3 --mem --min 4KiB --max 16KiB --factor 4 --iters 2 --warmup 1 --json --dtype fp32,fp64,int32,int64 --collective " + strings.Join(collectives, ",")
+	cfg, err := parseFlags(strings.Fields(args), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var r row
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("bad line %q: %v", sc.Text(), err)
+		}
+		n := float64(r.Ranks)
+		factor := (n - 1) / n
+		switch r.Op {
+		case "allreduce":
+			factor = 2 * (n - 1) / n
+		case "broadcast", "reduce":
+			factor = 1
+		}
+		if want := r.AlgBWGBs * factor; abs(r.BusBWGBs-want) > 1e-9*want || !(r.TimeUS > 0) || r.Bytes <= 0 || r.Bytes > cfg.max {
+			t.Fatalf("implausible row %+v (busbw factor %g)", r, factor)
+		}
+		seen[r.Op+"/"+r.Dtype]++
+	}
+	for _, c := range collectives {
+		for _, dt := range cfg.dtypes {
+			if seen[c+"/"+dt] != 2 {
+				t.Errorf("%s %s: %d rows, want 2 (one per size)", c, dt, seen[c+"/"+dt])
+			}
 		}
 	}
 }

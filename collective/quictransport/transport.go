@@ -64,6 +64,7 @@ type Transport struct {
 	done     chan struct{} // closed on failure, Abort or Close
 	failed   bool          // err is a failure (Abort or a detected one), not an orderly Close
 	guilty   int           // when failed: the rank the abort reason blames
+	reason   string        // when failed: the abort reason sent to peers
 	closed   bool          // Close was called
 	closeErr error
 }
@@ -355,8 +356,15 @@ func (t *Transport) connTo(ctx context.Context, p *peer) (*quic.Conn, error) {
 			if ctx.Err() == nil && !t.isDone() {
 				// The peer published its endpoint but cannot be reached or authenticated:
 				// it died, vanished or is not who it claims. The job cannot go on.
-				err = &transport.PeerError{Rank: p.rank, Err: fmt.Errorf("cannot connect to %s: %w", t.entries[p.rank].Addr, err)}
+				var ae *quic.ApplicationError
+				if errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeAbort {
+					err = t.abortNotice(ae.ErrorMessage, p.rank) // it had aborted: blame whom it blames
+				} else {
+					err = &transport.PeerError{Rank: p.rank, Err: fmt.Errorf("cannot connect to %s: %w", t.entries[p.rank].Addr, err)}
+				}
 				t.fail(err)
+			} else if t.isDone() && ctx.Err() == nil {
+				return nil, t.Err() // the transport failed meanwhile: that says why, not the refusal
 			}
 			return nil, fmt.Errorf("quictransport: rank %d connecting to rank %d: %w", t.cfg.Rank, p.rank, err)
 		}
@@ -490,6 +498,15 @@ func (t *Transport) serveIncoming(conn *quic.Conn) {
 	switch {
 	case p.conn != nil || p.deadErr != nil:
 		p.mu.Unlock()
+		t.mu.Lock()
+		failed, reason := t.failed, t.reason
+		t.mu.Unlock()
+		if failed {
+			// A peer that first dials us after we aborted learns why, as connected peers did
+			// (a rank meeting another for the first time in a collective, e.g. AllToAll).
+			conn.CloseWithError(codeAbort, reason)
+			return
+		}
 		t.refuse(conn, codeDuplicate, fmt.Sprintf("rank %d already connected or gone", r))
 		return
 	case t.isDone():
@@ -730,7 +747,7 @@ func (t *Transport) failWith(local, cause error, publish bool) {
 		return
 	}
 	t.err = local
-	t.failed, t.guilty = true, guilty
+	t.failed, t.guilty, t.reason = true, guilty, reason
 	close(t.done)
 	t.mu.Unlock()
 
