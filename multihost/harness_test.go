@@ -24,9 +24,9 @@ import (
 
 // bins are gorun and the test programs, built once by TestMain.
 var bins struct {
-	dir                           string
-	gorun, train, relay, stranger string
-	err                           error
+	dir                                      string
+	gorun, train, relay, stranger, collcheck string
+	err                                      error
 }
 
 func TestMain(m *testing.M) {
@@ -45,10 +45,11 @@ func TestMain(m *testing.M) {
 		bins.train = filepath.Join(dir, "mhtrain")
 		bins.relay = filepath.Join(dir, "relay")
 		bins.stranger = filepath.Join(dir, "stranger")
+		bins.collcheck = filepath.Join(dir, "collcheck")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-			"github.com/ringtrain/ringtrain/cmd/gorun", "./testdata/mhtrain", "./testdata/relay", "./testdata/stranger")
+			"github.com/ringtrain/ringtrain/cmd/gorun", "./testdata/mhtrain", "./testdata/relay", "./testdata/stranger", "./testdata/collcheck")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			bins.err = fmt.Errorf("building gorun and the test programs: %v\n%s", err, out)
 		}
@@ -267,7 +268,8 @@ type jobSpec struct {
 	gorunArgs    []string // extra gorun flags, before the program
 	env          []string // extra environment for every node
 	nodeEnv      func(node int) []string
-	args         []string // the training program's flags
+	program      string   // what gorun runs (empty: the training program, mhtrain)
+	args         []string // the program's flags
 }
 
 // startJob writes a token file and starts one gorun per node, each on its own host, with
@@ -287,7 +289,11 @@ func startJob(t *testing.T, ctx context.Context, c *netcluster.Cluster, s jobSpe
 			// Run the suite over another link between hosts: MULTIHOST_TRANSPORT=tcp go test ./multihost
 			args = append(args, "--transport", tr)
 		}
-		args = append(append(args, s.gorunArgs...), bins.train)
+		prog := s.program
+		if prog == "" {
+			prog = bins.train
+		}
+		args = append(append(args, s.gorunArgs...), prog)
 		args = append(args, s.args...)
 		env := append([]string(nil), s.env...)
 		if s.nodeEnv != nil {
