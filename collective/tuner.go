@@ -13,6 +13,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective/quictransport"
 	"github.com/ringtrain/ringtrain/collective/shmtransport"
+	"github.com/ringtrain/ringtrain/collective/stack"
 	"github.com/ringtrain/ringtrain/collective/transport"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
 	"github.com/ringtrain/ringtrain/jobenv"
@@ -189,7 +190,17 @@ func detectKinds(t transport.Transport) linkKinds {
 			}
 			return k
 		}
-		switch tr.(type) {
+		switch tr := tr.(type) {
+		case *stack.Transport:
+			// What InitFromEnv runs on: the settings say what carries links between hosts
+			// (the data links' mode; on one host too without shared memory).
+			inter := tr.Settings.Transport.String()
+			if k.Intra == "" && tr.ShmLinks == nil {
+				k.Intra = inter
+			}
+			if k.Inter == "" {
+				k.Inter = inter
+			}
 		case *shmtransport.Transport:
 			if k.Intra == "" {
 				k.Intra = "shm"
