@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
 )
@@ -34,6 +35,7 @@ type algoState struct {
 	peerHdr       [headerSize]byte
 	scratchIn     []byte     // one received message
 	scratchOut    []byte     // one encoded message (fp16) or header+payload (small fp32)
+	scratchF32    []byte     // rd: the peer's values, decoded, for Max and Min
 	wrote         chan error // the writing side of an exchange
 }
 
@@ -142,13 +144,60 @@ func (g *Group) executeAlgo(w *Work) error {
 	default:
 		err = fmt.Errorf("collective: algorithm %v not implemented", w.h.algo)
 	}
+	lapDone := false
 	if err != nil {
+		var lerr error
+		err, lerr, lapDone = a.cause(err, lap)
 		err = g.fail(w.h.describe(showSeq), err)
+		if lapDone && lerr != nil && err == nil {
+			err = lerr
+		}
 	}
-	if lerr := <-lap; lerr != nil && err == nil {
-		err = lerr
+	if !lapDone {
+		if lerr := <-lap; lerr != nil && err == nil {
+			err = lerr
+		}
 	}
 	return err
+}
+
+// causeGrace bounds how long a rank whose algorithm failed on a link waits for the story
+// behind it (see cause).
+const causeGrace = 2 * time.Second
+
+// cause returns the error an op whose algorithm failed with err should report. Unlike the
+// ring, these algorithms talk to ranks that are not ring neighbours, so the first sign of a
+// failure elsewhere is often a bare link error (a partner that aborted refuses a
+// connection or closes its stream) that arrives before the abort notice saying why (an op
+// mismatch, the rank that died). So, for anything but a MismatchError found here, wait a
+// little for the header lap to find the mismatch itself or for the transport to deliver a
+// peer's notice, and report that, with what this rank saw. It also returns the lap's result
+// when it consumed it (lapDone).
+func (a *algoState) cause(err error, lap <-chan error) (_ error, lapErr error, lapDone bool) {
+	var me *MismatchError
+	if errors.As(err, &me) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err, nil, false
+	}
+	t := a.g.t
+	timer := time.NewTimer(causeGrace)
+	defer timer.Stop()
+	for {
+		select {
+		case lapErr = <-lap:
+			lapDone = true
+			if errors.As(lapErr, &me) {
+				return lapErr, lapErr, true
+			}
+			lap = nil // keep waiting for the transport
+		case <-t.Done():
+			if terr := t.Err(); terr != nil && !errors.Is(terr, transport.ErrClosed) {
+				return fmt.Errorf("%w (this rank saw: %v)", terr, err), lapErr, lapDone
+			}
+			return err, lapErr, lapDone
+		case <-timer.C:
+			return err, lapErr, lapDone
+		}
+	}
 }
 
 // headerLap sends this op's header to the right neighbour and checks the left one's.

@@ -124,13 +124,11 @@ func (t *TunerTable) gamma() float64 {
 	return 1 / (t.ReduceGBps * 1e9)
 }
 
-// defaultMode applies when neither Options.Algorithm nor GORUN_ALGO is set: the ring, as
-// before the tuner existed. "auto" is opt-in for now: the other algorithms pass the same
-// correctness tests, but a failure in the middle of one can reach a rank as a link error
-// before the peer's abort notice does (the ring always reads the notice from its
-// neighbour), and each of their ops allocates a few goroutines (TestAllReduceAllocs holds
-// the ring to a small constant).
-const defaultMode = modeRing
+// defaultMode applies when neither Options.Algorithm nor GORUN_ALGO is set: the tuner.
+// Every algorithm passes the shared collective suite (TestSuiteEveryAlgorithm) over memory,
+// QUIC and shared memory; a failure in the middle of a non-ring op that reaches a rank as a
+// bare link error first waits briefly for the cause (algoState.cause).
+const defaultMode = modeAuto
 
 // algoMode is what Options.Algorithm / GORUN_ALGO asked for.
 type algoMode uint8
