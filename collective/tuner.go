@@ -240,7 +240,7 @@ type tuner struct {
 	// ringInterEdges counts the ring's edges (r, r+1 mod n) between two hosts.
 	ringInterEdges int
 	rdInter        []bool
-	foldInter bool
+	foldInter      bool
 }
 
 func (t *tuner) init(g *Group, topo Topology) error {
