@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -86,7 +87,8 @@ func (a *algoState) link(ctx context.Context, peer int) (transport.Link, error) 
 	return l, nil
 }
 
-// shutdown shuts the internal groups down in a fixed order (the same on every rank).
+// shutdown shuts the internal groups down in a fixed order (the same on every rank), then
+// says goodbye on every recursive-doubling link and closes it.
 func (a *algoState) shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	local, cross := a.local, a.cross
@@ -96,6 +98,63 @@ func (a *algoState) shutdown(ctx context.Context) error {
 		if s != nil {
 			errs = append(errs, s.Shutdown(ctx))
 		}
+	}
+	errs = append(errs, a.byeLinks(ctx))
+	return errors.Join(errs...)
+}
+
+// byeLinks ends the recursive-doubling links in order. Both ends of such a link write on it
+// (unlike a ring link), so a transport that drains its links at Shutdown (datalink, shared
+// memory) would ask a peer that had already finished and closed for an acknowledgement it
+// can no longer give. So each end writes a goodbye on every link and reads the peer's
+// (which comes after all the peer's data: both ends have then read everything the other
+// wrote, bar the goodbye itself), then closes the link, before the transport drains. Both
+// ends hold the same links: the schedules open them in the same steps.
+func (a *algoState) byeLinks(ctx context.Context) error {
+	a.mu.Lock()
+	links := a.links
+	a.links = nil
+	a.mu.Unlock()
+	if len(links) == 0 {
+		return nil
+	}
+	g := a.g
+	if d, ok := ctx.Deadline(); ok {
+		for _, l := range links {
+			l.SetDeadline(d)
+		}
+	}
+	stop := context.AfterFunc(ctx, func() {
+		for _, l := range links {
+			l.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	defer stop()
+	var bye [headerSize]byte
+	(&header{kind: kindClose, seq: g.seq}).encode(&bye)
+	var errs []error
+	for peer, l := range links {
+		if _, err := l.Write(bye[:]); err != nil && !errors.Is(err, io.EOF) {
+			errs = append(errs, fmt.Errorf("goodbye to rank %d on the recursive-doubling link: %w", g.ranks[peer], err))
+		}
+	}
+	for peer, l := range links {
+		var in [headerSize]byte
+		err := readFull(l, in[:])
+		var h header
+		switch {
+		case errors.Is(err, io.EOF):
+			// Closed in order: the peer had read everything.
+		case err != nil:
+			errs = append(errs, fmt.Errorf("waiting for rank %d's goodbye on the recursive-doubling link: %w", g.ranks[peer], err))
+		default:
+			if derr := h.decode(in[:]); derr != nil || h.kind != kindClose {
+				errs = append(errs, fmt.Errorf("rank %d sent %x instead of its goodbye on the recursive-doubling link", g.ranks[peer], in))
+			}
+		}
+	}
+	for _, l := range links {
+		l.Close()
 	}
 	return errors.Join(errs...)
 }
