@@ -233,13 +233,22 @@ func WriteScaleMarkdown(w io.Writer, in ScaleInputs, curves []AlgoCurve, sims []
 		}
 		p("| %s ≥ %.0f%% at %d | %.1f%% (%s) | %s | %s |\n", t.Workload, 100*t.Want, t.Ranks, 100*t.Got, t.Algo, yes, t.Blocker)
 	}
+	p("\nSensitivity: one %g Gbit/s NIC per host shared by its %d ranks instead of one per rank (the inter-host β of every rank × %d; pessimistic for a flat ring, whose one inter-host flow per host would have the NIC to itself):\n\n", in.Gbps, in.PerHost, in.PerHost)
+	p("| target | tuned, shared NIC |\n|---|---:|\n")
+	shared := in
+	shared.Gbps = in.Gbps / float64(in.PerHost)
+	if sc, err := ScaleCurves(shared); err == nil {
+		for _, t := range ScaleTargets(shared, sc) {
+			p("| %s ≥ %.0f%% at %d | %.1f%% (%s) |\n", t.Workload, 100*t.Want, t.Ranks, 100*t.Got, t.Algo)
+		}
+	}
 	p("\n## The closed form against a discrete-event simulation (64 ranks, %d per host)\n\n", in.PerHost)
 	p("The simulation (benchmarks/report/simulate.go) runs each schedule message by message with per-link α, β and γ; TestSimulationMatchesModel holds the two within 5%% at 64 ranks.\n\n")
 	p("| workload | bucket | algorithm | ran | closed form | simulated | closed − sim |\n|---|---:|---|---|---:|---:|---:|\n")
 	for _, s := range sims {
 		p("| %s | %s | %s | %s | %s | %s | %+.1f%% |\n", s.Workload, HumanBytes(int64(s.Bytes)), s.Algo, s.Ran, HumanSeconds(s.ClosedS), HumanSeconds(s.SimS), 100*(s.ClosedS-s.SimS)/s.SimS)
 	}
-	p("\n## The inter-host sweep (2 hosts × 1 rank, ring, TLS)\n\n")
+	p("\n## The inter-host sweeps (2 hosts × 1 rank, ring, TLS)\n\n")
 	p("Fit: α = %s per ring step, 1/β = %.3g GB/s, %d points, R² = %.4f, relative RMS error %.1f%%.\n\n", HumanSeconds(in.InterFit.Alpha), in.InterFit.BandwidthGBs(), in.InterFit.Points, in.InterFit.R2, 100*in.InterFit.RelRMS)
 	p("| bytes | time |\n|---:|---:|\n")
 	sw := append([]Timing(nil), in.Sweep...)

@@ -35,7 +35,8 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("scalereport", flag.ContinueOnError)
 	results := fs.String("results", "benchmarks/results/results.json", "the scaling report's results (single-rank workloads)")
 	tableF := fs.String("table", "collective/alphabeta.json", "tuner table: its shm row is the link on a host, reduce_gbps γ")
-	sweep := fs.String("sweep", "benchmarks/results/scale/netns/2x1-sweep.jsonl", "benchmarks/allreduce JSON lines of a sweep with one rank per host")
+	sweep := fs.String("sweep", "benchmarks/results/scale/netns/round1/2x1-sweep.jsonl,benchmarks/results/scale/netns/round2/2x1-sweep.jsonl,benchmarks/results/scale/netns/round3/2x1-sweep.jsonl",
+		"benchmarks/allreduce JSON lines of sweeps with one rank per host, comma-separated files (fitted together)")
 	out := fs.String("out", "benchmarks/results/scale/projection", "output directory")
 	gbps := fs.Float64("gbps", 25, "line rate between hosts, Gbit/s per rank")
 	perHost := fs.Int("per-host", 8, "ranks per host")
@@ -63,14 +64,18 @@ func run(args []string) error {
 		return fmt.Errorf("%s has no shm row", *tableF)
 	}
 	in.Intra, in.IntraSource, in.ReduceGBps = shm, *tableF+" ("+table.Source+")", table.ReduceGBps
-	if in.Sweep, err = readSweep(*sweep); err != nil {
-		return err
+	for _, path := range strings.Split(*sweep, ",") {
+		ts, err := readSweep(path)
+		if err != nil {
+			return err
+		}
+		in.Sweep = append(in.Sweep, ts...)
 	}
 	if in.InterFit, err = report.FitAlphaBeta(in.Sweep); err != nil {
 		return fmt.Errorf("fitting %s: %w", *sweep, err)
 	}
 	in.InterAlpha = in.InterFit.Alpha
-	in.InterSource = "α fitted to " + *sweep + " (allreduce, ring, 2 network-namespace hosts × 1 rank, TLS)"
+	in.InterSource = "α fitted to " + strings.ReplaceAll(*sweep, ",", ", ") + " (allreduce, ring, 2 network-namespace hosts × 1 rank, TLS)"
 	curves, err := report.ScaleCurves(in)
 	if err != nil {
 		return err
@@ -202,8 +207,8 @@ func readSweep(path string) ([]report.Timing, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if len(ts) < 2 {
-		return nil, fmt.Errorf("%s: %d AllReduce rows, need at least 2", path, len(ts))
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("%s: no fp32 AllReduce rows", path)
 	}
 	return ts, nil
 }
