@@ -62,6 +62,11 @@ type TunerTable struct {
 	// ReduceGBps is the speed of reducing received float32 data into the buffer, in
 	// 10^9 bytes per second (γ); zero means free.
 	ReduceGBps float64 `json:"reduce_gbps"`
+	// OpUS is the fixed software cost of one collective op, in microseconds: issuing it,
+	// the worker's hand-off, its header, beyond the messages' α. Every algorithm pays it
+	// once, hier four times (its own op and its three internal ones), which is what tips a
+	// close call between them. Zero means free.
+	OpUS float64 `json:"op_us,omitempty"`
 }
 
 //go:embed alphabeta.json
@@ -90,8 +95,11 @@ func ParseTunerTable(b []byte) (*TunerTable, error) {
 			return nil, fmt.Errorf("collective: tuner table: link %q: alpha_us must be ≥ 0 and gbps > 0, got %+v", k, c)
 		}
 	}
-	if !(t.ReduceGBps >= 0) {
+	if !(t.ReduceGBps >= 0) || math.IsInf(t.ReduceGBps, 0) {
 		return nil, fmt.Errorf("collective: tuner table: reduce_gbps %v", t.ReduceGBps)
+	}
+	if !(t.OpUS >= 0) || math.IsInf(t.OpUS, 0) {
+		return nil, fmt.Errorf("collective: tuner table: op_us %v", t.OpUS)
 	}
 	return &t, nil
 }
@@ -373,6 +381,7 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		wire = float64(2 * count) // the chunk prefixes are negligible
 	}
 	red := float64(4*count) * t.table.gamma() // reducing the whole buffer once
+	op := t.table.OpUS * 1e-6
 	p := pof2Below(max(t.n, 1))
 	fold := 0.0
 	if t.n != p {
@@ -383,7 +392,7 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 	case algoRing:
 		if !t.ringInter {
 			al, be := t.link(false)
-			return 2*(n-1)*(al+wire/n*be) + (n-1)/n*red
+			return op + 2*(n-1)*(al+wire/n*be) + (n-1)/n*red
 		}
 		// Across hosts the ring has no global step: a rank forwards as soon as its left
 		// neighbour's segment arrived. Its critical path runs 2(n−1) edges around the ring,
@@ -397,16 +406,16 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		al, bl := t.link(false)
 		s := wire / n
 		chain := 2*(n-1)*(f*(ai+s*bi)+(1-f)*(al+s*bl)) + (n-1)/n*red
-		return max(chain, ai+2*(n-1)*s*bi)
+		return op + max(chain, ai+2*(n-1)*s*bi)
 	case algoRD:
-		s := fold
+		s := op + fold
 		for _, inter := range t.rdInter {
 			al, be := t.link(inter)
 			s += al + wire*be + red
 		}
 		return s
 	case algoRHD:
-		s := fold
+		s := op + fold
 		frac := 0.5
 		for i := len(t.rdInter) - 1; i >= 0; i-- { // d = p/2 .. 1
 			al, be := t.link(t.rdInter[i])
@@ -421,7 +430,8 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		L := float64(t.topo.LocalSize())
 		H := t.topo.NumHosts()
 		al, be := t.table.cost(t.kinds.Intra)
-		local := 2*(L-1)*(al+wire/L*be) + (L-1)/L*red
+		// Its own op and the two on the host; the inner AllReduce's is in its prediction.
+		local := 3*op + 2*(L-1)*(al+wire/L*be) + (L-1)/L*red
 		var inner tuner
 		innerTopo := makeTopology(seqHosts(H, 1), seqRanks(H))
 		mode := t.mode

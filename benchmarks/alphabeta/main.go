@@ -12,7 +12,9 @@
 //	gbps      bytes / time of a 8 MiB exchange in both directions at once (what one ring
 //	          link carries while both ranks send and receive), median of --iters
 //
-// and reduce_gbps is the speed of adding float32 vectors (bytes of one operand per second).
+// reduce_gbps is the speed of adding float32 vectors (bytes of one operand per second), and
+// op_us the fixed software cost of one collective op (a 1-element ring AllReduce of 2 ranks
+// over in-process pipes, less its two messages' α).
 // With --rounds R every kind is measured R times, interleaved (mem, quic, shm, tcp, tls, mem,
 // ...) so that a change of load on a shared machine touches every kind alike, and the table
 // keeps each figure's median over the rounds; every round's figures go to stderr. A kind
@@ -68,7 +70,7 @@ func main() {
 	}
 	alphas := map[string][]float64{}
 	bws := map[string][]float64{}
-	var reds []float64
+	var reds, ops []float64
 	for round := range *rounds {
 		for _, kind := range kinds {
 			kctx, cancel := context.WithTimeout(ctx, measureTimeout)
@@ -91,6 +93,13 @@ func main() {
 		r := reduceSpeed()
 		fmt.Fprintf(os.Stderr, "round %d reduce %.3f GB/s\n", round+1, r)
 		reds = append(reds, r)
+		o, err := opCost(ctx, *iters)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "alphabeta: op cost: %v (round %d skipped)\n", err, round+1)
+		} else {
+			fmt.Fprintf(os.Stderr, "round %d op %.1f us\n", round+1, o)
+			ops = append(ops, o)
+		}
 	}
 	var measured []string
 	for _, kind := range kinds {
@@ -102,6 +111,9 @@ func main() {
 		measured = append(measured, kind)
 	}
 	out.ReduceGBps = median(reds)
+	if len(ops) > 0 {
+		out.OpUS = median(ops)
+	}
 	out.Source = fmt.Sprintf("go run ./benchmarks/alphabeta --rounds %d, %s, %d cores, GOMAXPROCS %d (2 ranks in one process); median of %d rounds of %s",
 		*rounds, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOMAXPROCS(0), *rounds, strings.Join(measured, ", "))
 	if kept := keptKinds(out, measured); kept != "" {
@@ -258,6 +270,55 @@ func measure(ctx context.Context, ts []transport.Transport, iters, bwIters, bwBy
 	}
 	times = times[1:]
 	return collective.LinkCost{AlphaUS: round(median(rtts) / 2 * 1e6), GBps: round(float64(bwBytes) / median(times) / 1e9)}, nil
+}
+
+// opCost is the fixed software cost of one collective op, in µs: the median time of a
+// 1-element AllReduce (ring) between 2 ranks over in-process pipes, less its two messages'
+// α (the mem row's, measured the same way as the others).
+func opCost(ctx context.Context, iters int) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, measureTimeout)
+	defer cancel()
+	ts := memtransport.AsTransports(memtransport.New(2))
+	defer func() {
+		for _, t := range ts {
+			t.Close()
+		}
+	}()
+	gs := make([]*collective.Group, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r := range 2 {
+		wg.Go(func() { gs[r], errs[r] = collective.New(ctx, ts[r], collective.Options{Algorithm: "ring"}) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return 0, err
+		}
+	}
+	defer func() {
+		for _, g := range gs {
+			g.Close()
+		}
+	}()
+	var times []float64
+	for i := range iters + 20 {
+		t0 := time.Now()
+		for r := range 2 {
+			wg.Go(func() { errs[r] = gs[r].AllReduce(ctx, []float32{1}, collective.Sum) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return 0, err
+			}
+		}
+		if i >= 20 {
+			times = append(times, time.Since(t0).Seconds())
+		}
+	}
+	alpha := collective.DefaultTunerTable().Links["mem"].AlphaUS
+	return round(max(0, median(times)*1e6-2*alpha)), nil
 }
 
 func reduceSpeed() float64 {

@@ -63,7 +63,7 @@ func run(args []string) error {
 	if !ok {
 		return fmt.Errorf("%s has no shm row", *tableF)
 	}
-	in.Intra, in.IntraSource, in.ReduceGBps = shm, *tableF+" ("+table.Source+")", table.ReduceGBps
+	in.Intra, in.IntraSource, in.ReduceGBps, in.OpUS = shm, *tableF+" ("+table.Source+")", table.ReduceGBps, table.OpUS
 	for _, path := range strings.Split(*sweep, ",") {
 		ts, err := readSweep(path)
 		if err != nil {
