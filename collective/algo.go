@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"time"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
 )
@@ -34,6 +36,7 @@ type algoState struct {
 	peerHdr       [headerSize]byte
 	scratchIn     []byte     // one received message
 	scratchOut    []byte     // one encoded message (fp16) or header+payload (small fp32)
+	scratchF32    []byte     // rd: the peer's values, decoded, for Max and Min
 	wrote         chan error // the writing side of an exchange
 }
 
@@ -84,7 +87,8 @@ func (a *algoState) link(ctx context.Context, peer int) (transport.Link, error) 
 	return l, nil
 }
 
-// shutdown shuts the internal groups down in a fixed order (the same on every rank).
+// shutdown shuts the internal groups down in a fixed order (the same on every rank), then
+// says goodbye on every recursive-doubling link and closes it.
 func (a *algoState) shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	local, cross := a.local, a.cross
@@ -94,6 +98,63 @@ func (a *algoState) shutdown(ctx context.Context) error {
 		if s != nil {
 			errs = append(errs, s.Shutdown(ctx))
 		}
+	}
+	errs = append(errs, a.byeLinks(ctx))
+	return errors.Join(errs...)
+}
+
+// byeLinks ends the recursive-doubling links in order. Both ends of such a link write on it
+// (unlike a ring link), so a transport that drains its links at Shutdown (datalink, shared
+// memory) would ask a peer that had already finished and closed for an acknowledgement it
+// can no longer give. So each end writes a goodbye on every link and reads the peer's
+// (which comes after all the peer's data: both ends have then read everything the other
+// wrote, bar the goodbye itself), then closes the link, before the transport drains. Both
+// ends hold the same links: the schedules open them in the same steps.
+func (a *algoState) byeLinks(ctx context.Context) error {
+	a.mu.Lock()
+	links := a.links
+	a.links = nil
+	a.mu.Unlock()
+	if len(links) == 0 {
+		return nil
+	}
+	g := a.g
+	if d, ok := ctx.Deadline(); ok {
+		for _, l := range links {
+			l.SetDeadline(d)
+		}
+	}
+	stop := context.AfterFunc(ctx, func() {
+		for _, l := range links {
+			l.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	defer stop()
+	var bye [headerSize]byte
+	(&header{kind: kindClose, seq: g.seq}).encode(&bye)
+	var errs []error
+	for peer, l := range links {
+		if _, err := l.Write(bye[:]); err != nil && !errors.Is(err, io.EOF) {
+			errs = append(errs, fmt.Errorf("goodbye to rank %d on the recursive-doubling link: %w", g.ranks[peer], err))
+		}
+	}
+	for peer, l := range links {
+		var in [headerSize]byte
+		err := readFull(l, in[:])
+		var h header
+		switch {
+		case errors.Is(err, io.EOF):
+			// Closed in order: the peer had read everything.
+		case err != nil:
+			errs = append(errs, fmt.Errorf("waiting for rank %d's goodbye on the recursive-doubling link: %w", g.ranks[peer], err))
+		default:
+			if derr := h.decode(in[:]); derr != nil || h.kind != kindClose {
+				errs = append(errs, fmt.Errorf("rank %d sent %x instead of its goodbye on the recursive-doubling link", g.ranks[peer], in))
+			}
+		}
+	}
+	for _, l := range links {
+		l.Close()
 	}
 	return errors.Join(errs...)
 }
@@ -142,13 +203,60 @@ func (g *Group) executeAlgo(w *Work) error {
 	default:
 		err = fmt.Errorf("collective: algorithm %v not implemented", w.h.algo)
 	}
+	lapDone := false
 	if err != nil {
+		var lerr error
+		err, lerr, lapDone = a.cause(err, lap)
 		err = g.fail(w.h.describe(showSeq), err)
+		if lapDone && lerr != nil && err == nil {
+			err = lerr
+		}
 	}
-	if lerr := <-lap; lerr != nil && err == nil {
-		err = lerr
+	if !lapDone {
+		if lerr := <-lap; lerr != nil && err == nil {
+			err = lerr
+		}
 	}
 	return err
+}
+
+// causeGrace bounds how long a rank whose algorithm failed on a link waits for the story
+// behind it (see cause).
+const causeGrace = 2 * time.Second
+
+// cause returns the error an op whose algorithm failed with err should report. Unlike the
+// ring, these algorithms talk to ranks that are not ring neighbours, so the first sign of a
+// failure elsewhere is often a bare link error (a partner that aborted refuses a
+// connection or closes its stream) that arrives before the abort notice saying why (an op
+// mismatch, the rank that died). So, for anything but a MismatchError found here, wait a
+// little for the header lap to find the mismatch itself or for the transport to deliver a
+// peer's notice, and report that, with what this rank saw. It also returns the lap's result
+// when it consumed it (lapDone).
+func (a *algoState) cause(err error, lap <-chan error) (_ error, lapErr error, lapDone bool) {
+	var me *MismatchError
+	if errors.As(err, &me) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err, nil, false
+	}
+	t := a.g.t
+	timer := time.NewTimer(causeGrace)
+	defer timer.Stop()
+	for {
+		select {
+		case lapErr = <-lap:
+			lapDone = true
+			if errors.As(lapErr, &me) {
+				return lapErr, lapErr, true
+			}
+			lap = nil // keep waiting for the transport
+		case <-t.Done():
+			if terr := t.Err(); terr != nil && !errors.Is(terr, transport.ErrClosed) {
+				return fmt.Errorf("%w (this rank saw: %v)", terr, err), lapErr, lapDone
+			}
+			return err, lapErr, lapDone
+		case <-timer.C:
+			return err, lapErr, lapDone
+		}
+	}
 }
 
 // headerLap sends this op's header to the right neighbour and checks the left one's.

@@ -245,7 +245,7 @@ func TestAllReduceFP16Bound(t *testing.T) {
 								}
 							}
 						}
-						a := chunkMaxima(w, n, chunkBytes/4)
+						a := chunkMaximaFor(j.groups[0].Algorithm(count, FP16), w, n, chunkBytes/4)
 						bufs := make([][]float32, n)
 						j.mustEach(func(r int, g *Group) error {
 							bufs[r] = clone(inputs[r])
@@ -254,7 +254,7 @@ func TestAllReduceFP16Bound(t *testing.T) {
 						what := fmt.Sprintf("AllReduce(count=%d, %v, fp16)", count, op)
 						sameBits(t, what, bufs)
 						for i, got := range bufs[0] {
-							bound := fp16Bound(a[i], n, op)
+							bound := fp16BoundFor(j.groups[0].Algorithm(count, FP16), a[i], n, op)
 							if op == Avg {
 								bound += 0x1p-24 * math.Abs(ref[i])
 							}

@@ -58,6 +58,7 @@ const testDeadline = 45 * time.Second
 // startJob makes the world groups of an n-rank job over f.
 func startJob(t testing.TB, f fabric, n int, opts Options) *job {
 	t.Helper()
+	opts = suiteOptions(n, opts)
 	ts, kill := f.start(t, n)
 	j := &job{t: t, ts: ts, groups: make([]*Group, n), kill: kill}
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)

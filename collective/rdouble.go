@@ -368,7 +368,36 @@ func (x *rdCall) exchange(peer int, out, in layout, reduce, feedback bool) error
 	if werr != nil {
 		return werr
 	}
+	if reduce && out == in && in.sLo == 0 && in.nseg == 1 && (x.op == Max || x.op == Min) && peer < x.a.g.rank {
+		return x.applyPeerFirst(b, in)
+	}
 	return x.apply(b, in, x.fp16, !reduce)
+}
+
+// applyPeerFirst reduces the peer's values b with this rank's as max(peer, mine) (min),
+// where apply computes max(mine, peer). Max and Min are commutative except in which of two
+// equal-comparing values they keep (−0 and +0, NaNs of different payloads), so both
+// partners of an rd step put the lower rank's operand first to end bit-identical.
+func (x *rdCall) applyPeerFirst(b []byte, l layout) error {
+	lo, hi := l.elems()
+	mine := x.buf[lo:hi]
+	tmp := f32View(x.a.grow(&x.a.scratchF32, 4*(hi-lo)))[:hi-lo]
+	if x.fp16 {
+		// decode writes at the layout's offsets into x.buf: point it at tmp meanwhile (rd's
+		// layout is the whole buffer, lo = 0, so the offsets match).
+		orig := x.buf
+		x.buf = tmp
+		err := x.decode(b, l, true)
+		x.buf = orig
+		if err != nil {
+			return err
+		}
+	} else {
+		copy(tmp, f32View(b))
+	}
+	reduceInto(x.op, tmp, mine)
+	copy(mine, tmp)
+	return nil
 }
 
 // grow returns (*s)[:n], reallocating when too short.

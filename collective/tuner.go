@@ -13,6 +13,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/collective/quictransport"
 	"github.com/ringtrain/ringtrain/collective/shmtransport"
+	"github.com/ringtrain/ringtrain/collective/stack"
 	"github.com/ringtrain/ringtrain/collective/transport"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
 	"github.com/ringtrain/ringtrain/jobenv"
@@ -61,6 +62,11 @@ type TunerTable struct {
 	// ReduceGBps is the speed of reducing received float32 data into the buffer, in
 	// 10^9 bytes per second (γ); zero means free.
 	ReduceGBps float64 `json:"reduce_gbps"`
+	// OpUS is the fixed software cost of one collective op, in microseconds: issuing it,
+	// the worker's hand-off, its header, beyond the messages' α. Every algorithm pays it
+	// once, hier four times (its own op and its three internal ones), which is what tips a
+	// close call between them. Zero means free.
+	OpUS float64 `json:"op_us,omitempty"`
 }
 
 //go:embed alphabeta.json
@@ -89,8 +95,11 @@ func ParseTunerTable(b []byte) (*TunerTable, error) {
 			return nil, fmt.Errorf("collective: tuner table: link %q: alpha_us must be ≥ 0 and gbps > 0, got %+v", k, c)
 		}
 	}
-	if !(t.ReduceGBps >= 0) {
+	if !(t.ReduceGBps >= 0) || math.IsInf(t.ReduceGBps, 0) {
 		return nil, fmt.Errorf("collective: tuner table: reduce_gbps %v", t.ReduceGBps)
+	}
+	if !(t.OpUS >= 0) || math.IsInf(t.OpUS, 0) {
+		return nil, fmt.Errorf("collective: tuner table: op_us %v", t.OpUS)
 	}
 	return &t, nil
 }
@@ -123,13 +132,11 @@ func (t *TunerTable) gamma() float64 {
 	return 1 / (t.ReduceGBps * 1e9)
 }
 
-// defaultMode applies when neither Options.Algorithm nor GORUN_ALGO is set: the ring, as
-// before the tuner existed. "auto" is opt-in for now: the other algorithms pass the same
-// correctness tests, but a failure in the middle of one can reach a rank as a link error
-// before the peer's abort notice does (the ring always reads the notice from its
-// neighbour), and each of their ops allocates a few goroutines (TestAllReduceAllocs holds
-// the ring to a small constant).
-const defaultMode = modeRing
+// defaultMode applies when neither Options.Algorithm nor GORUN_ALGO is set: the tuner.
+// Every algorithm passes the shared collective suite (TestSuiteEveryAlgorithm) over memory,
+// QUIC and shared memory; a failure in the middle of a non-ring op that reaches a rank as a
+// bare link error first waits briefly for the cause (algoState.cause).
+const defaultMode = modeAuto
 
 // algoMode is what Options.Algorithm / GORUN_ALGO asked for.
 type algoMode uint8
@@ -189,7 +196,17 @@ func detectKinds(t transport.Transport) linkKinds {
 			}
 			return k
 		}
-		switch tr.(type) {
+		switch tr := tr.(type) {
+		case *stack.Transport:
+			// What InitFromEnv runs on: the settings say what carries links between hosts
+			// (the data links' mode; on one host too without shared memory).
+			inter := tr.Settings.Transport.String()
+			if k.Intra == "" && tr.ShmLinks == nil {
+				k.Intra = inter
+			}
+			if k.Inter == "" {
+				k.Inter = inter
+			}
 		case *shmtransport.Transport:
 			if k.Intra == "" {
 				k.Intra = "shm"
@@ -228,8 +245,10 @@ type tuner struct {
 	// Precomputed from the topology: whether the ring, each recursive-doubling distance
 	// (by log2) and the fold cross hosts.
 	ringInter bool
-	rdInter   []bool
-	foldInter bool
+	// ringInterEdges counts the ring's edges (r, r+1 mod n) between two hosts.
+	ringInterEdges int
+	rdInter        []bool
+	foldInter      bool
 }
 
 func (t *tuner) init(g *Group, topo Topology) error {
@@ -268,6 +287,12 @@ func (t *tuner) setup(mode algoMode, table *TunerTable, kinds linkKinds, topo To
 	n := len(topo.HostOf)
 	t.n = n
 	t.ringInter = topo.NumHosts() > 1
+	t.ringInterEdges = 0
+	for r := range n {
+		if topo.HostOf[r] != topo.HostOf[(r+1)%n] {
+			t.ringInterEdges++
+		}
+	}
 	p := pof2Below(max(n, 1))
 	rem := n - p
 	rank := func(q int) int {
@@ -356,6 +381,7 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		wire = float64(2 * count) // fp16 or bf16; fp16's chunk prefixes are negligible
 	}
 	red := float64(4*count) * t.table.gamma() // reducing the whole buffer once
+	op := t.table.OpUS * 1e-6
 	p := pof2Below(max(t.n, 1))
 	fold := 0.0
 	if t.n != p {
@@ -364,17 +390,32 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 	}
 	switch a {
 	case algoRing:
-		al, be := t.link(t.ringInter)
-		return 2*(n-1)*(al+wire/n*be) + (n-1)/n*red
+		if !t.ringInter {
+			al, be := t.link(false)
+			return op + 2*(n-1)*(al+wire/n*be) + (n-1)/n*red
+		}
+		// Across hosts the ring has no global step: a rank forwards as soon as its left
+		// neighbour's segment arrived. Its critical path runs 2(n−1) edges around the ring,
+		// a share f of them between hosts, so the steps cost the average of the two kinds
+		// of link; and no inter-host link can carry its 2(n−1) segments faster than its β
+		// allows. (benchmarks/report's discrete-event simulation of the schedule agrees
+		// within a few percent; charging every step the inter-host cost overstated the ring
+		// across hosts up to 4×.)
+		f := float64(t.ringInterEdges) / n
+		ai, bi := t.link(true)
+		al, bl := t.link(false)
+		s := wire / n
+		chain := 2*(n-1)*(f*(ai+s*bi)+(1-f)*(al+s*bl)) + (n-1)/n*red
+		return op + max(chain, ai+2*(n-1)*s*bi)
 	case algoRD:
-		s := fold
+		s := op + fold
 		for _, inter := range t.rdInter {
 			al, be := t.link(inter)
 			s += al + wire*be + red
 		}
 		return s
 	case algoRHD:
-		s := fold
+		s := op + fold
 		frac := 0.5
 		for i := len(t.rdInter) - 1; i >= 0; i-- { // d = p/2 .. 1
 			al, be := t.link(t.rdInter[i])
@@ -389,7 +430,8 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		L := float64(t.topo.LocalSize())
 		H := t.topo.NumHosts()
 		al, be := t.table.cost(t.kinds.Intra)
-		local := 2*(L-1)*(al+wire/L*be) + (L-1)/L*red
+		// Its own op and the two on the host; the inner AllReduce's is in its prediction.
+		local := 3*op + 2*(L-1)*(al+wire/L*be) + (L-1)/L*red
 		var inner tuner
 		innerTopo := makeTopology(seqHosts(H, 1), seqRanks(H))
 		mode := t.mode

@@ -134,6 +134,29 @@ func TestSoakOverGorun(t *testing.T) {
 	}
 }
 
+// TestSoakEveryAlgorithm: a short soak with each AllReduce algorithm forced, over shared
+// memory and QUIC (4 ranks; hier and auto on 2 simulated hosts of 2). The long variant:
+//
+//	for a in ring rd rhd hier auto; do go run ./cmd/gorun --standalone --nproc 4 --transport shm \
+//	    ./benchmarks/soak --ops 3000 --seed 1 --algo $a --sim-hosts 2; done
+func TestSoakEveryAlgorithm(t *testing.T) {
+	for _, tr := range []string{"shm", "quic"} {
+		for _, algo := range []string{"ring", "rd", "rhd", "hier", "auto"} {
+			t.Run(tr+"/"+algo, func(t *testing.T) {
+				if tr == "shm" && runtime.GOOS != "linux" {
+					t.Skip("shared memory needs Linux")
+				}
+				const ops = 120
+				code, out := gorunSoak(t, tr, 90*time.Second, "--ops", strconv.Itoa(ops), "--seed", "21", "--max-bytes", "256KiB", "--algo", algo, "--sim-hosts", "2")
+				s := rank0Summary(t, out)
+				if code != 0 || s.Soak != "done" || s.Wrong != 0 || s.Errors != 0 || !s.DigestsAgree || s.Algo != algo || s.Ops != ops {
+					t.Fatalf("exit %d, summary %+v\n%s", code, s, tail(out, 40))
+				}
+			})
+		}
+	}
+}
+
 // TestSoakFindsCorruption: the checker is not blind. One bit of a world AllReduce's result
 // is flipped on every rank after the op; every rank must report it and the job must fail.
 func TestSoakFindsCorruption(t *testing.T) {
