@@ -5,16 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ringtrain/ringtrain/collective/quictransport"
-	"github.com/ringtrain/ringtrain/collective/shmtransport"
-	"github.com/ringtrain/ringtrain/collective/transport"
 )
 
 // The suite of the collectives added with the element types (Reduce, Gather, Scatter,
@@ -24,42 +18,7 @@ import (
 // Inputs are small integers, so that sums are exact in every type and any order: results are
 // compared exactly with a reference computed in the element type itself.
 
-// shmFabric wraps QUIC ranks with shared-memory links (every edge: one host).
-var shmFabric = fabric{
-	name:     "shm",
-	maxRanks: 4,
-	start: func(t testing.TB, n int) ([]transport.Transport, func(int)) {
-		if runtime.GOOS != "linux" {
-			t.Skip("shared-memory links need Linux")
-		}
-		dir, err := os.MkdirTemp(shmtransport.DefaultDir, "rtshm-api-")
-		if err != nil {
-			t.Skipf("no shared-memory directory: %v", err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		qs, err := quictransport.StartLocal(ctx, n, quictransport.Config{PeerTimeout: 5 * time.Second})
-		if err != nil {
-			t.Fatalf("quictransport.StartLocal(%d): %v", n, err)
-		}
-		ts := make([]transport.Transport, n)
-		shm := make([]*shmtransport.Transport, n)
-		for r := range n {
-			if shm[r], err = shmtransport.Wrap(qs[r], shmtransport.Options{Mode: shmtransport.ModeShm, Dir: dir}); err != nil {
-				t.Fatal(err)
-			}
-			ts[r] = shm[r]
-		}
-		t.Cleanup(func() {
-			for r := range n {
-				shm[r].Close()
-			}
-			os.RemoveAll(dir)
-		})
-		return ts, func(r int) { shm[r].Close() }
-	},
-}
-
+// apiFabrics adds shared memory (shmFabric, suite_algo_test.go) to the suite's fabrics.
 func apiFabrics() []fabric { return append(fabrics(), shmFabric) }
 
 // intsOf returns rank r's input: integers in [-50, 50] in the element type.

@@ -227,13 +227,16 @@ func mismatch(rank int, mine *header, peer int, theirs *header) error {
 	if mine.seq != theirs.seq {
 		show |= showSeq
 	}
-	// Geometry matters only between calls of one kind: otherwise the kinds tell them apart.
-	sameKind := mine.kind == theirs.kind
-	if sameKind && mine.chunk != theirs.chunk {
+	// Geometry matters only between calls that otherwise agree: where the kinds, types,
+	// counts, reductions, compressions or roots differ, those tell the calls apart, and a
+	// different algorithm is only their consequence (the tuner chooses by type and size).
+	sameCall := mine.kind == theirs.kind && mine.dtype == theirs.dtype && mine.count == theirs.count &&
+		mine.reduce == theirs.reduce && mine.compression == theirs.compression && mine.arg == theirs.arg
+	if sameCall && mine.chunk != theirs.chunk {
 		show |= showChunk
 		field = "chunk size (Options.ChunkBytes)"
 	}
-	if sameKind && mine.algo != theirs.algo {
+	if sameCall && mine.algo != theirs.algo {
 		show |= showAlgo
 		field = "algorithm"
 	}

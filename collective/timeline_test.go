@@ -20,7 +20,10 @@ func tracedJob(t *testing.T, recs []*timeline.Recorder) []*Group {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for r := range n {
-		wg.Go(func() { groups[r], errs[r] = New(ctxT(t), ts[r], Options{Timeline: recs[r], ChunkBytes: 1 << 10}) })
+		// The ring, pinned: the wants below name the algorithm each op records.
+		wg.Go(func() {
+			groups[r], errs[r] = New(ctxT(t), ts[r], Options{Timeline: recs[r], ChunkBytes: 1 << 10, Algorithm: "ring"})
+		})
 	}
 	wg.Wait()
 	for r, err := range errs {
