@@ -730,7 +730,14 @@ func TestReshardPerRankBatch(t *testing.T) {
 	}{{"4", "3", nil}, {"2", "15", []string{"--save-params", filepath.Join(tmp, "resumed.bin")}}} {
 		args := append([]string{"--standalone", "--nproc", part.nproc, trainBin}, data...)
 		args = append(args, "--batch", "4", "--steps", part.steps, "--checkpoint", ckpt, "--trace-samples", filepath.Join(tmp, "run"+part.nproc))
-		g := startGorunCmd(t, ctx, bin, nil, append(args, part.extra...)...)
+		// The ring, pinned: this compares parameters with a single process up to float32
+		// rounding, and which rounding depends on the algorithm. With recursive doubling
+		// at 4 ranks the checkpoint differs from the ring's by 1.5e-8 at most, yet 10 steps
+		// later fc1's weights and biases (and only they) differ by 3.6e-3, most likely a
+		// hidden unit's ReLU at its kink flipping: sensitivity of this tiny model, not a
+		// resharding error, which checkSameSequence below catches exactly.
+		env := append(os.Environ(), "GORUN_ALGO=ring")
+		g := startGorunCmd(t, ctx, bin, env, append(args, part.extra...)...)
 		if code := g.exitCode(t); code != 0 {
 			t.Fatalf("%s ranks: exit %d\n%s\n%s", part.nproc, code, g.stdout, g.stderr)
 		}
