@@ -8,7 +8,7 @@ import (
 )
 
 // BenchmarkStream measures one-way throughput of a link between two goroutines (the
-// cross-process numbers come from testdata/cmd/shmbench) for ring sizes and wait strategies.
+// cross-process numbers come from benchmarks/allreduce/sweep.sh) for ring sizes and wait strategies.
 func BenchmarkStream(b *testing.B) {
 	const msg = 1 << 20
 	for _, ring := range []int{256 << 10, 1 << 20, 4 << 20} {

@@ -14,10 +14,11 @@ type Wait int
 const (
 	// WaitBlock (the zero value) sleeps at once until the peer has published what was asked
 	// for (or, writing, made room for it): the goroutine parks on the link's wake-up socket
-	// and costs no CPU while it waits. Measured on a 2-core machine (testdata/cmd/shmbench),
-	// it moved 64 MiB AllReduces as fast as or faster than spinning first, at 2 and 4 ranks
-	// and with 1 or 2 threads per rank: when ranks fill the cores, a spinning waiter takes
-	// the core its peer needs to produce what it waits for.
+	// and costs no CPU while it waits. Measured on a 2-core machine (with the cross-process
+	// benchmark that benchmarks/allreduce/sweep.sh has since replaced), it moved 64 MiB
+	// AllReduces as fast as or faster than spinning first, at 2 and 4 ranks and with 1 or 2
+	// threads per rank: when ranks fill the cores, a spinning waiter takes the core its peer
+	// needs to produce what it waits for.
 	WaitBlock Wait = iota
 	// WaitSpinThenBlock polls the ring for Options.SpinTime, yielding the processor between
 	// polls, and then sleeps as WaitBlock does. It can shorten the latency of small messages
