@@ -218,22 +218,16 @@ func (x *ringRun) recvSeg(s int) int {
 }
 
 // waitRecv blocks until the receiving side has completed need chunks or the group fails.
-func (x *ringRun) waitRecv(need int64) error {
-	for x.recvDone.Load() < need {
-		select {
-		case <-x.wake:
-		case <-x.g.failed:
-			return x.g.failure()
-		}
-	}
-	return nil
-}
+func (x *ringRun) waitRecv(need int64) error { return x.waitFor(&x.recvDone, x.wake, need) }
 
 // waitSent blocks until the sending side has finished need chunk indices or the group fails.
-func (x *ringRun) waitSent(need int64) error {
-	for x.sendDone.Load() < need {
+func (x *ringRun) waitSent(need int64) error { return x.waitFor(&x.sendDone, x.sentWake, need) }
+
+// waitFor blocks until *count reaches need, rechecking whenever wake fires, or the group fails.
+func (x *ringRun) waitFor(count *atomic.Int64, wake <-chan struct{}, need int64) error {
+	for count.Load() < need {
 		select {
-		case <-x.sentWake:
+		case <-wake:
 		case <-x.g.failed:
 			return x.g.failure()
 		}
