@@ -88,15 +88,8 @@ func TestTimelineRecordsOps(t *testing.T) {
 		{"AllGatherBytes", "bytes", "ring", "none", 15},
 	}
 	for r, rec := range recs {
-		var buf bytes.Buffer
-		if _, err := rec.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		tr, err := timeline.Parse(&buf)
+		tr, err := timeline.Checked(rec)
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := timeline.Check(tr); err != nil {
 			t.Fatalf("rank %d: %v", r, err)
 		}
 		queued := map[int64]float64{}

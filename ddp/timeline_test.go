@@ -1,7 +1,6 @@
 package ddp
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -73,15 +72,8 @@ func TestTimeline(t *testing.T) {
 		return nil
 	})
 	for r, rec := range recs {
-		var buf bytes.Buffer
-		if _, err := rec.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		tr, err := timeline.Parse(&buf)
+		tr, err := timeline.Checked(rec)
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := timeline.Check(tr); err != nil {
 			t.Fatalf("rank %d: %v", r, err)
 		}
 		count := map[string]int{}

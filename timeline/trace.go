@@ -253,3 +253,18 @@ func (t *Trace) Slices() []Event {
 	}
 	return out
 }
+
+// Checked returns the trace r holds now, as a file written at this moment would hold it, after
+// checking it against the trace-event format (Check): for tests and tools that inspect a live
+// recorder.
+func Checked(r *Recorder) (*Trace, error) {
+	var buf bytes.Buffer
+	if _, err := r.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	t, err := Parse(&buf)
+	if err != nil {
+		return nil, err
+	}
+	return t, Check(t)
+}
