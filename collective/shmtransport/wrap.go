@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -45,12 +43,24 @@ type linkKey struct {
 	channel string
 }
 
+func (k linkKey) PeerOf() int { return k.peer }
+
 type linkEntry struct {
 	ready chan struct{}   // closed when link/kind/err are set
 	lazy  *transport.Lazy // what Link hands out
 	link  transport.Link
 	kind  string
 	err   error
+}
+
+// SettledKind implements transport.Settled.
+func (e *linkEntry) SettledKind() (string, bool) {
+	select {
+	case <-e.ready:
+		return e.kind, e.err == nil
+	default:
+		return "", false
+	}
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -197,42 +207,14 @@ func (t *Transport) establish(e *linkEntry, peer int, channel string) {
 func (t *Transport) Kind(peer int) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	seen := map[string]bool{}
-	for k, e := range t.links {
-		if k.peer != peer {
-			continue
-		}
-		select {
-		case <-e.ready:
-			if e.err == nil {
-				seen[e.kind] = true
-			}
-		default:
-		}
-	}
-	kinds := make([]string, 0, len(seen))
-	for k := range seen {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	return strings.Join(kinds, "+")
+	return transport.PeerKind(t.links, peer)
 }
 
-// Kinds returns Kind for every peer this rank has a link to.
+// Kinds returns Kind for every peer this rank has a set-up link to.
 func (t *Transport) Kinds() map[int]string {
 	t.mu.Lock()
-	peers := map[int]bool{}
-	for k := range t.links {
-		peers[k.peer] = true
-	}
-	t.mu.Unlock()
-	out := make(map[int]string, len(peers))
-	for p := range peers {
-		if k := t.Kind(p); k != "" {
-			out[p] = k
-		}
-	}
-	return out
+	defer t.mu.Unlock()
+	return transport.PeerKinds(t.links)
 }
 
 // Abort fails every shared-memory link with cause, tells the peers through the mappings, and
