@@ -333,15 +333,8 @@ func (r *runner) follow(ctx context.Context, conn *agentConn, es *elasticState) 
 				r.say("attempt %d: world version %d, node %d of %d (global ranks %d-%d of %d), rendezvous %s",
 					attempt, a.Version, a.NodeRank, len(a.Members), a.NodeRank*r.cfg.NProc, (a.NodeRank+1)*r.cfg.NProc-1,
 					len(a.Members)*r.cfg.NProc, a.Members[0])
-				stopLocal = make(chan stopRequest, 1)
-				localDone = make(chan *attemptResult, 1)
+				stopLocal, localDone = r.startAttempt(ctx, attempt, conn)
 				localRunning = true
-				k := attempt
-				go func(stop chan stopRequest, done chan *attemptResult) {
-					done <- r.group.run(ctx, k, stop, func(ex *rankExit) {
-						conn.send(&message{typ: msgFailed, attempt: uint32(k), text: describeRankFailure(ex)})
-					})
-				}(stopLocal, localDone)
 			case msgStop:
 				if localRunning && int(m.attempt) == attempt {
 					r.say("the rendezvous says stop: %s", printable(m.text))

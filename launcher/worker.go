@@ -149,15 +149,8 @@ func (r *runner) runWorker(ctx context.Context) error {
 				}
 				attempt = int(m.attempt)
 				r.group.runID = m.text
-				stopLocal = make(chan stopRequest, 1)
-				localDone = make(chan *attemptResult, 1)
+				stopLocal, localDone = r.startAttempt(ctx, attempt, conn)
 				localRunning = true
-				k := attempt
-				go func(stop chan stopRequest, done chan *attemptResult) {
-					done <- r.group.run(ctx, k, stop, func(ex *rankExit) {
-						conn.send(&message{typ: msgFailed, attempt: uint32(k), text: describeRankFailure(ex)})
-					})
-				}(stopLocal, localDone)
 			case msgStop:
 				if localRunning && int(m.attempt) == attempt {
 					r.say("node 0 says stop: %s", printable(m.text))
@@ -193,4 +186,17 @@ func (r *runner) runWorker(ctx context.Context) error {
 				text: fmt.Sprintf("interrupted: node %d's gorun received %s", c.NodeRank, signalName(signalOf(ctx)))})
 		}
 	}
+}
+
+// startAttempt runs this node's ranks for attempt k in the background (a follower of node 0,
+// fixed-size or elastic), telling the leader over conn of each rank failure as it happens:
+// stop asks the ranks to stop, done delivers the attempt's result.
+func (r *runner) startAttempt(ctx context.Context, k int, conn *agentConn) (stop chan stopRequest, done chan *attemptResult) {
+	stop, done = make(chan stopRequest, 1), make(chan *attemptResult, 1)
+	go func() {
+		done <- r.group.run(ctx, k, stop, func(ex *rankExit) {
+			conn.send(&message{typ: msgFailed, attempt: uint32(k), text: describeRankFailure(ex)})
+		})
+	}()
+	return stop, done
 }
