@@ -156,19 +156,24 @@ func (co *coordinator) accept(req joinRequest) {
 	conn := newAgentConn(req.conn, bufio.NewReader(req.conn), req.rmac, wmac, co.r.cfg.HeartbeatInterval, co.r.cfg.HeartbeatTimeout)
 	co.slots[node] = nodeSlot{conn: conn, host: printable(j.text) + " (" + conn.peer + ")"}
 	co.r.say("node %d joined from %s", node, co.slots[node].host)
-	go func() {
-		for m := range conn.in {
-			select {
-			case co.events <- coordEvent{node: node, conn: conn, msg: m}:
-			case <-co.done:
-				return
-			}
-		}
+	go forwardEvents(conn, node, co.events, co.done)
+}
+
+// forwardEvents hands the leader every message node's conn receives, then one event without a
+// message when the connection ends, until done closes (the fixed-size coordinator and the
+// elastic leader alike).
+func forwardEvents(conn *agentConn, node int, events chan<- coordEvent, done <-chan struct{}) {
+	for m := range conn.in {
 		select {
-		case co.events <- coordEvent{node: node, conn: conn}:
-		case <-co.done:
+		case events <- coordEvent{node: node, conn: conn, msg: m}:
+		case <-done:
+			return
 		}
-	}()
+	}
+	select {
+	case events <- coordEvent{node: node, conn: conn}:
+	case <-done:
+	}
 }
 
 // failure is the first cause that stops an attempt.

@@ -482,19 +482,7 @@ func (l *eleader) accept(req joinRequest) {
 	m := &emember{id: id, conn: conn, host: printable(info.Host), addr: host, localAddr: local, info: info, seq: id, rank: -1}
 	l.members[id] = m
 	l.r.say("node %s (%s) joined the rendezvous", host, m.host)
-	go func() {
-		for msg := range conn.in {
-			select {
-			case l.events <- coordEvent{node: id, conn: conn, msg: msg}:
-			case <-l.done:
-				return
-			}
-		}
-		select {
-		case l.events <- coordEvent{node: id, conn: conn}:
-		case <-l.done:
-		}
-	}()
+	go forwardEvents(conn, id, l.events, l.done)
 }
 
 // readyMembers lists the connected, built followers in start order: survivors of the last
