@@ -10,13 +10,13 @@
 #   SEEDS=1-50 TRANSPORTS=quic scripts/chaos.sh
 #   scripts/chaos.sh --peer-timeout 5s -v     # extra flags go to `soak chaos` (see its --help)
 #
-# Environment: SEEDS (1-10), TRANSPORTS (shm,quic), NPROC (4), PEER_TIMEOUT (3s), OUT (a file
+# Environment: SEEDS (1-10), TRANSPORTS (shm,tls,tcp,quic), NPROC (4), PEER_TIMEOUT (3s), OUT (a file
 # that also receives the output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEEDS=${SEEDS:-1-10}
-TRANSPORTS=${TRANSPORTS:-shm,quic}
+TRANSPORTS=${TRANSPORTS:-shm,tls,tcp,quic}
 NPROC=${NPROC:-4}
 PEER_TIMEOUT=${PEER_TIMEOUT:-3s}
 

@@ -60,7 +60,7 @@ func parseChaosFlags(args []string, out io.Writer) (*chaosConfig, error) {
 	fs.StringVar(&c.gorun, "gorun", "", "the gorun binary (required)")
 	fs.StringVar(&c.rankProg, "prog", "", "the rank program (default: this binary)")
 	fs.StringVar(&seeds, "seeds", "1-10", "seeds: a list and/or ranges, e.g. 1-10,42")
-	fs.StringVar(&transports, "transports", "shm,quic", "GORUN_TRANSPORT values to run each seed over")
+	fs.StringVar(&transports, "transports", "shm,tls,tcp,quic", "transports to run each seed over (shm: --shm require; tls, tcp, quic: that transport with --shm off)")
 	fs.IntVar(&c.nproc, "nproc", 4, "ranks")
 	fs.DurationVar(&c.peerTimeout, "peer-timeout", 3*time.Second, "GORUN_PEER_TIMEOUT given to the ranks")
 	fs.DurationVar(&c.slack, "slack", time.Second, "tolerance on top of the peer timeout (scheduling on a loaded machine)")

@@ -107,7 +107,7 @@ func rank0Summary(t *testing.T, out string) summary {
 // TestSoakOverGorun is CI's short soak: a few hundred random ops on 4 ranks over each
 // transport, every result checked.
 func TestSoakOverGorun(t *testing.T) {
-	for _, tr := range []string{"shm", "quic"} {
+	for _, tr := range []string{"shm", "tls", "tcp", "quic"} {
 		t.Run(tr, func(t *testing.T) {
 			if tr == "shm" && runtime.GOOS != "linux" {
 				t.Skip("shared memory needs Linux")
@@ -192,7 +192,7 @@ func TestChaos(t *testing.T) {
 		t.Skip("needs /proc and shared memory")
 	}
 	gorun, soak := binaries(t)
-	c, err := parseChaosFlags([]string{"--gorun", gorun, "--prog", soak, "--seeds", "1", "--transports", "shm,quic",
+	c, err := parseChaosFlags([]string{"--gorun", gorun, "--prog", soak, "--seeds", "1", "--transports", "shm,tls,tcp,quic",
 		"--peer-timeout", "3s", "--kill-min", "500ms", "--kill-max", "1500ms"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +200,7 @@ func TestChaos(t *testing.T) {
 	var out, log bytes.Buffer
 	failed, results := runChaos(context.Background(), c, &out, &log)
 	t.Logf("%s", out.String())
-	if failed > 0 || len(results) != 2 {
+	if failed > 0 || len(results) != 4 {
 		for _, r := range results {
 			if !r.OK {
 				t.Errorf("%s seed %d: %s", r.Transport, r.Seed, strings.Join(r.Problems, "; "))

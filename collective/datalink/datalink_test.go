@@ -200,6 +200,63 @@ func TestThreeRanksShutdown(t *testing.T) {
 	}
 }
 
+// The end of a job: every rank reads what it was sent, then ranks shut down and close at
+// their own pace. A rank whose Shutdown runs after its peers closed their links, or their
+// whole transports, must still succeed (the peers read everything), and the base transport's
+// Shutdown must not count the closing frames on the control links as data left unread.
+func TestShutdownAfterPeersClosed(t *testing.T) {
+	for _, m := range []Mode{ModeTLS, ModeTCP} {
+		t.Run(m.String(), func(t *testing.T) {
+			ts, _ := start(t, 3, Options{Mode: m}, nil)
+			exchange(t, ts, 0, 1, "x", 1<<16)
+			exchange(t, ts, 1, 2, "x", 1<<16)
+			exchange(t, ts, 2, 0, "x", 1<<16)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// Rank 1 closes its links (as a group's Shutdown closes its recursive-doubling
+			// links), then shuts down and closes its transport; rank 2 closes its links
+			// only; rank 0 drains last.
+			for _, peer := range []int{0, 2} {
+				l, _ := ts[1].Link(ctx, peer, "x")
+				l.Close()
+			}
+			if err := ts[1].Shutdown(ctx); err != nil {
+				t.Fatalf("rank 1 Shutdown: %v", err)
+			}
+			ts[1].Close()
+			l, _ := ts[2].Link(ctx, 0, "x")
+			l.Close()
+			if err := ts[0].Shutdown(ctx); err != nil {
+				t.Fatalf("rank 0 Shutdown after its peers closed: %v", err)
+			}
+			if err := ts[2].Shutdown(ctx); err != nil {
+				t.Fatalf("rank 2 Shutdown: %v", err)
+			}
+		})
+	}
+}
+
+// A peer that closes a link without reading everything sent on it makes Shutdown say so.
+func TestShutdownReportsUnreadBytes(t *testing.T) {
+	ts, _ := start(t, 2, Options{Mode: ModeTCP}, nil)
+	exchange(t, ts, 0, 1, "u", 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l0, _ := ts[0].Link(ctx, 1, "u")
+	l1, _ := ts[1].Link(ctx, 0, "u")
+	if _, err := l0.Write(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(l1, make([]byte, 40)); err != nil {
+		t.Fatal(err)
+	}
+	l1.Close()
+	err := ts[0].Shutdown(ctx)
+	if err == nil || !strings.Contains(err.Error(), "rank 1 closed the link having read 50 of the 110 bytes") {
+		t.Fatalf("Shutdown = %v, want it to report rank 1 closing with 60 bytes unread", err)
+	}
+}
+
 func TestOrderlyCloseIsEOF(t *testing.T) {
 	ts, _ := start(t, 2, Options{Mode: ModeTCP}, nil)
 	exchange(t, ts, 0, 1, "c", 10)

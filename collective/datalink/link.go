@@ -16,6 +16,13 @@ import (
 
 // dataLink is a link whose bytes travel over one or more TCP connections (TLS or plain)
 // while its base link stays open as the control channel.
+//
+// How a link ends in order: each end's Close closes its connections and sends a closing
+// frame on the control link saying how many bytes it read, so that the peer's Shutdown
+// (drain) still learns it once nobody is left to answer a drain request. The control link
+// itself is closed once this end has sent its closing frame and read the peer's (or the
+// peer ended the control link), never before: the base transport's own Shutdown counts every
+// control byte, and a closing frame left unread would read as data lost.
 type dataLink struct {
 	t      *Transport
 	peer   int
@@ -27,16 +34,22 @@ type dataLink struct {
 	wOff, rOff     uint64 // stripe positions (one writer, one reader at a time)
 	written, nread atomic.Uint64
 
-	mu       sync.Mutex
-	closed   bool
-	failErr  error
-	failed   chan struct{} // closed by fail
-	orderly  chan struct{} // closed when the peer ended the control link in order
-	ctlDone  chan struct{}
-	ctlWMu   sync.Mutex
-	acked    atomic.Uint64
-	ackNote  chan struct{} // buffered: an ack arrived
-	segments [][][]byte    // per stream, reused by striped writes
+	mu          sync.Mutex
+	closed      bool // Close has begun
+	closingSent bool // this end's closing frame was written (or could not be)
+	peerEnded   bool // the peer's closing frame or the control link's orderly end arrived
+	blClosed    bool // the control link was closed
+	failErr     error
+	failed      chan struct{} // closed by fail
+	orderly     chan struct{} // closed when the peer ended the link in order (peerEnded)
+	ctlDone     chan struct{}
+	ctlWMu      sync.Mutex
+	acked       atomic.Uint64 // bytes the peer confirmed it read (drain answers, its closing frame)
+	ackNote     chan struct{} // buffered: an ack arrived
+	// peerClosedTransport: the control link ended because the peer closed its whole
+	// transport in order (its closing frame may have been dropped with the connection).
+	peerClosedTransport atomic.Bool
+	segments            [][][]byte // per stream, reused by striped writes
 }
 
 var _ transport.Link = (*dataLink)(nil)
@@ -173,8 +186,8 @@ func (l *dataLink) mapErr(err error) error {
 	if closed {
 		return transport.ErrClosed
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return err
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, transport.ErrPeerClosed) {
+		return err // a peer that closed its transport in order is no failure of the job
 	}
 	timer := time.NewTimer(l.t.opts.BrokenGrace)
 	defer timer.Stop()
@@ -199,7 +212,9 @@ func (l *dataLink) mapErr(err error) error {
 	return pe
 }
 
-// Close ends the link in order: the connections, then the control link.
+// Close ends the link in order: the connections, then a closing frame on the control link,
+// which closes once the peer's closing frame is in too (at the latest when the transport
+// closes). It does not wait for the peer.
 func (l *dataLink) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -212,7 +227,21 @@ func (l *dataLink) Close() error {
 	for _, c := range l.conns {
 		errs = append(errs, c.Close())
 	}
-	errs = append(errs, l.bl.Close())
+	if l.failure() == nil {
+		// Bounded: a peer that stopped reading its control link must not hold up Close.
+		l.bl.SetDeadline(time.Now().Add(closingFrameTimeout))
+		l.writeCtl(ctlClosing, l.nread.Load())
+		l.bl.SetDeadline(time.Time{})
+	}
+	l.mu.Lock()
+	l.closingSent = true
+	l.mu.Unlock()
+	select {
+	case <-l.failed:
+		errs = append(errs, l.closeControl())
+	default:
+		errs = append(errs, l.closeControlIfDone())
+	}
 	for _, e := range errs {
 		if e != nil && !errors.Is(e, net.ErrClosed) {
 			return e
@@ -221,14 +250,61 @@ func (l *dataLink) Close() error {
 	return nil
 }
 
-// ctlLoop reads the control link: drain requests and answers, and its end.
+// closeControlIfDone closes the control link once both ends are done with it: this end sent
+// its closing frame and the peer's has arrived (or the control link ended).
+func (l *dataLink) closeControlIfDone() error {
+	l.mu.Lock()
+	done := l.closingSent && l.peerEnded
+	l.mu.Unlock()
+	if !done {
+		return nil // ctlLoop closes it when the peer's closing frame arrives
+	}
+	return l.closeControl()
+}
+
+func (l *dataLink) closeControl() error {
+	l.mu.Lock()
+	if l.blClosed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.blClosed = true
+	l.mu.Unlock()
+	return l.bl.Close()
+}
+
+// peerEnd records that the peer ended the link in order (its closing frame, or the control
+// link's end).
+func (l *dataLink) peerEnd() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.peerEnded {
+		l.peerEnded = true
+		close(l.orderly)
+	}
+}
+
+// ctlLoop reads the control link: drain requests and answers, the peer's closing frame,
+// and the link's end.
 func (l *dataLink) ctlLoop() {
 	defer close(l.ctlDone)
 	var b [ctlFrameLen]byte
 	for {
 		if _, err := io.ReadFull(l.bl, b[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				close(l.orderly)
+			// The peer ended the control link, or closed its whole transport (the base then
+			// reports that instead of the stream's end, which may not have been sent): both
+			// are orderly.
+			if errors.Is(err, transport.ErrPeerClosed) {
+				l.peerClosedTransport.Store(true)
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, transport.ErrPeerClosed) {
+				l.peerEnd()
+			}
+			l.mu.Lock()
+			closed := l.closed
+			l.mu.Unlock()
+			if closed {
+				l.closeControl()
 			}
 			return
 		}
@@ -240,7 +316,7 @@ func (l *dataLink) ctlLoop() {
 		switch kind {
 		case ctlDrainReq:
 			go l.answerDrain(v)
-		case ctlDrainAck:
+		case ctlDrainAck, ctlClosing:
 			for {
 				old := l.acked.Load()
 				if v <= old || l.acked.CompareAndSwap(old, v) {
@@ -250,6 +326,11 @@ func (l *dataLink) ctlLoop() {
 			select {
 			case l.ackNote <- struct{}{}:
 			default:
+			}
+			if kind == ctlClosing {
+				l.peerEnd()
+				l.closeControlIfDone()
+				// Keep reading: a drain request or the control link's end may still come.
 			}
 		}
 	}
@@ -263,9 +344,16 @@ func (l *dataLink) writeCtl(kind byte, v uint64) error {
 	return err
 }
 
-// answerDrain answers once this rank has read n bytes (or can read no more).
+// answerDrain answers once this rank has read n bytes, or with what it read if it closed
+// the link first (its closing frame says the same).
 func (l *dataLink) answerDrain(n uint64) {
 	for wait := 10 * time.Microsecond; l.nread.Load() < n; wait = min(2*wait, time.Millisecond) {
+		l.mu.Lock()
+		closed := l.closed
+		l.mu.Unlock()
+		if closed {
+			break
+		}
 		select {
 		case <-l.failed:
 			return
@@ -273,14 +361,8 @@ func (l *dataLink) answerDrain(n uint64) {
 			return
 		case <-time.After(wait):
 		}
-		l.mu.Lock()
-		closed := l.closed
-		l.mu.Unlock()
-		if closed {
-			break
-		}
 	}
-	l.writeCtl(ctlDrainAck, n)
+	l.writeCtl(ctlDrainAck, min(n, l.nread.Load()))
 }
 
 // drain waits until the peer has read every byte written so far, or closed in order.
@@ -299,16 +381,35 @@ func (l *dataLink) drain(ctx context.Context) error {
 		return nil
 	}
 	if err := l.writeCtl(ctlDrainReq, target); err != nil {
-		return l.mapErr(err)
+		if errors.Is(err, transport.ErrPeerClosed) {
+			return nil // done with the data, as quictransport's Shutdown takes it
+		}
+		// The peer may have closed the link in order just now: its closing frame (how much
+		// it read) and the link's end are on their way.
+		select {
+		case <-l.ctlDone:
+		case <-time.After(l.t.opts.BrokenGrace):
+		}
+		select {
+		case <-l.orderly:
+			return l.closedHaving(target)
+		default:
+			return l.mapErr(err)
+		}
 	}
 	for l.acked.Load() < target {
 		select {
 		case <-l.ackNote:
 		case <-l.orderly:
-			return nil
+			return l.closedHaving(target)
 		case <-l.failed:
 			return l.failure()
 		case <-l.ctlDone:
+			select {
+			case <-l.orderly: // closed before ctlDone; the select above may pick either
+				return l.closedHaving(target)
+			default:
+			}
 			if e := l.t.base.Err(); e != nil {
 				return e
 			}
@@ -317,6 +418,20 @@ func (l *dataLink) drain(ctx context.Context) error {
 			return fmt.Errorf("datalink: rank %d has not read the last %d bytes written to it: %w",
 				l.peer, target-min(target, l.acked.Load()), context.Cause(ctx))
 		}
+	}
+	return nil
+}
+
+// closingFrameTimeout bounds Close's write of the closing frame.
+const closingFrameTimeout = time.Second
+
+// closedHaving is drain's verdict once the peer ended the link in order: fine if its closing
+// frame (or an earlier answer) covers target bytes, else the bytes it will never read. A
+// peer whose whole transport closed in order is done with the data (see ctlLoop), as
+// quictransport's Shutdown takes it.
+func (l *dataLink) closedHaving(target uint64) error {
+	if got := l.acked.Load(); got < target && !l.peerClosedTransport.Load() {
+		return fmt.Errorf("datalink: rank %d closed the link having read %d of the %d bytes written to it", l.peer, got, target)
 	}
 	return nil
 }

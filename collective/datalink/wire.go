@@ -23,8 +23,9 @@ import (
 // either failure leaves the link on QUIC, with a warning naming the edge.
 //
 // After the setup the base link stays open as the link's control channel: drain requests
-// and answers (Shutdown), and its orderly end tells an orderly close from a broken
-// connection.
+// and answers (Shutdown), a closing frame (how many bytes the closing end read, so that a
+// peer's Shutdown still learns it once the link is gone), and its orderly end tells an
+// orderly close from a broken connection.
 
 const (
 	wireMagic   = "RTDL"
@@ -36,6 +37,7 @@ const (
 
 	ctlDrainReq = 5
 	ctlDrainAck = 6
+	ctlClosing  = 7 // the sender closes the link having read v bytes
 
 	preambleTLS   = 'T'
 	preamblePlain = 'P'
@@ -278,7 +280,7 @@ func decodeCtl(b []byte) (kind byte, v uint64, err error) {
 	if len(b) != ctlFrameLen {
 		return 0, 0, wireErr("control frame of %d bytes", len(b))
 	}
-	if b[0] != ctlDrainReq && b[0] != ctlDrainAck {
+	if b[0] != ctlDrainReq && b[0] != ctlDrainAck && b[0] != ctlClosing {
 		return 0, 0, wireErr("control frame kind %d", b[0])
 	}
 	return b[0], binary.BigEndian.Uint64(b[1:]), nil

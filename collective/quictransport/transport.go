@@ -660,7 +660,7 @@ func (t *Transport) classify(rank int, cause error) error {
 	case errors.As(cause, &ae) && ae.ErrorCode == codeAbort:
 		return t.abortNotice(ae.ErrorMessage, rank)
 	case errors.As(cause, &ae) && ae.ErrorCode == codeClosed:
-		return &transport.PeerError{Rank: rank, Err: errors.New("closed its transport")}
+		return &transport.PeerError{Rank: rank, Err: transport.ErrPeerClosed}
 	case errors.As(cause, &ae):
 		return &transport.PeerError{Rank: rank, Err: fmt.Errorf("closed the connection: %s (code %d)", ae.ErrorMessage, ae.ErrorCode)}
 	case errors.As(cause, &ie):

@@ -73,6 +73,12 @@ type Shutdowner interface {
 // ErrClosed is returned by operations on a transport or link that was closed locally.
 var ErrClosed = errors.New("transport: closed")
 
+// ErrPeerClosed is wrapped (in a *PeerError naming the peer) in the errors a rank sees once a
+// peer closed its whole transport in order (Close, not Abort and not a crash). Such a peer is
+// done with the job's data, so layers above (a data link's Shutdown, say) take it as an
+// orderly end rather than a failure.
+var ErrPeerClosed = errors.New("closed its transport")
+
 // PeerError reports that the rank Rank failed, vanished or aborted. Errors returned by links
 // and by the collectives wrap one, so callers can find the guilty rank with errors.As.
 type PeerError struct {
