@@ -56,15 +56,9 @@ var soakLine = regexp.MustCompile(`^\[0\] (\{"soak".*)$`)
 
 // TestEveryAlgorithmFourHosts runs benchmarks/soak (every collective, fp32 and fp16, async
 // ops, sub-groups, each result checked on every rank) on 4 hosts × 2 ranks with each
-// AllReduce algorithm forced: ring, rd, rhd, hier (shared memory on each host, QUIC
-// across), and auto. The hosts are real network namespaces, so the topology the algorithms
-// see comes from the rendezvous, not from a test option.
-//
-// QUIC, not gorun's default TLS, between hosts: with TLS data links the soak's final
-// Shutdown fails now and then whatever the algorithm (the ring too): a rank's drain of a
-// data link races the peer closing it ("tls connection to rank 6 broke without an orderly
-// close" on a Send/Recv or sub-group ring channel). That is the data links' Shutdown, not
-// the algorithms'.
+// AllReduce algorithm forced: ring, rd, rhd, hier (shared memory on each host, gorun's
+// default TLS data links across), and auto. The hosts are real network namespaces, so the
+// topology the algorithms see comes from the rendezvous, not from a test option.
 func TestEveryAlgorithmFourHosts(t *testing.T) {
 	const hosts, nproc, ops = 4, 2, 150
 	c := cluster(t, hosts, "")
@@ -81,7 +75,7 @@ func TestEveryAlgorithmFourHosts(t *testing.T) {
 			for i := range nodes {
 				args := []string{"--nnodes", strconv.Itoa(hosts), "--node-rank", strconv.Itoa(i),
 					"--master-addr", c.IP(0), "--master-port", strconv.Itoa(masterPort), "--token-file", tok,
-					"--nproc", strconv.Itoa(nproc), "--join-timeout", "60s", "--transport", "quic", soak,
+					"--nproc", strconv.Itoa(nproc), "--join-timeout", "60s", soak,
 					"--ops", strconv.Itoa(ops), "--seed", "3", "--max-bytes", "1MiB", "--algo", algo}
 				nodes[i] = start(t, ctx, c, i, fmt.Sprintf("gorun node %d (host %s)", i, c.IP(i)), nil, bins.gorun, args...)
 			}
