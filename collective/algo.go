@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -134,7 +133,7 @@ func (a *algoState) byeLinks(ctx context.Context) error {
 	(&header{kind: kindClose, seq: g.seq}).encode(&bye)
 	var errs []error
 	for peer, l := range links {
-		if _, err := l.Write(bye[:]); err != nil && !errors.Is(err, io.EOF) {
+		if _, err := l.Write(bye[:]); err != nil && !closedInOrder(err) {
 			errs = append(errs, fmt.Errorf("goodbye to rank %d on the recursive-doubling link: %w", g.ranks[peer], err))
 		}
 	}
@@ -143,7 +142,7 @@ func (a *algoState) byeLinks(ctx context.Context) error {
 		err := readFull(l, in[:])
 		var h header
 		switch {
-		case errors.Is(err, io.EOF):
+		case closedInOrder(err):
 			// Closed in order: the peer had read everything.
 		case err != nil:
 			errs = append(errs, fmt.Errorf("waiting for rank %d's goodbye on the recursive-doubling link: %w", g.ranks[peer], err))

@@ -481,14 +481,14 @@ func (g *Group) goodbye(ctx context.Context) error {
 		} else if h.seq != g.seq {
 			err = &MismatchError{Rank: g.worldRank, Call: fmt.Sprintf("Shutdown after %d ops", g.seq), PeerRank: right, PeerCall: fmt.Sprintf("Shutdown after %d ops", h.seq)}
 		}
-	case errors.Is(err, io.EOF):
+	case closedInOrder(err):
 		err = nil // the right neighbour closed its end in order: it had finished reading
 	case ctx.Err() != nil:
 		err = fmt.Errorf("waiting for rank %d's goodbye: %w", right, context.Cause(ctx))
 	default:
 		err = fmt.Errorf("waiting for rank %d's goodbye: %w", right, err)
 	}
-	if werr := <-wrote; err == nil && werr != nil && !errors.Is(werr, io.EOF) {
+	if werr := <-wrote; err == nil && werr != nil && !closedInOrder(werr) {
 		// The left neighbour may have closed already, having read all it needed: not an
 		// error of ours unless it failed.
 		var pe *transport.PeerError
@@ -691,6 +691,12 @@ func (g *Group) sender() {
 }
 
 // readFull reads exactly len(b) bytes from l.
+// closedInOrder reports whether a link's error says that the peer ended in order: it closed
+// the link (io.EOF) or its whole transport (transport.ErrPeerClosed), having finished.
+func closedInOrder(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, transport.ErrPeerClosed)
+}
+
 func readFull(l transport.Link, b []byte) error {
 	_, err := io.ReadFull(l, b)
 	return err

@@ -107,6 +107,10 @@ type linkConfig struct {
 	spin    time.Duration
 	poll    time.Duration
 	publish uint64
+	// abortCause waits (briefly) for the base transport to report why the job was aborted
+	// and returns that error, or nil. A peer's abort word names only the rank to blame; the
+	// reason (a mismatch, say) travels on the base transport.
+	abortCause func() error
 }
 
 // Errors seen on shared-memory links. Those about the peer come wrapped in a
@@ -233,6 +237,14 @@ func (l *shmLink) SetDeadline(t time.Time) error {
 // Write copies all of p into the ring, publishing every cfg.publish bytes so that the reader
 // can start on them while the rest is copied.
 func (l *shmLink) Write(p []byte) (int, error) {
+	n, err := l.write(p)
+	if err != nil {
+		err = l.explain(err)
+	}
+	return n, err
+}
+
+func (l *shmLink) write(p []byte) (int, error) {
 	if !l.enter() {
 		return 0, transport.ErrClosed
 	}
@@ -316,9 +328,31 @@ func (l *shmLink) wake(seq *uint32) {
 }
 
 // Read copies into p what the peer has published (at least one byte, at most len(p)),
-// waiting if there is nothing yet. After the peer closed and every byte was read it returns
-// io.EOF.
+// waiting if there is nothing yet. After the peer closed the link and every byte was read
+// it returns io.EOF; if the peer closed its whole transport instead, a *transport.PeerError
+// wrapping transport.ErrPeerClosed (as over QUIC: a rank left while this one still reads).
 func (l *shmLink) Read(p []byte) (int, error) {
+	n, err := l.read(p)
+	if err != nil {
+		err = l.explain(err)
+	}
+	return n, err
+}
+
+// explain replaces a peer's bare abort (the abort word names a rank, not a reason) by the
+// base transport's error, which carries the reason, once it arrives. It runs outside the
+// mapping (after leave), as it may wait.
+func (l *shmLink) explain(err error) error {
+	if !errors.Is(err, ErrPeerAborted) || l.cfg.abortCause == nil {
+		return err
+	}
+	if cause := l.cfg.abortCause(); cause != nil {
+		return cause
+	}
+	return err
+}
+
+func (l *shmLink) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -661,11 +695,27 @@ func (l *shmLink) abort(cause error, self int) {
 	l.shutdownSockets()
 }
 
+// abortClosed in an abort word says that the peer closed its whole transport (not just this
+// link): see Read.
+const abortClosed = ^uint32(0)
+
+// markTransportClosed tells the peer that this rank is closing its transport (Transport.Close,
+// before it closes the links).
+func (l *shmLink) markTransportClosed() {
+	if !l.enter() {
+		return
+	}
+	defer l.leave()
+	atomic.CompareAndSwapUint32(l.myAbort, 0, abortClosed)
+}
+
 // peerAborted records and returns the failure for an abort word v set by the peer.
 func (l *shmLink) peerAborted(v uint32) error {
 	culprit := int(v - 1)
 	var err error
-	if culprit == l.peer {
+	if v == abortClosed {
+		err = &transport.PeerError{Rank: l.peer, Err: transport.ErrPeerClosed}
+	} else if culprit == l.peer {
 		err = &transport.PeerError{Rank: l.peer, Err: ErrPeerAborted}
 	} else {
 		err = &transport.PeerError{Rank: culprit, Err: fmt.Errorf("%w (reported by rank %d)", ErrPeerAborted, l.peer)}

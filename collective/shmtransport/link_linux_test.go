@@ -313,10 +313,47 @@ func TestAbort(t *testing.T) {
 				if !errors.As(err, &pe) || pe.Rank != c.blame {
 					t.Fatalf("after the abort: %v, want a PeerError naming rank %d", err, c.blame)
 				}
+				// The reason travels on the base transport; the link waits for it rather
+				// than report a bare "peer aborted".
+				if want := c.cause.Error(); !strings.Contains(err.Error(), strings.TrimPrefix(want, "rank 2: ")) {
+					t.Fatalf("after the abort: %v, want the reason %q", err, want)
+				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("Abort did not reach the peer")
 			}
 		})
+	}
+}
+
+// TestTransportCloseMidRead: a rank that closes its whole transport while a peer still
+// reads from it is a rank that left (a PeerError wrapping transport.ErrPeerClosed, as over
+// QUIC), not the orderly end of one link (io.EOF), which TestCloseWakesReader covers.
+func TestTransportCloseMidRead(t *testing.T) {
+	ts, _ := wrapAll(t, 2, 0, func(int) Options { return Options{Mode: ModeShm, RingBytes: 1 << 12} })
+	a, b := linkPair(t, ts, 0, 1, "x")
+	if _, err := a.Write([]byte("sent before")); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		got := make([]byte, 11)
+		if _, err := io.ReadFull(b, got); err != nil || string(got) != "sent before" {
+			errc <- fmt.Errorf("first read %q, %v", got, err)
+			return
+		}
+		_, err := b.Read(make([]byte, 1))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	ts[0].Close()
+	select {
+	case err := <-errc:
+		var pe *transport.PeerError
+		if !errors.As(err, &pe) || pe.Rank != 0 || !errors.Is(err, transport.ErrPeerClosed) {
+			t.Fatalf("Read after the peer closed its transport: %v, want a PeerError naming rank 0 wrapping ErrPeerClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer's Close did not reach the reader")
 	}
 }
 

@@ -96,6 +96,7 @@ func Wrap(base transport.Transport, opts Options) (*Transport, error) {
 		stop:      make(chan struct{}),
 		watchDone: make(chan struct{}),
 	}
+	t.cfg.abortCause = t.abortCause
 	if shmSupported {
 		id, err := localIdentity(o.Dir)
 		if err != nil {
@@ -273,7 +274,11 @@ func (t *Transport) Close() error {
 		links := append([]*shmLink(nil), t.shm...)
 		t.mu.Unlock()
 		// Shared-memory links first, so that the peers see an orderly end (flags in the
-		// mapping) before the base links they watch go away.
+		// mapping) before the base links they watch go away; marked first, so that a peer
+		// still reading learns that this rank left (not merely closed the link).
+		for _, l := range links {
+			l.markTransportClosed()
+		}
 		var errs []error
 		for _, l := range links {
 			errs = append(errs, l.Close())
@@ -341,4 +346,23 @@ func (t *Transport) setup(ctx context.Context, peer int, channel string) (transp
 	}
 	bl.SetDeadline(time.Time{})
 	return link, kind, nil
+}
+
+// abortCauseGrace bounds how long a link that found a peer's abort word waits for the base
+// transport's notice with the reason (it normally follows within milliseconds; a peer killed
+// right after aborting sends none).
+const abortCauseGrace = time.Second
+
+// abortCause waits up to abortCauseGrace for the base transport to fail and returns its
+// error (which names the culprit and the reason), or nil.
+func (t *Transport) abortCause() error {
+	timer := time.NewTimer(abortCauseGrace)
+	defer timer.Stop()
+	select {
+	case <-t.base.Done():
+		return t.base.Err()
+	case <-t.stop:
+	case <-timer.C:
+	}
+	return nil
 }
