@@ -343,7 +343,7 @@ func (t *Transport) connTo(ctx context.Context, p *peer) (*quic.Conn, error) {
 		if err == nil {
 			if t.isDone() {
 				p.mu.Unlock()
-				conn.CloseWithError(codeClosed, "quictransport: transport closed")
+				t.closeLate(conn)
 				return nil, t.Err()
 			}
 			p.conn, p.ctl = conn, ctl
@@ -476,6 +476,20 @@ func (t *Transport) refuse(conn *quic.Conn, code quic.ApplicationErrorCode, reas
 	conn.CloseWithError(code, "quictransport: "+reason)
 }
 
+// closeLate closes a connection made after this transport ended: with the abort reason if
+// it failed (so that a peer meeting it now learns why, as connected peers did, rather than
+// taking it for an orderly close), else as an orderly close.
+func (t *Transport) closeLate(conn *quic.Conn) {
+	t.mu.Lock()
+	failed, reason := t.failed, t.reason
+	t.mu.Unlock()
+	if failed {
+		conn.CloseWithError(codeAbort, reason)
+		return
+	}
+	conn.CloseWithError(codeClosed, "quictransport: transport closed")
+}
+
 // serveIncoming authenticates a connection from a lower rank, registers it and routes its
 // streams to Link calls.
 func (t *Transport) serveIncoming(conn *quic.Conn) {
@@ -489,7 +503,7 @@ func (t *Transport) serveIncoming(conn *quic.Conn) {
 		if t.ctx.Err() == nil {
 			t.refuse(conn, code, err.Error())
 		} else {
-			conn.CloseWithError(codeClosed, "quictransport: transport closed")
+			t.closeLate(conn)
 		}
 		return
 	}
@@ -511,7 +525,7 @@ func (t *Transport) serveIncoming(conn *quic.Conn) {
 		return
 	case t.isDone():
 		p.mu.Unlock()
-		conn.CloseWithError(codeClosed, "quictransport: transport closed")
+		t.closeLate(conn)
 		return
 	}
 	p.conn, p.ctl = conn, ctl

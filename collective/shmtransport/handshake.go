@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
 )
@@ -182,8 +183,9 @@ func (t *Transport) open(bl transport.Link, peer int, peerID identity, fallback 
 	}
 	done, err := recvCtl(bl, kindDone, peer)
 	if err != nil {
-		closeWake(conns)
-		seg.unmap()
+		// The creator may have its end already (it sent done before this side's transport
+		// failed or closed): tell it through the mapping why the sockets are about to end.
+		t.abandonSetup(seg, conns)
 		return nil, "", err
 	}
 	if done.failed {
@@ -245,4 +247,24 @@ func (t *Transport) warnFallback(peer int, cause error) {
 	t.opts.Logger.Warn(fmt.Sprintf("shmtransport: edge rank %d <-> rank %d uses %s, not shared memory: %s",
 		t.Rank(), peer, t.opts.BaseKind, why),
 		"rank", t.Rank(), "peer", peer, "bytes", want, "dir", t.opts.Dir)
+}
+
+// abandonSetup releases the opener's side of a link whose setup it gave up after mapping the
+// segment and connecting the wake-up sockets. The creator may already hold its end, which
+// would read the sockets' end without an abort word as this process's death; so the abort
+// word says first what happened: this transport closed (abortClosed), or failed (naming the
+// rank to blame; the peer's link then waits for the base transport's reason), or the setup
+// itself failed (blaming this rank).
+func (t *Transport) abandonSetup(seg *segment, conns [2]*net.UnixConn) {
+	word := uint32(t.Rank()) + 1
+	var pe *transport.PeerError
+	switch err := t.base.Err(); {
+	case errors.Is(err, transport.ErrClosed):
+		word = abortClosed
+	case errors.As(err, &pe) && pe.Rank >= 0:
+		word = uint32(pe.Rank) + 1
+	}
+	atomic.CompareAndSwapUint32(word32(seg.mem, abortOff+128), 0, word) // the opener's word
+	closeWake(conns)
+	seg.unmap()
 }
