@@ -52,11 +52,28 @@ func TestThreeHostsTrainLikeOneProcess(t *testing.T) {
 	noProcessesLeft(t, c, 3)
 }
 
+// faultTransports lists the transports between hosts that the fault tests (a killed rank, a
+// cut link) run over: gorun's default (tls) in CI, and every one with
+// RINGTRAIN_MULTIHOST_TRANSPORTS=tls,tcp,quic.
+func faultTransports() []string {
+	v := os.Getenv("RINGTRAIN_MULTIHOST_TRANSPORTS")
+	if v == "" {
+		return []string{"tls"}
+	}
+	return strings.Split(v, ",")
+}
+
 // TestKillRankInAllReduce kills (SIGKILL) rank 3 on host 1 while a 6.4 MB gradient bucket is
 // in flight over 20 Mbit/s links. Every other rank must fail with an error naming rank 3,
 // every gorun must exit non-zero within 30 s, no process of the job may be left on any host,
 // and the last checkpoint must load.
 func TestKillRankInAllReduce(t *testing.T) {
+	for _, tr := range faultTransports() {
+		t.Run(tr, func(t *testing.T) { killRankInAllReduce(t, tr) })
+	}
+}
+
+func killRankInAllReduce(t *testing.T, tr string) {
 	c := cluster(t, 3, "20mbit")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -65,7 +82,7 @@ func TestKillRankInAllReduce(t *testing.T) {
 	ckpt := filepath.Join(tmp, "ckpt")
 	nodes := startJob(t, ctx, c, jobSpec{
 		nodes: 3, nproc: 2,
-		gorunArgs: []string{"--grace", "10s"},
+		gorunArgs: []string{"--grace", "10s", "--transport", tr},
 		env:       []string{"GORUN_PEER_TIMEOUT=3s"},
 		args: []string{"--steps", "50", "--every", "1", "--hidden", fmt.Sprint(hidden), "--batch", "8",
 			"--dir", ckpt, "--mark-bytes", "1000000"},
@@ -159,6 +176,12 @@ func TestRestartFromCheckpoint(t *testing.T) {
 // show that the setting is ignored), nothing may hang: every gorun exits non-zero within 30 s,
 // and the last checkpoint loads.
 func TestLinkCut(t *testing.T) {
+	for _, tr := range faultTransports() {
+		t.Run(tr, func(t *testing.T) { linkCut(t, tr) })
+	}
+}
+
+func linkCut(t *testing.T, tr string) {
 	c := cluster(t, 3, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -167,7 +190,7 @@ func TestLinkCut(t *testing.T) {
 	ckpt := filepath.Join(tmp, "ckpt")
 	nodes := startJob(t, ctx, c, jobSpec{
 		nodes: 3, nproc: 2,
-		gorunArgs: []string{"--grace", "5s"},
+		gorunArgs: []string{"--grace", "5s", "--transport", tr},
 		env:       []string{"GORUN_PEER_TIMEOUT=" + peerTimeout.String()},
 		args: []string{"--steps", "100000", "--every", "5", "--hidden", fmt.Sprint(trainHidden), "--batch", "8",
 			"--dir", ckpt, "--step-sleep", "20ms"},
