@@ -480,14 +480,18 @@ func (t *Transport) refuse(conn *quic.Conn, code quic.ApplicationErrorCode, reas
 // it failed (so that a peer meeting it now learns why, as connected peers did, rather than
 // taking it for an orderly close), else as an orderly close.
 func (t *Transport) closeLate(conn *quic.Conn) {
-	t.mu.Lock()
-	failed, reason := t.failed, t.reason
-	t.mu.Unlock()
-	if failed {
+	if reason, failed := t.abortReason(); failed {
 		conn.CloseWithError(codeAbort, reason)
 		return
 	}
 	conn.CloseWithError(codeClosed, "quictransport: transport closed")
+}
+
+// abortReason returns the encoded abort reason if this transport failed.
+func (t *Transport) abortReason() (reason string, failed bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.reason, t.failed
 }
 
 // serveIncoming authenticates a connection from a lower rank, registers it and routes its
@@ -512,10 +516,7 @@ func (t *Transport) serveIncoming(conn *quic.Conn) {
 	switch {
 	case p.conn != nil || p.deadErr != nil:
 		p.mu.Unlock()
-		t.mu.Lock()
-		failed, reason := t.failed, t.reason
-		t.mu.Unlock()
-		if failed {
+		if reason, failed := t.abortReason(); failed {
 			// A peer that first dials us after we aborted learns why, as connected peers did
 			// (a rank meeting another for the first time in a collective, e.g. AllToAll).
 			conn.CloseWithError(codeAbort, reason)
