@@ -43,6 +43,7 @@ func FuzzDecodeConnHello(f *testing.F) {
 func FuzzDecodeCtl(f *testing.F) {
 	var b [ctlFrameLen]byte
 	f.Add(encodeCtl(&b, ctlDrainReq, 42))
+	f.Add(encodeCtl(&b, ctlClosing, 1<<40))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, v, err := decodeCtl(b)
 		if err != nil {
