@@ -15,6 +15,9 @@
 #   netns-cluster.sh ip   NAME I              print host I's address
 #   netns-cluster.sh link NAME I up|down      cut or restore host I's link (the fault test)
 #
+# NETNS_MTU (default 1500, plain Ethernet) sets the MTU of every link, e.g. 9000 for the jumbo
+# frames of a cluster fabric.
+#
 # Needs root and iproute2. `up` tears down whatever it built if any step fails.
 set -euo pipefail
 
@@ -58,6 +61,10 @@ up() {
 		ip -n "$h" addr add "$(host_ip "$name" "$i")/24" dev eth0
 		ip -n "$h" link set eth0 up
 		ip -n "$sw" link set "${name}p$i" master br0
+		if [ "${NETNS_MTU:-1500}" != 1500 ]; then
+			ip -n "$h" link set eth0 mtu "$NETNS_MTU"
+			ip -n "$sw" link set "${name}p$i" mtu "$NETNS_MTU"
+		fi
 		ip -n "$sw" link set "${name}p$i" up
 		if [ -n "$rate" ]; then
 			# Shape egress on both ends so the host's link is RATE in each direction.
