@@ -1,6 +1,7 @@
 #!/bin/bash
 # MTU 1500 vs 9000, 2 netns hosts, 10 Gbit tbf, tcp and tls, alternating, 2 rounds.
-cd /work/main/benchmarks/multihost
+OUT=${OUT:-$(cd "$(dirname "$0")" && pwd)}
+cd "$(dirname "$0")/../../../multihost"
 for r in 1 2; do
   for mtu in 1500 9000; do
     for tr in tcp tls; do
