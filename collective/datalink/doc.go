@@ -39,5 +39,10 @@
 //
 // [Transport.Shutdown] waits until each peer has read every byte written to it (a count
 // exchanged on the control channel), then drains the base; [Transport.Close] closes every
-// connection in order; [Transport.Abort] aborts the base, which tells every peer.
+// connection in order; [Transport.Abort] aborts the base, which tells every peer. A link's
+// Close sends a closing frame with the count of bytes it read, so that a peer whose Shutdown
+// comes later still learns it (no one is left to answer a drain request), and keeps its control
+// channel open until the peer's closing frame is in too: the base's own Shutdown counts control
+// bytes, and a frame left unread would look like data lost. A peer that closed its whole
+// transport in order (transport.ErrPeerClosed) is done with the data, as in quictransport.
 package datalink
