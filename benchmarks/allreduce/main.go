@@ -59,6 +59,7 @@ import (
 	"github.com/ringtrain/ringtrain/collective/stack"
 	"github.com/ringtrain/ringtrain/collective/transport"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
+	"github.com/ringtrain/ringtrain/jobenv"
 )
 
 type config struct {
@@ -89,7 +90,8 @@ func main() {
 		os.Exit(2)
 	}
 	if cfg.cpuprofile != "" {
-		f, err := os.Create(cfg.cpuprofile)
+		// Through gorun every rank runs this: %r in the name becomes the rank, one file each.
+		f, err := os.Create(strings.ReplaceAll(cfg.cpuprofile, "%r", os.Getenv(jobenv.Rank)))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "allreduce: --cpuprofile:", err)
 			os.Exit(2)
@@ -123,7 +125,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.BoolVar(&c.mem, "mem", false, "with --local: use the in-process transport instead of QUIC")
 	fs.IntVar(&c.chunk, "chunk", 0, "collective.Options.ChunkBytes (0: the package default)")
 	fs.DurationVar(&c.timeout, "timeout", 0, "collective.Options.Timeout (0: the package default)")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file; %r in the name becomes the rank ($RANK), so that every rank of a job writes its own")
 	algoS := fs.String("algo", "", "AllReduce algorithms to time interleaved, comma-separated: ring, rd, rhd, hier, auto (empty: GORUN_ALGO or the package default); the JSON's algo says what ran")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: allreduce [flags]\n\nnccl-tests style AllReduce sweep; see the package doc.\n\n")
@@ -402,6 +404,10 @@ type row struct {
 	// iteration, with --local only: all ranks' work for one op. Unlike time_us it hardly
 	// depends on what else the machine runs.
 	ProcessCPUUS float64 `json:"process_cpu_us,omitempty"`
+	// JobCPUUS is, through gorun, the sum over ranks of each rank's median CPU time
+	// (user+system) per iteration: the whole job's work for one op, which on a machine with
+	// fewer cores than ranks bounds the throughput more than any link does.
+	JobCPUUS float64 `json:"job_cpu_us,omitempty"`
 }
 
 // variant is one thing timed at each size: a collective of one dtype, or the ring exchange.
@@ -547,6 +553,13 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 				// what a machine too busy to give the job its cores would charge.
 				slices.Sort(v.cpu)
 				r.ProcessCPUUS = v.cpu[len(v.cpu)/2]
+			} else {
+				slices.Sort(v.cpu)
+				sum := []float32{float32(v.cpu[len(v.cpu)/2])}
+				if err := g.AllReduce(ctx, sum, collective.Sum); err != nil {
+					return err
+				}
+				r.JobCPUUS = float64(sum[0])
 			}
 			r.AlgBWGBs = float64(v.bytes) / med / 1e3
 			r.BusBWGBs = r.AlgBWGBs * busFactor(v.coll, n)
