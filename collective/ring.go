@@ -266,7 +266,7 @@ func (x *ringRun) sendRing() error {
 	i := 0
 	for s := 0; s < x.rsSteps+x.agSteps; s++ {
 		seg := x.sendSeg(s)
-		for c := 0; c < x.k; c++ {
+		for c := 0; c < x.k; {
 			if s > 0 {
 				if err := x.flushHeader(); err != nil {
 					return err
@@ -275,19 +275,52 @@ func (x *ringRun) sendRing() error {
 					return err
 				}
 			}
-			if lo, hi := x.chunk(seg, c); hi > lo {
+			e := x.sendSpan(s, seg, c) // chunks c .. e-1 go out now
+			lo, _ := x.chunk(seg, c)
+			if _, hi := x.chunk(seg, e-1); hi > lo {
 				if err := x.sendValues(s, seg, c, lo, hi); err != nil {
 					return err
 				}
 			}
-			x.progress.Add(1)
-			x.sendDone.Add(1)
+			x.progress.Add(int64(e - c))
+			x.sendDone.Add(int64(e - c))
 			signal(x.sentWake)
-			i++
+			i += e - c
+			c = e
 		}
 	}
 	return nil
 }
+
+// sendSpan returns the end of the run of chunks c, c+1, ... of step s that go out in one
+// Write: compressed chunks one by one (each is encoded on its own); uncompressed ones, which
+// lie back to back in the buffer, as many as are ready (at step 0 all, later those the
+// receiving side has completed in step s-1), up to sendSpanMax bytes. Fewer, larger writes
+// mean fewer system calls and fewer of the scheduler hand-offs that a long write costs a
+// rank running on one P.
+func (x *ringRun) sendSpan(s, seg, c int) int {
+	if x.fp16 {
+		return c + 1
+	}
+	ready := x.k
+	if s > 0 {
+		ready = min(x.k, int(x.recvDone.Load())-(s-1)*x.k)
+	}
+	lo, hi := x.chunk(seg, c)
+	e := c + 1
+	for ; e < ready; e++ {
+		_, h := x.chunk(seg, e)
+		if (h-lo)*x.es > sendSpanMax && hi > lo {
+			break
+		}
+		hi = h
+	}
+	return e
+}
+
+// sendSpanMax bounds one Write of the ring's sending side, so that the chunks it finishes
+// (sendDone, which the receiving side's all-gather waits for) are not held back for long.
+const sendSpanMax = 4 << 20
 
 // gatherSlot is where the fp16 wire bytes of chunk c of segment seg live during an
 // all-gather: the owner encodes its segment there once, the other ranks receive into it, and
