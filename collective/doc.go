@@ -79,7 +79,11 @@
 // while it receives and reduces chunk c+1 of the step before. float32 data moves as the
 // buffers' own memory (no encoding pass), fp16 and bf16 through preallocated scratch with
 // AVX2 (and F16C) kernels on amd64, and no chunk allocates; see ring.go for the index
-// arithmetic, fp16.go and bf16.go for the wire formats and their error bounds.
+// arithmetic, fp16.go and bf16.go for the wire formats and their error bounds. Uncompressed
+// chunks of a step lie back to back, so the wire need not see them one by one: the sending
+// side writes every chunk that is ready in one Write (up to 4 MiB) and the receiving side
+// reads whatever has arrived, reducing it at once (AVX2 on amd64) or, in the all-gather,
+// straight into place; the chunk stays the unit of the pipeline's bookkeeping.
 //
 // Every op starts with a 40-byte header (op kind, sequence number, count, dtype, reduction,
 // root or tag, and the wire geometry: compression, chunk size, algorithm) sent ahead of the

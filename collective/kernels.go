@@ -67,7 +67,7 @@ func reduceInto(op Op, dst, src []float32) {
 
 func sumInto(dst, src []float32) {
 	src = src[:len(dst)]
-	i := 0
+	i := sumVector(dst, src) // the AVX2 kernel where there is one (sum_amd64.go)
 	for ; i+8 <= len(dst); i += 8 {
 		d, s := dst[i:i+8:i+8], src[i:i+8:i+8]
 		d[0] += s[0]

@@ -2,7 +2,9 @@ package collective
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 )
@@ -264,7 +266,7 @@ func (x *ringRun) sendRing() error {
 	i := 0
 	for s := 0; s < x.rsSteps+x.agSteps; s++ {
 		seg := x.sendSeg(s)
-		for c := 0; c < x.k; c++ {
+		for c := 0; c < x.k; {
 			if s > 0 {
 				if err := x.flushHeader(); err != nil {
 					return err
@@ -273,19 +275,52 @@ func (x *ringRun) sendRing() error {
 					return err
 				}
 			}
-			if lo, hi := x.chunk(seg, c); hi > lo {
+			e := x.sendSpan(s, seg, c) // chunks c .. e-1 go out now
+			lo, _ := x.chunk(seg, c)
+			if _, hi := x.chunk(seg, e-1); hi > lo {
 				if err := x.sendValues(s, seg, c, lo, hi); err != nil {
 					return err
 				}
 			}
-			x.progress.Add(1)
-			x.sendDone.Add(1)
+			x.progress.Add(int64(e - c))
+			x.sendDone.Add(int64(e - c))
 			signal(x.sentWake)
-			i++
+			i += e - c
+			c = e
 		}
 	}
 	return nil
 }
+
+// sendSpan returns the end of the run of chunks c, c+1, ... of step s that go out in one
+// Write: compressed chunks one by one (each is encoded on its own); uncompressed ones, which
+// lie back to back in the buffer, as many as are ready (at step 0 all, later those the
+// receiving side has completed in step s-1), up to sendSpanMax bytes. Fewer, larger writes
+// mean fewer system calls and fewer of the scheduler hand-offs that a long write costs a
+// rank running on one P.
+func (x *ringRun) sendSpan(s, seg, c int) int {
+	if x.fp16 {
+		return c + 1
+	}
+	ready := x.k
+	if s > 0 {
+		ready = min(x.k, int(x.recvDone.Load())-(s-1)*x.k)
+	}
+	lo, hi := x.chunk(seg, c)
+	e := c + 1
+	for ; e < ready; e++ {
+		_, h := x.chunk(seg, e)
+		if (h-lo)*x.es > sendSpanMax && hi > lo {
+			break
+		}
+		hi = h
+	}
+	return e
+}
+
+// sendSpanMax bounds one Write of the ring's sending side, so that the chunks it finishes
+// (sendDone, which the receiving side's all-gather waits for) are not held back for long.
+const sendSpanMax = 4 << 20
 
 // gatherSlot is where the fp16 wire bytes of chunk c of segment seg live during an
 // all-gather: the owner encodes its segment there once, the other ranks receive into it, and
@@ -354,6 +389,12 @@ func (x *ringRun) recv() error {
 		seg := x.recvSeg(s)
 		rs := s < x.rsSteps
 		final := rs && s == x.rsSteps-1
+		if !x.fp16 {
+			if err := x.recvStream(s, seg, rs, final); err != nil {
+				return err
+			}
+			continue
+		}
 		for c := 0; c < x.k; c++ {
 			if s >= x.rsSteps && x.rsSteps > 0 {
 				// All-gather step s overwrites segment seg, which the sending side sent at
@@ -366,6 +407,78 @@ func (x *ringRun) recv() error {
 				return err
 			}
 			x.recvDoneOne()
+		}
+	}
+	return nil
+}
+
+// recvStream receives step s (segment seg) of an uncompressed op as its bytes arrive instead
+// of chunk by chunk: each Read asks for the rest of the segment, so it takes whatever the
+// socket holds in one call (in the all-gather straight into place; in the reduce-scatter into
+// the scratch, as much as it holds), and the reduce-scatter adds each read's elements into
+// the buffer at once, while they are still in cache. The segment's chunks are contiguous in
+// the buffer, so only the bookkeeping stays per chunk: a chunk counts as received (recvDone,
+// which the sending side waits for) once its last byte is in place, and the all-gather
+// overwrites only chunks the sending side has finished with (waitSent). Compressed ops keep
+// recvChunk: their wire chunks carry a scale each and are decoded whole.
+func (x *ringRun) recvStream(s, seg int, rs, final bool) error {
+	if x.k == 0 {
+		return nil // an empty buffer
+	}
+	g := x.g
+	lo, _ := x.chunk(seg, 0)
+	_, hi := x.chunk(seg, x.k-1)
+	pos, end := lo*x.es, hi*x.es // bytes of x.raw in place (received, and reduced in rs)
+	c := 0                       // the next chunk to complete
+	complete := func() {
+		for ; c < x.k; c++ {
+			lo, hi := x.chunk(seg, c)
+			if hi*x.es > pos {
+				return
+			}
+			if final && x.op == Avg && hi > lo {
+				divideBytes(x.dt, x.elems(lo, hi), x.n)
+			}
+			x.recvDoneOne()
+		}
+	}
+	complete() // empty chunks
+	carry := 0 // rs: bytes of a partial element at the head of the scratch
+	for pos < end {
+		var n int
+		var err error
+		if rs {
+			sc := g.recvScratch
+			n, err = g.left.Read(sc[carry : carry+min(len(sc)-carry, end-pos-carry)])
+			have := carry + n
+			m := have - have%x.es
+			reduceBytes(x.dt, x.op, x.raw[pos:pos+m], sc[:m])
+			carry = copy(sc, sc[m:have])
+			pos += m
+		} else {
+			lim := end
+			if x.rsSteps > 0 {
+				// All-gather step s overwrites segment seg, which the sending side sent at
+				// reduce-scatter step s-rsSteps (sendSeg); see the type's comment.
+				base := int64((s - x.rsSteps) * x.k)
+				if x.sendDone.Load()-base <= int64(c) {
+					if err := x.waitSent(base + int64(c) + 1); err != nil {
+						return err
+					}
+				}
+				sent := min(int(x.sendDone.Load()-base), x.k)
+				_, h := x.chunk(seg, sent-1)
+				lim = h * x.es
+			}
+			n, err = g.left.Read(x.raw[pos:lim])
+			pos += n
+		}
+		complete()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
 		}
 	}
 	return nil

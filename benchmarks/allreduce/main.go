@@ -33,7 +33,13 @@
 // With --baseline each size is also measured as a raw ring exchange over the same transport:
 // every rank streams that many bytes to its right neighbour while receiving as many from its
 // left, with no reduction ("op":"ring-exchange", link_gbs = bytes / time): the ceiling a ring
-// collective's busbw can reach on this transport.
+// collective's busbw can reach on this transport. It writes --chunk bytes at a time unless
+// --exchange-write says otherwise; the ring writes up to 4 MiB of ready chunks at once, so its
+// ceiling is an exchange with writes that large (write_bytes says which ran).
+//
+// Through gorun every row also carries job_cpu_us: the sum over ranks of each rank's median
+// CPU time per iteration (what bounds throughput where ranks outnumber cores), and
+// --cpuprofile FILE takes %r for the rank, one profile per rank.
 package main
 
 import (
@@ -59,6 +65,7 @@ import (
 	"github.com/ringtrain/ringtrain/collective/stack"
 	"github.com/ringtrain/ringtrain/collective/transport"
 	"github.com/ringtrain/ringtrain/collective/transport/memtransport"
+	"github.com/ringtrain/ringtrain/jobenv"
 )
 
 type config struct {
@@ -76,6 +83,7 @@ type config struct {
 	chunk      int
 	timeout    time.Duration
 	cpuprofile string
+	exWrite    int64    // --exchange-write: bytes per Write of the raw exchange (0: the chunk size)
 	algos      []string // --algo: one group per algorithm; "" = the package default
 }
 
@@ -89,7 +97,8 @@ func main() {
 		os.Exit(2)
 	}
 	if cfg.cpuprofile != "" {
-		f, err := os.Create(cfg.cpuprofile)
+		// Through gorun every rank runs this: %r in the name becomes the rank, one file each.
+		f, err := os.Create(strings.ReplaceAll(cfg.cpuprofile, "%r", os.Getenv(jobenv.Rank)))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "allreduce: --cpuprofile:", err)
 			os.Exit(2)
@@ -123,7 +132,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.BoolVar(&c.mem, "mem", false, "with --local: use the in-process transport instead of QUIC")
 	fs.IntVar(&c.chunk, "chunk", 0, "collective.Options.ChunkBytes (0: the package default)")
 	fs.DurationVar(&c.timeout, "timeout", 0, "collective.Options.Timeout (0: the package default)")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file")
+	exWriteS := fs.String("exchange-write", "", "bytes per Write of the raw exchange (--baseline); empty: the chunk size (--chunk). The ring writes up to 4 MiB of ready chunks at once, so its ceiling is an exchange with writes as large")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file; %r in the name becomes the rank ($RANK), so that every rank of a job writes its own")
 	algoS := fs.String("algo", "", "AllReduce algorithms to time interleaved, comma-separated: ring, rd, rhd, hier, auto (empty: GORUN_ALGO or the package default); the JSON's algo says what ran")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: allreduce [flags]\n\nnccl-tests style AllReduce sweep; see the package doc.\n\n")
@@ -142,6 +152,11 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	var err error
 	if c.min, err = parseSize(*minS); err != nil {
 		return c, fmt.Errorf("--min: %w", err)
+	}
+	if *exWriteS != "" {
+		if c.exWrite, err = parseSize(*exWriteS); err != nil {
+			return c, fmt.Errorf("--exchange-write: %w", err)
+		}
 	}
 	if c.max, err = parseSize(*maxS); err != nil {
 		return c, fmt.Errorf("--max: %w", err)
@@ -397,11 +412,17 @@ type row struct {
 	// Links says what carries rank 0's links, by peer ("1:tls,3:tls"); through gorun only.
 	Links      string `json:"links,omitempty"`
 	ChunkBytes int    `json:"chunk_bytes"`
-	Cores      int    `json:"cores"`
+	// WriteBytes is the raw exchange's bytes per Write (exchange rows only).
+	WriteBytes int `json:"write_bytes,omitempty"`
+	Cores      int `json:"cores"`
 	// ProcessCPUUS is the median CPU time (user+system, all threads) the process used per
 	// iteration, with --local only: all ranks' work for one op. Unlike time_us it hardly
 	// depends on what else the machine runs.
 	ProcessCPUUS float64 `json:"process_cpu_us,omitempty"`
+	// JobCPUUS is, through gorun, the sum over ranks of each rank's median CPU time
+	// (user+system) per iteration: the whole job's work for one op, which on a machine with
+	// fewer cores than ranks bounds the throughput more than any link does.
+	JobCPUUS float64 `json:"job_cpu_us,omitempty"`
 }
 
 // variant is one thing timed at each size: a collective of one dtype, or the ring exchange.
@@ -426,7 +447,11 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 	var ex *exchanger
 	if cfg.baseline && n > 1 {
 		var err error
-		if ex, err = newExchanger(ctx, rc.t, chunk, int(cfg.max)); err != nil {
+		w := chunk
+		if cfg.exWrite > 0 {
+			w = int(cfg.exWrite)
+		}
+		if ex, err = newExchanger(ctx, rc.t, w, int(cfg.max)); err != nil {
 			return err
 		}
 		defer ex.close()
@@ -547,6 +572,13 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 				// what a machine too busy to give the job its cores would charge.
 				slices.Sort(v.cpu)
 				r.ProcessCPUUS = v.cpu[len(v.cpu)/2]
+			} else {
+				slices.Sort(v.cpu)
+				sum := []float32{float32(v.cpu[len(v.cpu)/2])}
+				if err := g.AllReduce(ctx, sum, collective.Sum); err != nil {
+					return err
+				}
+				r.JobCPUUS = float64(sum[0])
 			}
 			r.AlgBWGBs = float64(v.bytes) / med / 1e3
 			r.BusBWGBs = r.AlgBWGBs * busFactor(v.coll, n)
@@ -560,6 +592,7 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 				// also the bus bandwidth of this "collective".
 				link = r.AlgBWGBs
 				r.Op, r.Reduce, r.BusBWGBs, r.LinkGBs = "ring-exchange", "", link, link
+				r.WriteBytes = ex.chunk
 			}
 			rows[i] = r
 		}

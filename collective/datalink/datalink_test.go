@@ -413,3 +413,22 @@ func TestWrongTokenRefused(t *testing.T) {
 		t.Fatalf("Kind = %q, want quic", k)
 	}
 }
+
+// TestFixBuffer: a fixed socket buffer (which switches Linux's auto-tuning off) only where the
+// kernel grants it and auto-tuning could not reach it.
+func TestFixBuffer(t *testing.T) {
+	for _, c := range []struct {
+		size, max, top int
+		want           bool
+	}{
+		{4 << 20, 4 << 20, 32 << 20, false}, // auto-tuning goes further: leave it on
+		{4 << 20, 4 << 20, 4 << 20, false},  // auto-tuning reaches it as well
+		{4 << 20, 4 << 20, 1 << 20, true},   // auto-tuning stops short
+		{4 << 20, 1 << 20, 1 << 20, false},  // the kernel would cut the request down
+		{4 << 20, 8 << 20, 0, true},         // auto-tuning's limit unknown
+	} {
+		if got := fixBuffer(c.size, c.max, c.top); got != c.want {
+			t.Errorf("fixBuffer(%d, %d, %d) = %v, want %v", c.size, c.max, c.top, got, c.want)
+		}
+	}
+}

@@ -59,9 +59,10 @@ type Options struct {
 	// advertises; empty means the host of this rank's published base address.
 	ListenHost string
 	// SocketBuffer is the TCP send and receive buffer to ask for. Zero means
-	// DefaultSocketBuffer (4 MiB), applied only where the kernel grants that much
-	// (net.core.rmem_max / wmem_max), since a smaller fixed buffer would switch off Linux's
-	// auto-tuning; negative leaves the buffers to the kernel.
+	// DefaultSocketBuffer (4 MiB), applied per direction only where the kernel grants that
+	// much (net.core.rmem_max / wmem_max) and auto-tuning could not grow the buffer as far
+	// (net.ipv4.tcp_rmem / tcp_wmem), since a fixed buffer switches Linux's auto-tuning off;
+	// negative leaves the buffers to the kernel.
 	SocketBuffer int
 	// DialTimeout bounds the TCP connection and TLS handshake of a link; after it the link
 	// stays on QUIC with a warning. Zero means DefaultDialTimeout.
