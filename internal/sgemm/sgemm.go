@@ -76,6 +76,10 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	ws := getWorkspace()
 	defer putWorkspace(ws)
 	mk := active.forRows(m)
+	if m <= fewRowsMax && k*n >= fewRowsMinFloats {
+		gemmFewRows(ws, mk, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	// k is cut into equal blocks of at most kcBlock (784 = 4×196, not
 	// 3×256+16: a thin last block pays a whole pass over C for little work).
 	kc := ceilDiv(k, ceilDiv(k, kcBlock))
@@ -96,6 +100,68 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 			}
 		}
 	}
+}
+
+// Products with few rows of A (a batch of 64) and a large B (the weights
+// of a wide layer) take the few-rows path (gemmFewRows): B is read from
+// memory once per call for only 2·m FLOPs per float, so reading it must
+// overlap the arithmetic. Below 8 MiB of B (mlp's 1.6 MB weights stay in the
+// last-level cache between calls) the general path measured as fast or
+// faster.
+const (
+	fewRowsMax       = mcBlock // m up to one block of packed A
+	fewRowsMinFloats = prefetchMinFloats
+	// fewRowsNC is the width of a chunk of packed B: 128 columns × kc=256
+	// (128 KiB) measured faster than 256 or 512 on the 64×4096×4096
+	// products, and no slower than 64.
+	fewRowsNC = 128
+)
+
+// gemmFewRows is Gemm for m ≤ mcBlock with a large B. Its loops differ from
+// the general path's: A (m×kc) is packed once per block of k and stays in
+// L2; B is packed in narrow chunks (kc × fewRowsNC, 128 KiB) that fit L2
+// beside it, and while the kernels compute on one chunk the raw rows of the
+// next are prefetched, so packing reads them from L2, not memory. The
+// general path's 2 MiB blocks of packed B overflow L2 (1 MiB here) and the
+// next block, prefetched as a whole, did not stay in it.
+func gemmFewRows(ws *workspace, mk microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	kc := ceilDiv(k, ceilDiv(k, kcBlock))
+	nc := fewRowsNC
+	for pc := 0; pc < k; pc += kc {
+		kb := min(kc, k-pc)
+		packA(ws.a, mk.mr, transA, a, lda, 0, pc, m, kb)
+		bt := beta
+		if pc > 0 {
+			bt = 1
+		}
+		for jc := 0; jc < n; jc += nc {
+			nb := min(nc, n-jc)
+			packB(ws.b, mk.nr, transB, b, ldb, pc, jc, kb, nb)
+			// The next chunk: the next columns, or the first ones of the next
+			// block of k.
+			var pf blockPrefetch
+			npc, njc := pc, jc+nc
+			if njc >= n {
+				npc, njc = pc+kc, 0
+			}
+			if npc < k {
+				pf = planPrefetch(mk, transB, b, ldb, m, nb, npc, njc, min(kc, k-npc), min(nc, n-njc))
+			}
+			macroKernel(mk, m, nb, kb, alpha, ws.a, ws.b, bt, c[jc:], ldc, &ws.tile, &pf)
+		}
+	}
+}
+
+// planPrefetch plans the prefetch of the kb×nbNext block of op(B) at (pc,
+// jc), spread over the tiles of an m×nb block.
+func planPrefetch(mk microKernel, transB bool, b []float32, ldb, m, nb, pc, jc, kb, nbNext int) blockPrefetch {
+	f := blockPrefetch{b: b, ld: ldb, row: pc, end: pc + kb, col: jc, cols: nbNext}
+	if transB { // op(B)(p, j) = b[j*ldb+p]
+		f.row, f.end, f.col, f.cols = jc, jc+nbNext, pc, kb
+	}
+	tiles := ceilDiv(m, mk.mr) * ceilDiv(nb, mk.nr)
+	f.perTile = (ceilDiv(kb*nbNext, tiles) + 15) &^ 15 // whole 64-byte lines
+	return f
 }
 
 // macroKernel multiplies a packed mb×kb block of A by a packed kb×nb block of
@@ -236,13 +302,12 @@ func packB(dst []float32, NR int, trans bool, b []float32, ldb, pc, jc, kb, nb i
 		// stride down ldb for every 64 bytes) and scatter NR-wide pieces into
 		// the slivers.
 		full := nb / NR
+		if NR == 32 && full > 0 {
+			packRows32(dst, b[pc*ldb+jc:], ldb, kb, full)
+		}
 		for p := range kb {
 			row := b[(pc+p)*ldb+jc:][:nb]
-			if NR == 32 { // fixed-size copies: inline moves, not a memmove call per 128 bytes
-				for s := range full {
-					*(*[32]float32)(dst[(s*kb+p)*32:]) = *(*[32]float32)(row[s*32:])
-				}
-			} else {
+			if NR != 32 {
 				for s := range full {
 					copy(dst[(s*kb+p)*NR:][:NR], row[s*NR:][:NR])
 				}
@@ -263,6 +328,17 @@ func packB(dst []float32, NR int, trans bool, b []float32, ldb, pc, jc, kb, nb i
 			clear(d)
 		}
 		packBTrans(d, NR, b, ldb, pc, jc+s*NR, kb, cols)
+	}
+}
+
+// packRows32Go copies kb rows of b (stride ldb) into slivers 32-wide
+// slivers of dst: dst[(s·kb+p)·32 ..+32] = b[p·ldb+s·32 ..+32].
+func packRows32Go(dst, b []float32, ldb, kb, slivers int) {
+	for p := range kb {
+		row := b[p*ldb:][:slivers*32]
+		for s := range slivers {
+			copy(dst[(s*kb+p)*32:][:32], row[s*32:][:32])
+		}
 	}
 }
 
