@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sync"
 
+	"github.com/ringtrain/ringtrain/internal/directconv"
 	"github.com/ringtrain/ringtrain/internal/sgemm"
 )
 
@@ -139,17 +140,23 @@ func (c *Conv2D) Forward(x Tensor, train bool) (Tensor, Saved, error) {
 	ld := n * g.ohw // columns of the batch-wide col and of yt
 	y := NewTensor(n, c.out, g.oh, g.ow)
 	sc := c.scratch.get(g.ckk*ld, c.out*ld)
-	for i := range n {
-		g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
-	}
-	// yt[Out × N·OH·OW] = W[Out × C·k·k] · col[C·k·k × N·OH·OW]: one GEMM for
-	// the batch (per-image GEMMs are thin: 6×784 or 16×100 outputs, and the
-	// 100-wide one wastes most of its last column strip).
-	sgemm.Gemm(false, false, c.out, ld, g.ckk, 1, c.weight.Value, g.ckk, sc.col, ld, 0, sc.yt, ld)
-	for i := range n {
-		yn := y.Data[i*g.outSize:][:g.outSize]
-		for o, b := range c.bias.Value {
-			addBias(yn[o*g.ohw:][:g.ohw], sc.yt[o*ld+i*g.ohw:][:g.ohw], b)
+	if g.direct() {
+		c.forwardDirect(&g, y.Data, x.Data, n, sc)
+		sc.colValid = false
+	} else {
+		for i := range n {
+			g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
+		}
+		sc.colValid = true
+		// yt[Out × N·OH·OW] = W[Out × C·k·k] · col[C·k·k × N·OH·OW]: one GEMM for
+		// the batch (per-image GEMMs are thin: 6×784 or 16×100 outputs, and the
+		// 100-wide one wastes most of its last column strip).
+		sgemm.Gemm(false, false, c.out, ld, g.ckk, 1, c.weight.Value, g.ckk, sc.col, ld, 0, sc.yt, ld)
+		for i := range n {
+			yn := y.Data[i*g.outSize:][:g.outSize]
+			for o, b := range c.bias.Value {
+				addBias(yn[o*g.ohw:][:g.ohw], sc.yt[o*ld+i*g.ohw:][:g.ohw], b)
+			}
 		}
 	}
 	if !train {
@@ -202,8 +209,8 @@ func (c *Conv2D) backward(s *convSaved, dy Tensor, wantDX bool) (Tensor, error) 
 	if s.gen != 0 {
 		sc = c.takeCache(s.gen)
 	}
-	haveCol := sc != nil
-	if !haveCol {
+	haveCol := sc != nil && sc.colValid
+	if sc == nil {
 		sc = c.scratch.get(g.ckk*ld, c.out*ld)
 	}
 	defer c.scratch.put(sc)
@@ -339,7 +346,17 @@ type scratchPool struct {
 
 // convScratch is the batch-wide column matrix and the [Out × N·OH·OW]
 // output (or output gradient) of one call.
-type convScratch struct{ col, yt []float32 }
+//
+// The direct forward (conv_direct.go) leaves col unwritten (colValid
+// false) and uses wp, bias and xpad: the packed weights, the bias by
+// groups of eight channels, one zero-bordered image.
+type convScratch struct {
+	col, yt  []float32
+	colValid bool // col holds the im2col of the Forward that filled this scratch
+	wp, xpad []float32
+	bias     [][8]float32
+	rows     directconv.Rows
+}
 
 // get returns a scratch whose col holds at least n values and yt m.
 func (p *scratchPool) get(n, m int) *convScratch {
