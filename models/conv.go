@@ -214,6 +214,14 @@ func (c *Conv2D) backward(s *convSaved, dy Tensor, wantDX bool) (Tensor, error) 
 		sc = c.scratch.get(g.ckk*ld, c.out*ld)
 	}
 	defer c.scratch.put(sc)
+	if g.direct() && (!wantDX || g.directDX()) {
+		var dxd []float32
+		if wantDX {
+			dxd = dx.Data
+		}
+		c.backwardDirect(&g, dxd, dy.Data, x.Data, n, sc)
+		return dx, nil
+	}
 	// dyt[Out × N·OH·OW]: dy with the batch moved inside each channel's row,
 	// the layout of the forward's yt; db is its row sums.
 	db := c.bias.Grad
@@ -347,8 +355,8 @@ type scratchPool struct {
 // convScratch is the batch-wide column matrix and the [Out × N·OH·OW]
 // output (or output gradient) of one call.
 //
-// The direct forward (conv_direct.go) leaves col unwritten (colValid
-// false) and uses wp, bias and xpad: the packed weights, the bias by
+// The direct kernels (conv_direct.go) leave col unwritten (colValid
+// false) and use wp, bias and xpad: the packed weights, the bias by
 // groups of eight channels, one zero-bordered image.
 type convScratch struct {
 	col, yt  []float32
@@ -356,6 +364,10 @@ type convScratch struct {
 	wp, xpad []float32
 	bias     [][8]float32
 	rows     directconv.Rows
+	// the direct backward's: weight-gradient partial sums, flipped
+	// weights, one padded image of dy
+	acc, wt, dypad []float32
+	grad           directconv.GradRows
 }
 
 // get returns a scratch whose col holds at least n values and yt m.

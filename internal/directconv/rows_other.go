@@ -7,3 +7,7 @@ var rowsImpl = rowsGo
 const hasAVX512 = false
 
 func rowsFor(bool) func(*Rows) { return rowsGo }
+
+var gradRowsImpl = gradRowsGo
+
+func gradRowsFor(bool) func(*GradRows) { return gradRowsGo }
