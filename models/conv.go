@@ -274,7 +274,8 @@ func (c *Conv2D) geom(xShape []int) convGeom {
 // without padding: [C, H, W] -> [C, (H−k)/stride+1, (W−k)/stride+1]. The
 // gradient flows to the first maximum of each window in row-major order (as
 // gorgonia's MaxPool2D), added up where windows overlap. Both directions are
-// plain loops over the planes (conv_kernels.go); the backward finds each
+// loops over the planes (conv_kernels.go; 2×2 windows with stride 2 in
+// internal/vecmath, AVX-512 where the CPU has it); the backward finds each
 // window's maximum again in the saved input instead of keeping an argmax.
 type MaxPool2D struct {
 	name      string
