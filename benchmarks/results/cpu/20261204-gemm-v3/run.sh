@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # GEMM, cnn layers and steps before/after this session's changes (sgemm's few-rows and
-# rows-in-place paths, the direct convolution, the AVX-512 ReLU), side by side in one run, and
+# rows-in-place paths, the direct convolution, the AVX-512 ReLU and pooling), side by side in one run, and
 # the cnn step against PyTorch's. Builds benchmarks/flops at BASE (default 7426db4, main before
 # them) and at the working tree, both with the working tree's measuring code (process CPU time,
 # -clock cpu), then alternates base, new and torch_lenet.py (Debian python3-torch, one thread)
-# ROUNDS times, one thread each. Writes base.jsonl, new.jsonl, torch.jsonl, sysinfo.txt here and
-# prints summary.md. Run it under the measuring lock on a shared machine:
+# ROUNDS times, one thread each. Writes base.jsonl, new.jsonl, torch.jsonl, sysinfo.txt and the
+# per-round outputs into OUT (default: run-<commit> beside this script), prints summary.md and
+# writes it there too. Run it under the measuring lock on a shared machine:
 #
 #   flock /tmp/ringtrain-measure.lock bash benchmarks/results/cpu/20261204-gemm-v3/run.sh   # ROUNDS=3 REPS=10
 set -euo pipefail
@@ -17,6 +18,8 @@ ROUNDS=${ROUNDS:-3}
 REPS=${REPS:-10}
 MODELS=${MODELS:-mlp,cnn}
 PY=${PY:-/usr/bin/python3}
+OUT=${OUT:-$here/run-$(git rev-parse --short HEAD)}
+mkdir -p "$OUT"
 tmp=$(mktemp -d)
 cleanup() { git worktree remove --force "$tmp/base" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
 trap cleanup EXIT
@@ -31,17 +34,17 @@ go build -o "$tmp/flops-new" ./benchmarks/flops
 	echo "cpu:  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) ($(nproc) cores visible)"
 	echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (before)"
 	echo "run:  ROUNDS=$ROUNDS REPS=$REPS MODELS=$MODELS GOMAXPROCS=1 -clock cpu; torch --clock cpu"
-} > "$here/sysinfo.txt"
-: > "$here/base.jsonl"; : > "$here/new.jsonl"; : > "$here/torch.jsonl"
+} > "$OUT/sysinfo.txt"
+: > "$OUT/base.jsonl"; : > "$OUT/new.jsonl"; : > "$OUT/torch.jsonl"
 for r in $(seq "$ROUNDS"); do
-	GOMAXPROCS=1 "$tmp/flops-base" -models "$MODELS" -reps "$REPS" -json "$tmp/b.jsonl" > "$here/base-round$r.txt"
-	cat "$tmp/b.jsonl" >> "$here/base.jsonl"
-	GOMAXPROCS=1 "$tmp/flops-new" -models "$MODELS" -reps "$REPS" -json "$tmp/n.jsonl" > "$here/new-round$r.txt"
-	cat "$tmp/n.jsonl" >> "$here/new.jsonl"
-	OMP_NUM_THREADS=1 "$PY" benchmarks/flops/torch_lenet.py --reps "$REPS" --json "$here/torch.jsonl" > "$here/torch-round$r.txt"
+	GOMAXPROCS=1 "$tmp/flops-base" -models "$MODELS" -reps "$REPS" -json "$tmp/b.jsonl" > "$OUT/base-round$r.txt"
+	cat "$tmp/b.jsonl" >> "$OUT/base.jsonl"
+	GOMAXPROCS=1 "$tmp/flops-new" -models "$MODELS" -reps "$REPS" -json "$tmp/n.jsonl" > "$OUT/new-round$r.txt"
+	cat "$tmp/n.jsonl" >> "$OUT/new.jsonl"
+	OMP_NUM_THREADS=1 "$PY" benchmarks/flops/torch_lenet.py --reps "$REPS" --json "$OUT/torch.jsonl" > "$OUT/torch-round$r.txt"
 done
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (after)" >> "$here/sysinfo.txt"
-"$PY" - "$here" <<'PYEOF' | tee "$here/summary.md"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (after)" >> "$OUT/sysinfo.txt"
+"$PY" - "$OUT" <<'PYEOF' | tee "$OUT/summary.md"
 import json, statistics, sys, collections
 d = sys.argv[1]
 def load(name):
