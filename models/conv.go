@@ -144,7 +144,7 @@ func (c *Conv2D) Forward(x Tensor, train bool) (Tensor, Saved, error) {
 	ld := n * g.ohw // columns of the batch-wide col and of yt
 	y := NewTensor(n, c.out, g.oh, g.ow)
 	sc := c.scratch.get(g.ckk*ld, c.out*ld)
-	if g.direct() {
+	if c.direct(&g) {
 		c.forwardDirect(&g, y.Data, x.Data, n, sc)
 		sc.colValid = false
 	} else {
@@ -218,7 +218,7 @@ func (c *Conv2D) backward(s *convSaved, dy Tensor, wantDX bool) (Tensor, error) 
 		sc = c.scratch.get(g.ckk*ld, c.out*ld)
 	}
 	defer c.scratch.put(sc)
-	if g.direct() && (!wantDX || g.directDX()) {
+	if c.direct(&g) && (!wantDX || g.directDX()) {
 		var dxd []float32
 		if wantDX {
 			dxd = dx.Data

@@ -14,6 +14,17 @@ var convDirect = true
 // kernels read each input row from L1 and copy nothing but a padded image.
 func (g *convGeom) direct() bool { return convDirect && g.s == 1 && g.ow <= 32 }
 
+// directMaxTaps bounds the convolutions that run direct: beyond about a
+// thousand taps (C·k·k, and Out·k·k for dx) a GEMM amortizes its packing,
+// and the weight gradient's partial sums (64 bytes per tap and channel)
+// outgrow L2. LeNet's have 25 and 150 (400 for conv2's dx).
+const directMaxTaps = 1024
+
+// direct reports whether this layer runs g on the direct kernels.
+func (c *Conv2D) direct(g *convGeom) bool {
+	return g.direct() && g.ckk <= directMaxTaps && c.out*g.k*g.k <= directMaxTaps
+}
+
 // directDX reports whether the input gradient runs on the forward row
 // kernel too: for stride 1 it is the convolution of the output gradient,
 // padded by k−1−pad, with the filters flipped and their channels swapped,

@@ -191,13 +191,14 @@ func TestConv2DDirectMatchesIm2col(t *testing.T) {
 	} {
 		geom := convGeom{s: 1, ow: (c.w+2*c.pad-c.k)/1 + 1, w: c.w, k: c.k, pad: c.pad}
 		convDirect = true
-		if !geom.direct() {
-			t.Fatalf("%+v: not a direct convolution", c)
-		}
 		rng := rand.New(rand.NewPCG(uint64(c.w), uint64(c.out)))
 		l, err := NewConv2D("conv", c.in, c.out, c.k, 1, c.pad, InitHe)
 		if err != nil {
 			t.Fatal(err)
+		}
+		geom.ckk = c.in * c.k * c.k
+		if !l.direct(&geom) {
+			t.Fatalf("%+v: not a direct convolution", c)
 		}
 		l.InitParams(rng)
 		for i := range l.bias.Value {
@@ -253,5 +254,24 @@ func TestConv2DDirectMatchesIm2col(t *testing.T) {
 			}
 		}
 		assertClose(t, "db", db1, db0, 1e-4)
+	}
+}
+
+// TestConv2DDirectOnlyThin: a convolution with more taps than
+// directMaxTaps runs on im2col and the GEMM even with stride 1 and narrow
+// rows; LeNet's run direct.
+func TestConv2DDirectOnlyThin(t *testing.T) {
+	for _, c := range []struct {
+		in, out, k, h int
+		want          bool
+	}{{1, 6, 5, 28, true}, {6, 16, 5, 14, true}, {128, 8, 3, 8, false}, {8, 128, 3, 8, false}} {
+		l, err := NewConv2D("conv", c.in, c.out, c.k, 1, 1, InitHe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := l.geom([]int{1, c.in, c.h, c.h})
+		if got := l.direct(&g); got != c.want {
+			t.Errorf("%+v: direct = %v, want %v", c, got, c.want)
+		}
 	}
 }
