@@ -14,13 +14,13 @@ import (
 // output [Out, (H+2·pad−k)/stride+1, (W+2·pad−k)/stride+1]. Weight
 // ("<name>.weight") is [Out, C, k, k], bias ("<name>.bias") is [Out].
 //
-// Stride-1 convolutions with output rows up to 32 wide (LeNet's) run on
-// the direct row kernels of internal/directconv in all three directions
-// (conv_direct.go; dx where pad ≤ k−1 and the input is at most 32 wide).
-// The others compute with im2col and the GEMM of
+// Thin stride-1 convolutions (output rows up to 32 wide, at most 1024 taps:
+// LeNet's) run on the direct row kernels of internal/directconv in all
+// three directions (conv_direct.go; dx where pad ≤ k−1 and the input is at
+// most 32 wide). The others compute with im2col and the GEMM of
 // internal/sgemm, one GEMM per direction for the whole batch (see
-// conv_kernels.go): im2col writes
-// every image's columns side by side into col[C·k·k × N·OH·OW], the forward
+// conv_kernels.go): im2col writes every image's columns side by side into
+// col[C·k·k × N·OH·OW], the forward
 // is yt = W[Out × C·k·k] · col, copied into the NCHW output with the bias;
 // the backward reuses the col of the latest training Forward when it is
 // that Forward's (the layer keeps one; otherwise it recomputes col from
