@@ -31,7 +31,8 @@ type workspace struct {
 	// tile receives edge tiles (the kernel is called through a function
 	// variable, so a stack array would escape).
 	tile [maxMR * maxNR]float32
-	// ct is gemmRowsA's Cᵀ, grown to the largest product it served.
+	// ct is gemmRowsA's Cᵀ of up to rowsABlock rows, grown to the largest
+	// block it served.
 	ct []float32
 }
 
@@ -173,6 +174,21 @@ const rowsAhead = 8
 // share one set of L1 (12 ways) without evicting each other; the rows
 // rowsAhead blocks ahead are prefetched while the kernels run.
 func gemmRowsA(ws *workspace, mk microKernel, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	// Blocks of rowsABlock rows of B (columns of C) bound the scratch (at
+	// most 4096 × 160 floats, 2.5 MiB) whatever n is.
+	for j0 := 0; j0 < n; j0 += rowsABlock {
+		nb := min(rowsABlock, n-j0)
+		rowsABlockT(ws, mk, m, nb, k, a, lda, b[j0*ldb:], ldb)
+		storeTransposed(m, nb, alpha, ws.ct, ceilDiv(m, 32)*32, beta, c[j0:], ldc)
+	}
+}
+
+// rowsABlock is the number of B's rows gemmRowsA takes at a time.
+const rowsABlock = 4096
+
+// rowsABlockT computes ws.ct = B·Aᵀ (n × m, row stride m rounded up to 32)
+// for gemmRowsA.
+func rowsABlockT(ws *workspace, mk microKernel, m, n, k int, a []float32, lda int, b []float32, ldb int) {
 	const MR, NR = 8, 32
 	mp, np := ceilDiv(m, NR)*NR, ceilDiv(n, MR)*MR
 	if cap(ws.ct) < np*mp {
@@ -212,22 +228,26 @@ func gemmRowsA(ws *workspace, mk microKernel, m, n, k int, alpha float32, a []fl
 			}
 		}
 	}
-	// C = alpha·ctᵀ + beta·C
+}
+
+// storeTransposed sets C (m × n) = alpha·ctᵀ + beta·C, ct being n × m with
+// row stride ldt.
+func storeTransposed(m, n int, alpha float32, ct []float32, ldt int, beta float32, c []float32, ldc int) {
 	if alpha == 1 && beta == 0 {
 		m8 := m &^ 7
 		for j0 := 0; j0+8 <= n; j0 += 8 {
 			if m8 > 0 {
-				transpose8(c[j0:][:(m8-1)*ldc+8], ldc, ct[j0*mp:][:7*mp+m8], mp, m8/8)
+				transpose8(c[j0:][:(m8-1)*ldc+8], ldc, ct[j0*ldt:][:7*ldt+m8], ldt, m8/8)
 			}
 			for i := m8; i < m; i++ {
 				for j := j0; j < j0+8; j++ {
-					c[i*ldc+j] = ct[j*mp+i]
+					c[i*ldc+j] = ct[j*ldt+i]
 				}
 			}
 		}
 		for j := n &^ 7; j < n; j++ {
 			for i := range m {
-				c[i*ldc+j] = ct[j*mp+i]
+				c[i*ldc+j] = ct[j*ldt+i]
 			}
 		}
 		return
@@ -235,7 +255,7 @@ func gemmRowsA(ws *workspace, mk microKernel, m, n, k int, alpha float32, a []fl
 	for i := range m {
 		row := c[i*ldc:][:n]
 		for j := range row {
-			v := alpha * ct[j*mp+i]
+			v := alpha * ct[j*ldt+i]
 			if beta != 0 {
 				v += beta * row[j]
 			}

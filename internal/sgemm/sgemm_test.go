@@ -134,6 +134,12 @@ func TestGemmFewRows(t *testing.T) {
 	for _, tB := range []bool{false, true} {
 		checkCase(t, rng, false, tB, m, n, k, 5, 0.5, -1)
 	}
+	// gemmRowsA over more than one block of rowsABlock rows of B, both ways
+	// of storing C (plain transposes, alpha and beta)
+	n = rowsABlock + 13
+	k = fewRowsMinFloats/n + 3
+	checkCase(t, rng, false, true, 9, n, k, 2, 1, 0)
+	checkCase(t, rng, false, true, 9, n, k, 2, -2, 0.5)
 }
 
 func TestGemmDegenerate(t *testing.T) {
