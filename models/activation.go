@@ -2,12 +2,15 @@ package models
 
 import (
 	"fmt"
-	"math"
+
+	"github.com/ringtrain/ringtrain/internal/vecmath"
 )
 
 // ReLU is max(x, 0) elementwise on any shape. Its gradient at exactly 0 is
 // taken as 1 (as gorgonia's Rectify, x·[x ≥ 0], which it replaced: a plain
-// loop costs a fraction of a gorgonia program run and its copies).
+// loop costs a fraction of a gorgonia program run and its copies). Both
+// directions are internal/vecmath's loops (AVX-512 where the CPU has it):
+// NaN and −0 give +0 forward; the gradient passes where x ≥ 0.
 type ReLU struct {
 	name string
 }
@@ -45,7 +48,7 @@ func (r *ReLU) Forward(x Tensor, _ bool) (Tensor, Saved, error) {
 		return Tensor{}, nil, err
 	}
 	y := Tensor{Shape: append([]int(nil), x.Shape...), Data: make([]float32, len(x.Data))}
-	relu(y.Data, x.Data)
+	vecmath.Relu(y.Data, x.Data)
 	return y, &tensorSaved{owner: r, x: x}, nil
 }
 
@@ -59,7 +62,7 @@ func (r *ReLU) Backward(saved Saved, dy Tensor) (Tensor, error) {
 		return Tensor{}, err
 	}
 	dx := Tensor{Shape: append([]int(nil), x.Shape...), Data: make([]float32, len(x.Data))}
-	reluGrad(dx.Data, dy.Data, x.Data)
+	vecmath.ReluGrad(dx.Data, dy.Data, x.Data)
 	return dx, nil
 }
 
@@ -116,32 +119,4 @@ func (f *Flatten) Backward(saved Saved, dy Tensor) (Tensor, error) {
 		return Tensor{}, err
 	}
 	return Tensor{Shape: append([]int(nil), s.xShape...), Data: dy.Data}, nil
-}
-
-// reluGrad sets d[i] = g[i] where x[i] ≥ 0 (−0 included, NaN excluded), else
-// 0. It selects on the bits: a float32 select compiles to a branch, which
-// mispredicts on every other element of real activations (this loop took
-// longer than the convolution's GEMMs); an integer select is a CMOV.
-func reluGrad(d, g, x []float32) {
-	g, d = g[:len(x)], d[:len(x)]
-	for i, v := range x {
-		t, gi := uint32(0), math.Float32bits(g[i])
-		if v >= 0 {
-			t = gi
-		}
-		d[i] = math.Float32frombits(t)
-	}
-}
-
-// relu sets y[i] = x[i] where x[i] > 0, else 0 (+0: as max(x, 0) without
-// its NaN and signed-zero checks), with an integer select (a CMOV).
-func relu(y, x []float32) {
-	y = y[:len(x)]
-	for i, v := range x {
-		t, vb := uint32(0), math.Float32bits(v)
-		if v > 0 {
-			t = vb
-		}
-		y[i] = math.Float32frombits(t)
-	}
 }

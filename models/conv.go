@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sync"
 
+	"github.com/ringtrain/ringtrain/internal/directconv"
 	"github.com/ringtrain/ringtrain/internal/sgemm"
 )
 
@@ -13,9 +14,13 @@ import (
 // output [Out, (H+2·pad−k)/stride+1, (W+2·pad−k)/stride+1]. Weight
 // ("<name>.weight") is [Out, C, k, k], bias ("<name>.bias") is [Out].
 //
-// The layer computes with im2col and the GEMM of internal/sgemm, one GEMM
-// per direction for the whole batch (see conv_kernels.go): im2col writes
-// every image's columns side by side into col[C·k·k × N·OH·OW], the forward
+// Thin stride-1 convolutions (output rows up to 32 wide, at most 1024 taps:
+// LeNet's) run on the direct row kernels of internal/directconv in all
+// three directions (conv_direct.go; dx where pad ≤ k−1 and the input is at
+// most 32 wide). The others compute with im2col and the GEMM of
+// internal/sgemm, one GEMM per direction for the whole batch (see
+// conv_kernels.go): im2col writes every image's columns side by side into
+// col[C·k·k × N·OH·OW], the forward
 // is yt = W[Out × C·k·k] · col, copied into the NCHW output with the bias;
 // the backward reuses the col of the latest training Forward when it is
 // that Forward's (the layer keeps one; otherwise it recomputes col from
@@ -139,17 +144,23 @@ func (c *Conv2D) Forward(x Tensor, train bool) (Tensor, Saved, error) {
 	ld := n * g.ohw // columns of the batch-wide col and of yt
 	y := NewTensor(n, c.out, g.oh, g.ow)
 	sc := c.scratch.get(g.ckk*ld, c.out*ld)
-	for i := range n {
-		g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
-	}
-	// yt[Out × N·OH·OW] = W[Out × C·k·k] · col[C·k·k × N·OH·OW]: one GEMM for
-	// the batch (per-image GEMMs are thin: 6×784 or 16×100 outputs, and the
-	// 100-wide one wastes most of its last column strip).
-	sgemm.Gemm(false, false, c.out, ld, g.ckk, 1, c.weight.Value, g.ckk, sc.col, ld, 0, sc.yt, ld)
-	for i := range n {
-		yn := y.Data[i*g.outSize:][:g.outSize]
-		for o, b := range c.bias.Value {
-			addBias(yn[o*g.ohw:][:g.ohw], sc.yt[o*ld+i*g.ohw:][:g.ohw], b)
+	if c.direct(&g) {
+		c.forwardDirect(&g, y.Data, x.Data, n, sc)
+		sc.colValid = false
+	} else {
+		for i := range n {
+			g.im2col(sc.col[i*g.ohw:], ld, x.Data[i*g.inSize:][:g.inSize])
+		}
+		sc.colValid = true
+		// yt[Out × N·OH·OW] = W[Out × C·k·k] · col[C·k·k × N·OH·OW]: one GEMM for
+		// the batch (per-image GEMMs are thin: 6×784 or 16×100 outputs, and the
+		// 100-wide one wastes most of its last column strip).
+		sgemm.Gemm(false, false, c.out, ld, g.ckk, 1, c.weight.Value, g.ckk, sc.col, ld, 0, sc.yt, ld)
+		for i := range n {
+			yn := y.Data[i*g.outSize:][:g.outSize]
+			for o, b := range c.bias.Value {
+				addBias(yn[o*g.ohw:][:g.ohw], sc.yt[o*ld+i*g.ohw:][:g.ohw], b)
+			}
 		}
 	}
 	if !train {
@@ -202,11 +213,19 @@ func (c *Conv2D) backward(s *convSaved, dy Tensor, wantDX bool) (Tensor, error) 
 	if s.gen != 0 {
 		sc = c.takeCache(s.gen)
 	}
-	haveCol := sc != nil
-	if !haveCol {
+	haveCol := sc != nil && sc.colValid
+	if sc == nil {
 		sc = c.scratch.get(g.ckk*ld, c.out*ld)
 	}
 	defer c.scratch.put(sc)
+	if c.direct(&g) && (!wantDX || g.directDX()) {
+		var dxd []float32
+		if wantDX {
+			dxd = dx.Data
+		}
+		c.backwardDirect(&g, dxd, dy.Data, x.Data, n, sc)
+		return dx, nil
+	}
 	// dyt[Out × N·OH·OW]: dy with the batch moved inside each channel's row,
 	// the layout of the forward's yt; db is its row sums.
 	db := c.bias.Grad
@@ -255,7 +274,8 @@ func (c *Conv2D) geom(xShape []int) convGeom {
 // without padding: [C, H, W] -> [C, (H−k)/stride+1, (W−k)/stride+1]. The
 // gradient flows to the first maximum of each window in row-major order (as
 // gorgonia's MaxPool2D), added up where windows overlap. Both directions are
-// plain loops over the planes (conv_kernels.go); the backward finds each
+// loops over the planes (conv_kernels.go; 2×2 windows with stride 2 in
+// internal/vecmath, AVX-512 where the CPU has it); the backward finds each
 // window's maximum again in the saved input instead of keeping an argmax.
 type MaxPool2D struct {
 	name      string
@@ -339,7 +359,21 @@ type scratchPool struct {
 
 // convScratch is the batch-wide column matrix and the [Out × N·OH·OW]
 // output (or output gradient) of one call.
-type convScratch struct{ col, yt []float32 }
+//
+// The direct kernels (conv_direct.go) leave col unwritten (colValid
+// false) and use wp, bias and xpad: the packed weights, the bias by
+// groups of eight channels, one zero-bordered image.
+type convScratch struct {
+	col, yt  []float32
+	colValid bool // col holds the im2col of the Forward that filled this scratch
+	wp, xpad []float32
+	bias     [][8]float32
+	rows     directconv.Rows
+	// the direct backward's: weight-gradient partial sums, flipped
+	// weights, one padded image of dy
+	acc, wt, dypad []float32
+	grad           directconv.GradRows
+}
 
 // get returns a scratch whose col holds at least n values and yt m.
 func (p *scratchPool) get(n, m int) *convScratch {

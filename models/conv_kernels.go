@@ -1,9 +1,6 @@
 package models
 
-import (
-	"math"
-	"unsafe"
-)
+import "github.com/ringtrain/ringtrain/internal/vecmath"
 
 // Loops behind Conv2D and MaxPool2D: im2col/col2im for one image and max
 // pooling over whole planes. They index flat slices only (no interfaces, no
@@ -106,24 +103,18 @@ func (g *convGeom) col2im(dx, col []float32, ld int) {
 // poolGeom is a max pool's geometry on one [H W] plane.
 type poolGeom struct{ h, w, k, s, oh, ow int }
 
-// forward writes the window maxima of planes planes of x into y.
+// forward writes the window maxima of planes planes of x into y. 2×2
+// windows with stride 2 (LeNet's) run on internal/vecmath's loop (AVX-512
+// where the CPU has it).
 func (g *poolGeom) forward(y, x []float32, planes int) {
+	if g.k == 2 && g.s == 2 {
+		vecmath.MaxPool2x2(y, x, planes, g.h, g.w)
+		return
+	}
 	hw, ohw := g.h*g.w, g.oh*g.ow
 	for p := range planes {
 		xp := x[p*hw:][:hw]
 		yp := y[p*ohw:][:ohw]
-		if g.k == 2 && g.s == 2 {
-			for oy := range g.oh {
-				r0 := xp[2*oy*g.w:][:g.w]
-				r1 := xp[(2*oy+1)*g.w:][:g.w]
-				yr := yp[oy*g.ow:][:g.ow]
-				for ox := range yr {
-					// max2x2 is branch-free: random data would mispredict every comparison.
-					yr[ox] = max2x2(r0[2*ox], r0[2*ox+1], r1[2*ox], r1[2*ox+1])
-				}
-			}
-			continue
-		}
 		for oy := range g.oh {
 			for ox := range g.ow {
 				yp[oy*g.ow+ox] = xp[g.argmax(xp, oy, ox)]
@@ -150,31 +141,15 @@ func (g *poolGeom) argmax(xp []float32, oy, ox int) int {
 
 // backward adds each dy value into dx at its window's first maximum in x.
 func (g *poolGeom) backward(dx, dy, x []float32, planes int) {
+	if g.k == 2 && g.s == 2 {
+		vecmath.MaxPool2x2Grad(dx, dy, x, planes, g.h, g.w)
+		return
+	}
 	hw, ohw := g.h*g.w, g.oh*g.ow
 	for p := range planes {
 		xp := x[p*hw:][:hw]
 		dxp := dx[p*hw:][:hw]
 		dyp := dy[p*ohw:][:ohw]
-		if g.k == 2 && g.s == 2 {
-			for oy := range g.oh {
-				i0 := 2 * oy * g.w
-				r0 := xp[i0:][:g.w]
-				r1 := xp[i0+g.w:][:g.w]
-				dyr := dyp[oy*g.ow:][:g.ow]
-				for ox, d := range dyr {
-					a, b, c, e := r0[2*ox], r0[2*ox+1], r1[2*ox], r1[2*ox+1]
-					// the first of the four holding the maximum: the same > chain
-					// as max2x2, the index computed from the comparisons' 0/1
-					// values (no branches: random data would mispredict them)
-					j := i0 + 2*ox
-					kab := j + b2i(b > a)
-					kce := j + g.w + b2i(e > c)
-					k := kab + (kce-kab)*b2i(max2(c, e) > max2(a, b))
-					dxp[k] += d
-				}
-			}
-			continue
-		}
 		for oy := range g.oh {
 			for ox := range g.ow {
 				dxp[g.argmax(xp, oy, ox)] += dyp[oy*g.ow+ox]
@@ -182,27 +157,6 @@ func (g *poolGeom) backward(dx, dy, x []float32, planes int) {
 		}
 	}
 }
-
-// max2x2 is the maximum of a 2×2 window, the same value the general path's
-// first-maximum scan finds (the > chain). The selects are done on the bits:
-// Go compiles a float32 select to a branch, which random data mispredicts
-// half the time, and an integer one to a CMOV.
-func max2x2(a, b, c, d float32) float32 {
-	return max2(max2(a, b), max2(c, d))
-}
-
-// max2 is b if b > a, else a, selected on the bits (a CMOV, no branch).
-func max2(a, b float32) float32 {
-	ta, tb := math.Float32bits(a), math.Float32bits(b)
-	if b > a {
-		ta = tb
-	}
-	return math.Float32frombits(ta)
-}
-
-// b2i is 1 for true, 0 for false, read from the bool's byte (a SETcc, not
-// a branch).
-func b2i(b bool) int { return int(*(*uint8)(unsafe.Pointer(&b))) }
 
 // addBias sets dst = src + b.
 func addBias(dst, src []float32, b float32) {

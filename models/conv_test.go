@@ -173,3 +173,105 @@ func TestConvPoolSteadyStateAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestConv2DDirectMatchesIm2col runs the direct kernels (conv_direct.go)
+// and the im2col+GEMM path on the same inputs: outputs and all gradients
+// must agree, on the widths where the kernel switches from two rows per
+// call to one (16, 17) and at its widest (32), with channel counts that
+// leave the last group of eight partly empty.
+func TestConv2DDirectMatchesIm2col(t *testing.T) {
+	defer func(d bool) { convDirect = d }(convDirect)
+	for _, c := range []struct{ n, in, out, k, pad, h, w int }{
+		{64, 1, 6, 5, 2, 28, 28},  // LeNet conv1
+		{64, 6, 16, 5, 0, 14, 14}, // LeNet conv2
+		{3, 2, 9, 3, 1, 16, 16},   // 16 wide: two rows per call
+		{3, 2, 3, 3, 1, 7, 17},    // 17 wide: one row, one lane in the second vector
+		{2, 3, 5, 1, 0, 4, 32},    // 32 wide, k = 1
+		{2, 1, 2, 3, 3, 3, 3},     // pad > k−1: direct forward, im2col backward
+	} {
+		geom := convGeom{s: 1, ow: (c.w+2*c.pad-c.k)/1 + 1, w: c.w, k: c.k, pad: c.pad}
+		convDirect = true
+		rng := rand.New(rand.NewPCG(uint64(c.w), uint64(c.out)))
+		l, err := NewConv2D("conv", c.in, c.out, c.k, 1, c.pad, InitHe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		geom.ckk = c.in * c.k * c.k
+		if !l.direct(&geom) {
+			t.Fatalf("%+v: not a direct convolution", c)
+		}
+		l.InitParams(rng)
+		for i := range l.bias.Value {
+			l.bias.Value[i] = float32(rng.Float64() - 0.5)
+		}
+		x := randTensor(rng, c.n, c.in, c.h, c.w)
+		var dy Tensor
+		run := func(direct bool) (y, dx Tensor, dW, db []float32) {
+			convDirect = direct
+			zeroGrads(l)
+			y, saved, err := l.Forward(x, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dy = randTensor(rand.New(rand.NewPCG(1, 2)), y.Shape...)
+			if dx, err = l.Backward(saved, dy); err != nil {
+				t.Fatal(err)
+			}
+			return y, dx, append([]float32(nil), l.weight.Grad...), append([]float32(nil), l.bias.Grad...)
+		}
+		y0, dx0, dW0, db0 := run(false)
+		y1, dx1, dW1, db1 := run(true)
+		assertClose(t, "y", y1.Data, y0.Data, 1e-5)
+		assertClose(t, "dx", dx1.Data, dx0.Data, 1e-5)
+		// dW sums n·OH·OW products (50176 for conv1): both paths round, in
+		// different orders; each must be near the float64 sum.
+		oh, ow := c.h+2*c.pad-c.k+1, geom.ow
+		for o := range c.out {
+			for ci := range c.in {
+				for ki := range c.k {
+					for kj := range c.k {
+						var s, mag float64
+						for i := range c.n {
+							for oy := range oh {
+								for ox := range ow {
+									iy, ix := oy-c.pad+ki, ox-c.pad+kj
+									if iy < 0 || iy >= c.h || ix < 0 || ix >= c.w {
+										continue
+									}
+									p := float64(dy.Data[((i*c.out+o)*oh+oy)*ow+ox]) * float64(x.Data[((i*c.in+ci)*c.h+iy)*c.w+ix])
+									s, mag = s+p, mag+math.Abs(p)
+								}
+							}
+						}
+						j := ((o*c.in+ci)*c.k+ki)*c.k + kj
+						for name, got := range map[string][]float32{"im2col": dW0, "direct": dW1} {
+							if d := math.Abs(float64(got[j]) - s); d > 1e-6*mag+1e-6 {
+								t.Fatalf("%+v: %s dW[%d] = %v, float64 sum %v (|diff| %.3g, Σ|terms| %.3g)", c, name, j, got[j], s, d, mag)
+							}
+						}
+					}
+				}
+			}
+		}
+		assertClose(t, "db", db1, db0, 1e-4)
+	}
+}
+
+// TestConv2DDirectOnlyThin: a convolution with more taps than
+// directMaxTaps runs on im2col and the GEMM even with stride 1 and narrow
+// rows; LeNet's run direct.
+func TestConv2DDirectOnlyThin(t *testing.T) {
+	for _, c := range []struct {
+		in, out, k, h int
+		want          bool
+	}{{1, 6, 5, 28, true}, {6, 16, 5, 14, true}, {128, 8, 3, 8, false}, {8, 128, 3, 8, false}} {
+		l, err := NewConv2D("conv", c.in, c.out, c.k, 1, 1, InitHe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := l.geom([]int{1, c.in, c.h, c.h})
+		if got := l.direct(&g); got != c.want {
+			t.Errorf("%+v: direct = %v, want %v", c, got, c.want)
+		}
+	}
+}

@@ -19,6 +19,14 @@
 //     prefetched a few lines per tile: with few rows of A (a batch of 64)
 //     there is little arithmetic per byte of B, and reading B from memory
 //     in the packing step cost as much as the arithmetic.
+//   - products with few rows of A (m ≤ 144, a batch) and a large B (8 MiB
+//     or more: a wide layer's weights, read from memory on every call) take
+//     their own loops: gemmFewRows packs B in 128-column chunks that stay
+//     in L2, prefetching the next chunk while the kernels run; for C =
+//     A·Bᵀ, gemmRowsA computes Cᵀ = B·Aᵀ with a kernel that reads eight of
+//     B's rows in place (kernel512rowa_amd64.s), so the large operand is
+//     never transposed into a buffer. Rows of B are packed into 32-wide
+//     slivers by AVX-512 copies (pack_amd64.s).
 //
 // The packing buffers come from a free list, so steady-state calls allocate
 // nothing, and concurrent calls are safe. The multiply runs on the calling

@@ -13,6 +13,9 @@ type microKernel struct {
 	// narrow, when set, has the same nr and fewer rows; Gemm uses it for
 	// products whose m it tiles with less padding (forKernel).
 	narrow *microKernel
+	// rowA, when set, is the kernel's 8×32 twin that reads A in place,
+	// eight rows of stride lda (gemmRowsA).
+	rowA func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)
 }
 
 // forRows returns the kernel Gemm uses for an m-row product: k, or its narrow
@@ -28,9 +31,9 @@ func (k microKernel) forRows(m int) microKernel {
 // goKernel6x16, goKernel6x32 and goKernel8x32 are the portable twins of the
 // assembly kernels' tiles; the tests run the whole blocked multiply on each.
 var (
-	goKernel6x16 = microKernel{"go-6x16", 6, 16, kernelGo6x16, nil}
-	goKernel6x32 = microKernel{"go-6x32", 6, 32, kernelGo6x32, nil}
-	goKernel8x32 = microKernel{"go-8x32", 8, 32, kernelGo8x32, &goKernel6x32}
+	goKernel6x16 = microKernel{name: "go-6x16", mr: 6, nr: 16, fn: kernelGo6x16}
+	goKernel6x32 = microKernel{name: "go-6x32", mr: 6, nr: 32, fn: kernelGo6x32}
+	goKernel8x32 = microKernel{name: "go-8x32", mr: 8, nr: 32, fn: kernelGo8x32, narrow: &goKernel6x32, rowA: kernelGo8x32RowA}
 )
 
 // active is the kernel Gemm uses: the first of kernels(), set at start-up.
@@ -80,6 +83,26 @@ func kernelGo(mr, nr, kc int, a, b, c *float32, ldc int, alpha, beta float32) {
 				row[j] = alpha*r[j] + beta*row[j]
 			}
 		}
+	}
+}
+
+// kernelGo8x32RowA is kernelGo8x32 reading its 8 rows of A in place: row i
+// at a[i*lda:], k-major within it.
+func kernelGo8x32RowA(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32) {
+	var packed [8 * kcBlock]float32
+	as := unsafe.Slice(a, 7*lda+kc)
+	for p0 := 0; p0 < kc; p0 += kcBlock { // kcBlock steps at a time, adding up in C
+		kb := min(kcBlock, kc-p0)
+		for i := range 8 {
+			for p, v := range as[i*lda+p0:][:kb] {
+				packed[p*8+i] = v
+			}
+		}
+		bt := beta
+		if p0 > 0 {
+			bt = 1
+		}
+		kernelGo(8, 32, kb, &packed[0], (*float32)(unsafe.Add(unsafe.Pointer(b), p0*32*4)), c, ldc, alpha, bt)
 	}
 }
 

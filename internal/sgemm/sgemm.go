@@ -31,6 +31,9 @@ type workspace struct {
 	// tile receives edge tiles (the kernel is called through a function
 	// variable, so a stack array would escape).
 	tile [maxMR * maxNR]float32
+	// ct is gemmRowsA's Cᵀ of up to rowsABlock rows, grown to the largest
+	// block it served.
+	ct []float32
 }
 
 // workspaces is a free list of packing buffers. Unlike a sync.Pool it is
@@ -76,6 +79,14 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	ws := getWorkspace()
 	defer putWorkspace(ws)
 	mk := active.forRows(m)
+	if m <= fewRowsMax && k*n >= fewRowsMinFloats && !transA && transB && active.rowA != nil {
+		gemmRowsA(ws, active, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	if m <= fewRowsMax && k*n >= fewRowsMinFloats {
+		gemmFewRows(ws, mk, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	// k is cut into equal blocks of at most kcBlock (784 = 4×196, not
 	// 3×256+16: a thin last block pays a whole pass over C for little work).
 	kc := ceilDiv(k, ceilDiv(k, kcBlock))
@@ -96,6 +107,173 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 			}
 		}
 	}
+}
+
+// Products with few rows of A (a batch of 64) and a large B (the weights
+// of a wide layer) take the few-rows path (gemmFewRows): B is read from
+// memory once per call for only 2·m FLOPs per float, so reading it must
+// overlap the arithmetic. Below 8 MiB of B (mlp's 1.6 MB weights stay in the
+// last-level cache between calls) the general path measured as fast or
+// faster.
+const (
+	fewRowsMax       = mcBlock // m up to one block of packed A
+	fewRowsMinFloats = prefetchMinFloats
+	// fewRowsNC is the width of a chunk of packed B: 128 columns × kc=256
+	// (128 KiB) measured faster than 256 or 512 on the 64×4096×4096
+	// products, and no slower than 64.
+	fewRowsNC = 128
+)
+
+// gemmFewRows is Gemm for m ≤ mcBlock with a large B. Its loops differ from
+// the general path's: A (m×kc) is packed once per block of k and stays in
+// L2; B is packed in narrow chunks (kc × fewRowsNC, 128 KiB) that fit L2
+// beside it, and while the kernels compute on one chunk the raw rows of the
+// next are prefetched, so packing reads them from L2, not memory. The
+// general path's 2 MiB blocks of packed B overflow L2 (1 MiB here) and the
+// next block, prefetched as a whole, did not stay in it.
+func gemmFewRows(ws *workspace, mk microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	kc := ceilDiv(k, ceilDiv(k, kcBlock))
+	nc := fewRowsNC
+	for pc := 0; pc < k; pc += kc {
+		kb := min(kc, k-pc)
+		packA(ws.a, mk.mr, transA, a, lda, 0, pc, m, kb)
+		bt := beta
+		if pc > 0 {
+			bt = 1
+		}
+		for jc := 0; jc < n; jc += nc {
+			nb := min(nc, n-jc)
+			packB(ws.b, mk.nr, transB, b, ldb, pc, jc, kb, nb)
+			// The next chunk: the next columns, or the first ones of the next
+			// block of k.
+			var pf blockPrefetch
+			npc, njc := pc, jc+nc
+			if njc >= n {
+				npc, njc = pc+kc, 0
+			}
+			if npc < k {
+				pf = planPrefetch(mk, transB, b, ldb, m, nb, npc, njc, min(kc, k-npc), min(nc, n-njc))
+			}
+			macroKernel(mk, m, nb, kb, alpha, ws.a, ws.b, bt, c[jc:], ldc, &ws.tile, &pf)
+		}
+	}
+}
+
+// rowsAhead is how many blocks of 8 rows ahead of the kernels gemmRowsA
+// prefetches B (8 measured ahead of 4 and 16 on 64×4096×4096, by a little).
+const rowsAhead = 8
+
+// gemmRowsA is Gemm for C = alpha·A·Bᵀ + beta·C with few rows of A and a
+// large B (the input gradient dy·Wᵀ of a wide layer). It computes Cᵀ =
+// B·Aᵀ into a scratch (n × m, rounded up to whole tiles) with the kernel
+// that reads B's rows in place (mk.rowA: eight rows of B are the eight
+// rows of a tile), then transposes the scratch into C. The large operand
+// is never copied: the few-rows path packed it through 8×8 transposes,
+// 64 MiB of them per 4096×4096 call, and measured ~15% slower. Only Aᵀ,
+// small, is packed (kc × m, once per block of k). Eight rows 16 KiB apart
+// share one set of L1 (12 ways) without evicting each other; the rows
+// rowsAhead blocks ahead are prefetched while the kernels run.
+func gemmRowsA(ws *workspace, mk microKernel, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	// Blocks of rowsABlock rows of B (columns of C) bound the scratch (at
+	// most 4096 × 160 floats, 2.5 MiB) whatever n is.
+	for j0 := 0; j0 < n; j0 += rowsABlock {
+		nb := min(rowsABlock, n-j0)
+		rowsABlockT(ws, mk, m, nb, k, a, lda, b[j0*ldb:], ldb)
+		storeTransposed(m, nb, alpha, ws.ct, ceilDiv(m, 32)*32, beta, c[j0:], ldc)
+	}
+}
+
+// rowsABlock is the number of B's rows gemmRowsA takes at a time.
+const rowsABlock = 4096
+
+// rowsABlockT computes ws.ct = B·Aᵀ (n × m, row stride m rounded up to 32)
+// for gemmRowsA.
+func rowsABlockT(ws *workspace, mk microKernel, m, n, k int, a []float32, lda int, b []float32, ldb int) {
+	const MR, NR = 8, 32
+	mp, np := ceilDiv(m, NR)*NR, ceilDiv(n, MR)*MR
+	if cap(ws.ct) < np*mp {
+		ws.ct = make([]float32, np*mp)
+	}
+	ct := ws.ct[:np*mp]
+	kc := ceilDiv(k, ceilDiv(k, kcBlock))
+	full := n &^ (MR - 1)
+	for pc := 0; pc < k; pc += kc {
+		kb := min(kc, k-pc)
+		// op(B') = Aᵀ: op(B')(p, j) = a[j*lda+p], in NR-column slivers.
+		packB(ws.b, NR, true, a, lda, pc, 0, kb, m)
+		var bt float32
+		if pc > 0 {
+			bt = 1
+		}
+		for i0 := 0; i0 < full; i0 += MR {
+			// the block rowsAhead ahead, or one of the next block of k
+			r, col := i0+rowsAhead*MR, pc
+			if r >= full {
+				r, col = r-full, pc+kc
+			}
+			if col < k && r < full {
+				for i := range MR {
+					prefetchLines(&b[(r+i)*ldb+col], min(kc, k-col))
+				}
+			}
+			rows := b[i0*ldb+pc:][:(MR-1)*ldb+kb] // what the kernel reads
+			for s := 0; s*NR < m; s++ {
+				mk.rowA(kb, &rows[0], ldb, &ws.b[s*kb*NR], &ct[i0*mp+s*NR], mp, 1, bt)
+			}
+		}
+		if full < n { // the last rows of B, fewer than MR: packed, zero-padded
+			packA(ws.a, MR, false, b, ldb, full, pc, n-full, kb)
+			for s := 0; s*NR < m; s++ {
+				mk.fn(kb, &ws.a[0], &ws.b[s*kb*NR], &ct[full*mp+s*NR], mp, 1, bt)
+			}
+		}
+	}
+}
+
+// storeTransposed sets C (m × n) = alpha·ctᵀ + beta·C, ct being n × m with
+// row stride ldt.
+func storeTransposed(m, n int, alpha float32, ct []float32, ldt int, beta float32, c []float32, ldc int) {
+	if alpha == 1 && beta == 0 {
+		m8 := m &^ 7
+		for j0 := 0; j0+8 <= n; j0 += 8 {
+			if m8 > 0 {
+				transpose8(c[j0:][:(m8-1)*ldc+8], ldc, ct[j0*ldt:][:7*ldt+m8], ldt, m8/8)
+			}
+			for i := m8; i < m; i++ {
+				for j := j0; j < j0+8; j++ {
+					c[i*ldc+j] = ct[j*ldt+i]
+				}
+			}
+		}
+		for j := n &^ 7; j < n; j++ {
+			for i := range m {
+				c[i*ldc+j] = ct[j*ldt+i]
+			}
+		}
+		return
+	}
+	for i := range m {
+		row := c[i*ldc:][:n]
+		for j := range row {
+			v := alpha * ct[j*ldt+i]
+			if beta != 0 {
+				v += beta * row[j]
+			}
+			row[j] = v
+		}
+	}
+}
+
+// planPrefetch plans the prefetch of the kb×nbNext block of op(B) at (pc,
+// jc), spread over the tiles of an m×nb block.
+func planPrefetch(mk microKernel, transB bool, b []float32, ldb, m, nb, pc, jc, kb, nbNext int) blockPrefetch {
+	f := blockPrefetch{b: b, ld: ldb, row: pc, end: pc + kb, col: jc, cols: nbNext}
+	if transB { // op(B)(p, j) = b[j*ldb+p]
+		f.row, f.end, f.col, f.cols = jc, jc+nbNext, pc, kb
+	}
+	tiles := ceilDiv(m, mk.mr) * ceilDiv(nb, mk.nr)
+	f.perTile = (ceilDiv(kb*nbNext, tiles) + 15) &^ 15 // whole 64-byte lines
+	return f
 }
 
 // macroKernel multiplies a packed mb×kb block of A by a packed kb×nb block of
@@ -236,13 +414,12 @@ func packB(dst []float32, NR int, trans bool, b []float32, ldb, pc, jc, kb, nb i
 		// stride down ldb for every 64 bytes) and scatter NR-wide pieces into
 		// the slivers.
 		full := nb / NR
+		if NR == 32 && full > 0 {
+			packRows32(dst, b[pc*ldb+jc:], ldb, kb, full)
+		}
 		for p := range kb {
 			row := b[(pc+p)*ldb+jc:][:nb]
-			if NR == 32 { // fixed-size copies: inline moves, not a memmove call per 128 bytes
-				for s := range full {
-					*(*[32]float32)(dst[(s*kb+p)*32:]) = *(*[32]float32)(row[s*32:])
-				}
-			} else {
+			if NR != 32 {
 				for s := range full {
 					copy(dst[(s*kb+p)*NR:][:NR], row[s*NR:][:NR])
 				}
@@ -263,6 +440,17 @@ func packB(dst []float32, NR int, trans bool, b []float32, ldb, pc, jc, kb, nb i
 			clear(d)
 		}
 		packBTrans(d, NR, b, ldb, pc, jc+s*NR, kb, cols)
+	}
+}
+
+// packRows32Go copies kb rows of b (stride ldb) into slivers 32-wide
+// slivers of dst: dst[(s·kb+p)·32 ..+32] = b[p·ldb+s·32 ..+32].
+func packRows32Go(dst, b []float32, ldb, kb, slivers int) {
+	for p := range kb {
+		row := b[p*ldb:][:slivers*32]
+		for s := range slivers {
+			copy(dst[(s*kb+p)*32:][:32], row[s*32:][:32])
+		}
 	}
 }
 

@@ -111,6 +111,8 @@ func TestGemmBlocks(t *testing.T) {
 		{2*mcBlock + 1, maxNR + 1, 2*kcBlock + 3},
 		{9, ncBlock + 19, kcBlock + 1},
 		{64, 512, 784},
+		// gemmFewRows (k·n ≥ fewRowsMinFloats): ragged chunks of B, an edge tile
+		{13, 1100, 1907},
 	}
 	for _, cs := range cases {
 		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
@@ -119,6 +121,25 @@ func TestGemmBlocks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGemmFewRows checks the few-rows path at a batch of 64 rows with beta
+// ≠ 0 and a C wider than the product (its chunks of B end inside C's rows).
+func TestGemmFewRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	m, n, k := 64, fewRowsNC*8+5, fewRowsMinFloats/(fewRowsNC*8)+kcBlock+3
+	if k*n < fewRowsMinFloats {
+		t.Fatalf("%d×%d B does not take the few-rows path", k, n)
+	}
+	for _, tB := range []bool{false, true} {
+		checkCase(t, rng, false, tB, m, n, k, 5, 0.5, -1)
+	}
+	// gemmRowsA over more than one block of rowsABlock rows of B, both ways
+	// of storing C (plain transposes, alpha and beta)
+	n = rowsABlock + 13
+	k = fewRowsMinFloats/n + 3
+	checkCase(t, rng, false, true, 9, n, k, 2, 1, 0)
+	checkCase(t, rng, false, true, 9, n, k, 2, -2, 0.5)
 }
 
 func TestGemmDegenerate(t *testing.T) {
@@ -205,6 +226,9 @@ func TestGemmEveryKernel(t *testing.T) {
 					checkCase(t, rng, tr[0], tr[1], 23, 37, kcBlock+9, 1, 0.5, 0.5)
 					checkCase(t, rng, tr[0], tr[1], 64, 2*maxNR+5, 64, 2, 1, 0)
 					checkCase(t, rng, tr[0], tr[1], mcBlock+5, ncBlock+33, 7, 0, -1, 1)
+				}
+				for _, tB := range []bool{false, true} { // gemmFewRows
+					checkCase(t, rng, false, tB, 9, 1100, 1907, 1, 1, 0)
 				}
 				for _, m := range []int{1, 5, 6, 7, 8, 9, 13, 16, 17} {
 					for _, n := range []int{1, 15, 16, 17, 31, 32, 33, 65} {
@@ -296,6 +320,24 @@ func TestTranspose8(t *testing.T) {
 				if got, want := d2[p*ldd+i], b[i*ldb+p]; got != want {
 					t.Fatalf("blocks=%d: d[%d][%d] = %v, want b[%d][%d] = %v", blocks, p, i, got, i, p, want)
 				}
+			}
+		}
+	}
+}
+
+// TestPackRows32 checks the row packing packB uses for 32-wide slivers
+// (assembly where the CPU has AVX-512) against its portable twin.
+func TestPackRows32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, cs := range []struct{ ldb, kb, slivers int }{{32, 1, 1}, {100, 7, 3}, {4096, 256, 4}, {97, 3, 2}} {
+		b := randSlice(rng, (cs.kb-1)*cs.ldb+cs.slivers*32)
+		got := randSlice(rng, cs.slivers*cs.kb*32+5)
+		want := append([]float32(nil), got...)
+		packRows32(got, b, cs.ldb, cs.kb, cs.slivers)
+		packRows32Go(want, b, cs.ldb, cs.kb, cs.slivers)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("ldb=%d kb=%d slivers=%d: dst[%d] = %v, want %v", cs.ldb, cs.kb, cs.slivers, i, got[i], want[i])
 			}
 		}
 	}
