@@ -19,7 +19,7 @@ type algoCase struct {
 }
 
 func algoCases(n int) []algoCase {
-	cs := []algoCase{{"ring", 0}, {"rd", 0}, {"rhd", 0}}
+	cs := []algoCase{{"ring", 0}, {"rd", 0}, {"rhd", 0}, {"oneshot", 0}, {"oneshot", 2}}
 	for _, L := range []int{2, 3, 4} {
 		if n%L == 0 && n/L > 1 {
 			cs = append(cs, algoCase{"hier", L})
@@ -191,7 +191,7 @@ func TestAlgorithmsFP16(t *testing.T) {
 // MismatchError naming the algorithm, on every rank, and none returns success.
 func TestAlgorithmMismatch(t *testing.T) {
 	noLeaks(t)
-	for _, other := range []string{"rd", "rhd", "hier"} {
+	for _, other := range []string{"rd", "rhd", "hier", "oneshot"} {
 		t.Run(other, func(t *testing.T) {
 			const n = 4
 			ts, _ := memFabric.start(t, n)

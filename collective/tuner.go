@@ -147,10 +147,11 @@ const (
 	modeRD // the recursive family: rd or rhd, by the model
 	modeRHD
 	modeHier
+	modeOneShot
 )
 
 func (m algoMode) String() string {
-	return [...]string{"auto", "ring", "rd", "rhd", "hier"}[m]
+	return [...]string{"auto", "ring", "rd", "rhd", "hier", "oneshot"}[m]
 }
 
 func parseAlgoMode(s string) (algoMode, error) {
@@ -165,8 +166,10 @@ func parseAlgoMode(s string) (algoMode, error) {
 		return modeRHD, nil
 	case "hier":
 		return modeHier, nil
+	case "oneshot":
+		return modeOneShot, nil
 	}
-	return 0, fmt.Errorf("collective: unknown algorithm %q (want ring, hier, rd, rhd or auto)", s)
+	return 0, fmt.Errorf("collective: unknown algorithm %q (want ring, hier, rd, rhd, oneshot or auto)", s)
 }
 
 // linkKinds are the kinds of link between members on one host and on different hosts.
@@ -249,6 +252,8 @@ type tuner struct {
 	ringInterEdges int
 	rdInter        []bool
 	foldInter      bool
+	// oneShotInter is the most peers on other hosts any rank has (the one-shot's slowest).
+	oneShotInter int
 }
 
 func (t *tuner) init(g *Group, topo Topology) error {
@@ -309,6 +314,16 @@ func (t *tuner) setup(mode algoMode, table *TunerTable, kinds linkKinds, topo To
 		}
 		t.rdInter = append(t.rdInter, inter)
 	}
+	t.oneShotInter = 0
+	for r := range n {
+		other := 0
+		for q := range n {
+			if topo.HostOf[q] != topo.HostOf[r] {
+				other++
+			}
+		}
+		t.oneShotInter = max(t.oneShotInter, other)
+	}
 	t.foldInter = false
 	for r := 0; r+1 < 2*rem; r += 2 {
 		if topo.HostOf[r] != topo.HostOf[r+1] {
@@ -326,11 +341,11 @@ func (t *tuner) link(inter bool) (alpha, beta float64) {
 
 // candidates lists the algorithms the mode allows for a call, in id order.
 // It returns them in a fixed array and a count, so that a call allocates nothing.
-func (t *tuner) candidates(feedback bool) (out [algoMax + 1]algorithm, n int) {
+func (t *tuner) candidates(count int, comp Compression, feedback bool) (out [algoMax + 1]algorithm, n int) {
 	var c []algorithm
 	switch t.mode {
 	case modeAuto:
-		c = []algorithm{algoRing, algoRD, algoRHD, algoHier}
+		c = []algorithm{algoRing, algoRD, algoRHD, algoHier, algoOneShot}
 	case modeRing:
 		c = []algorithm{algoRing}
 	case modeRD:
@@ -339,11 +354,14 @@ func (t *tuner) candidates(feedback bool) (out [algoMax + 1]algorithm, n int) {
 		c = []algorithm{algoRHD}
 	case modeHier:
 		c = []algorithm{algoHier}
+	case modeOneShot:
+		c = []algorithm{algoOneShot}
 	}
 	for _, a := range c {
 		switch {
 		case a == algoRD && feedback:
 		case a == algoHier && !hierApplicable(t.topo):
+		case a == algoOneShot && !oneShotFits(t.n, count, comp):
 		default:
 			out[n] = a
 			n++
@@ -358,7 +376,7 @@ func (t *tuner) choose(count int, comp Compression, feedback bool) algorithm {
 		return algoRing
 	}
 	best, bestT := algoRing, math.Inf(1)
-	cands, nc := t.candidates(feedback)
+	cands, nc := t.candidates(count, comp, feedback)
 	switch nc {
 	case 0:
 		return algoRing // nothing forced can run the call: the ring can
@@ -423,6 +441,21 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 			frac /= 2
 		}
 		return s
+	case algoOneShot:
+		if !oneShotFits(t.n, count, comp) {
+			return math.Inf(1)
+		}
+		// The n−1 messages leave one after another and travel at once: one α (the slowest
+		// link's), every message's bytes, and n−1 reductions of the whole buffer.
+		inter := float64(t.oneShotInter)
+		intra := n - 1 - inter
+		ai, bi := t.link(true)
+		al, bl := t.link(false)
+		alpha := al
+		if inter > 0 {
+			alpha = max(al, ai)
+		}
+		return op + alpha + wire*(intra*bl+inter*bi) + (n-1)*red
 	case algoHier:
 		if !hierApplicable(t.topo) {
 			return math.Inf(1)
