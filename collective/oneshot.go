@@ -3,6 +3,7 @@ package collective
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
 )
@@ -89,6 +90,9 @@ func (a *algoState) oneShot(w *Work) error {
 		}
 		wrote <- err
 	}()
+	// Let the writer go first: the others may be waiting for these messages, and with one
+	// thread per rank (GOMAXPROCS=1) it would otherwise run only once a read blocks.
+	runtime.Gosched()
 	rerr := a.oneShotRecv(&x, size, ready)
 	werr := <-wrote
 	if rerr != nil {

@@ -402,6 +402,11 @@ type row struct {
 	// iteration, with --local only: all ranks' work for one op. Unlike time_us it hardly
 	// depends on what else the machine runs.
 	ProcessCPUUS float64 `json:"process_cpu_us,omitempty"`
+	// JobCPUUS is the CPU time (user+system, all threads) the job's ranks used per
+	// iteration, summed over the ranks (each rank's mean over --iters), through gorun only:
+	// what the op costs a machine whose cores the ranks share, mostly independent of what
+	// else runs there (the wake-ups and spinning included).
+	JobCPUUS float64 `json:"job_cpu_us,omitempty"`
 }
 
 // variant is one thing timed at each size: a collective of one dtype, or the ring exchange.
@@ -541,6 +546,17 @@ func benchRank(ctx context.Context, cfg config, rc rankCtx, label string, out io
 				Transport: label, ChunkBytes: chunk, Cores: runtime.NumCPU()}
 			if k := g.LinkKinds(); len(k) > 0 {
 				r.Links = stack.KindsString(k)
+			}
+			if cfg.local == 0 {
+				var sum float64
+				for _, c := range v.cpu {
+					sum += c
+				}
+				js := []float32{float32(sum / float64(len(v.cpu)))}
+				if err := g.AllReduce(ctx, js, collective.Sum); err != nil {
+					return err
+				}
+				r.JobCPUUS = float64(js[0])
 			}
 			if cfg.local > 0 {
 				// With every rank in this process, its CPU time per op is the whole job's:

@@ -18,9 +18,14 @@ type segment struct {
 	path string // empty once unlinked (or, on the opener's side, never set)
 }
 
-// mapFlags: no MAP_POPULATE. The pages are reserved (fallocate) when the file is made, but
-// mapped lazily: each side pays its page faults once, on its first pass around the ring.
-const mapFlags = syscall.MAP_SHARED
+// mapFlags: MAP_POPULATE. The pages are reserved (fallocate) when the file is made, so
+// mapping them all up front costs no memory, only the page-table setup, once per link, at
+// setup. Mapped lazily, each side paid its page faults on its first pass around the ring,
+// and with small messages that first pass is the first thousand ops of every link (a
+// 4 MiB ring, 4 KiB a step): on the development machine (a VM, where a fault is dear) 4
+// ranks' 4 KiB AllReduces took 3–4× longer during it (benchmarks/results/scale/latency/).
+// Shared tmpfs pages are mapped writable by the populating (read) faults: no later fault.
+const mapFlags = syscall.MAP_SHARED | syscall.MAP_POPULATE
 
 // reserve allocates every page of the file behind fd up front, so that touching the mapping
 // later can never fail. A sparse file on a full tmpfs maps fine and then kills the process
