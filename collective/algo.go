@@ -32,14 +32,16 @@ type algoState struct {
 	cross  *Group // hier: the members of the other hosts with this member's local rank
 	closed bool
 
-	lap        lapState         // the ring lap of the header
-	msgHdr     [headerSize]byte // recursive doubling: the header ahead of every message
-	peerHdr    [headerSize]byte
-	scratchIn  []byte     // one received message
-	scratchOut []byte     // one encoded message (fp16) or header+payload (small fp32)
-	scratchF32 []byte     // rd: the peer's values, decoded, for Max and Min
-	osOpened   bool       // oneshot: its links are open (by the worker, before its writer uses them)
-	wrote      chan error // the writing side of an exchange
+	lap           lapState         // the ring lap of the header
+	msgHdr        [headerSize]byte // recursive doubling: the header ahead of every message
+	peerHdr       [headerSize]byte
+	scratchIn     []byte     // one received message
+	scratchOut    []byte     // one encoded message (fp16) or header+payload (small fp32)
+	scratchF32    []byte     // rd: the peer's values, decoded, for Max and Min
+	osOpened      bool       // oneshot: its links are open (by the worker, before its writer uses them)
+	osMembers     []int      // rd+oneshot: the group ranks with this member's local rank, by host
+	osCrossOpened bool       // rd+oneshot: the links to them are open
+	wrote         chan error // the writing side of an exchange
 }
 
 func (a *algoState) init(g *Group) error {
@@ -201,6 +203,8 @@ func (g *Group) executeAlgo(w *Work) error {
 		err = a.hier(w)
 	case algoOneShot:
 		err = a.oneShot(w)
+	case algoRDOneShot:
+		err = a.rdOneShot(w)
 	default:
 		err = fmt.Errorf("collective: algorithm %v not implemented", w.h.algo)
 	}

@@ -22,7 +22,7 @@ func algoCases(n int) []algoCase {
 	cs := []algoCase{{"ring", 0}, {"rd", 0}, {"rhd", 0}, {"oneshot", 0}, {"oneshot", 2}}
 	for _, L := range []int{2, 3, 4} {
 		if n%L == 0 && n/L > 1 {
-			cs = append(cs, algoCase{"hier", L})
+			cs = append(cs, algoCase{"hier", L}, algoCase{"rdoneshot", L})
 		}
 	}
 	if n > 2 && n%2 == 1 {
@@ -98,6 +98,9 @@ func TestAlgorithmsMatchRing(t *testing.T) {
 						if c.algo != "auto" && n > 1 {
 							exp := c.algo
 							if exp == "hier" && !hierApplicable(j.groups[0].Topology()) {
+								exp = "ring"
+							}
+							if exp == "rdoneshot" && !rdOneShotApplicable(j.groups[0].Topology()) {
 								exp = "ring"
 							}
 							if exp == "rd" && algos[0] == "rhd" {
@@ -191,7 +194,7 @@ func TestAlgorithmsFP16(t *testing.T) {
 // MismatchError naming the algorithm, on every rank, and none returns success.
 func TestAlgorithmMismatch(t *testing.T) {
 	noLeaks(t)
-	for _, other := range []string{"rd", "rhd", "hier", "oneshot"} {
+	for _, other := range []string{"rd", "rhd", "hier", "oneshot", "rdoneshot"} {
 		t.Run(other, func(t *testing.T) {
 			const n = 4
 			ts, _ := memFabric.start(t, n)

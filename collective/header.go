@@ -27,7 +27,7 @@ import (
 //	[4]     dtype       (element type of the caller's buffer: none, fp32, bytes, fp64, int32, int64)
 //	[5]     reduce      (Op, 0 when the op does not reduce)
 //	[6]     compression (Compression: how values are encoded on the wire)
-//	[7]     algorithm   (ring 0, rd 1, rhd 2, hier 3, oneshot 4)
+//	[7]     algorithm   (ring 0, rd 1, rhd 2, hier 3, oneshot 4, rdoneshot 5)
 //	[8:16]  seq         (per-group op sequence number; per (peer, tag) message number for Send)
 //	[16:24] count       (number of elements of the caller's buffer; 0 for variable-length bytes)
 //	[24:32] arg         (Broadcast, Reduce, Gather, Scatter root; Send tag; 0 otherwise), signed
@@ -60,12 +60,13 @@ const (
 type algorithm uint8
 
 const (
-	algoRing    algorithm = iota // ring.go: reduce-scatter + all-gather around the ring
-	algoRD                       // rdouble.go: recursive doubling, whole buffer per step
-	algoRHD                      // rdouble.go: Rabenseifner, recursive halving + doubling
-	algoHier                     // hier.go: intra-host reduce-scatter, inter-host AllReduce, intra-host all-gather
-	algoOneShot                  // oneshot.go: every rank sends its whole buffer to every other
-	algoMax     = algoOneShot
+	algoRing      algorithm = iota // ring.go: reduce-scatter + all-gather around the ring
+	algoRD                         // rdouble.go: recursive doubling, whole buffer per step
+	algoRHD                        // rdouble.go: Rabenseifner, recursive halving + doubling
+	algoHier                       // hier.go: intra-host reduce-scatter, inter-host AllReduce, intra-host all-gather
+	algoOneShot                    // oneshot.go: every rank sends its whole buffer to every other
+	algoRDOneShot                  // oneshot.go: rd inside each host, then one-shot across hosts
+	algoMax       = algoRDOneShot
 )
 
 func (a algorithm) String() string {
@@ -80,6 +81,8 @@ func (a algorithm) String() string {
 		return "hier"
 	case algoOneShot:
 		return "oneshot"
+	case algoRDOneShot:
+		return "rdoneshot"
 	}
 	return fmt.Sprintf("algorithm(%d)", uint8(a))
 }

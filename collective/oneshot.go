@@ -37,9 +37,10 @@ import (
 // in float32: each value is quantized once, as by one hop of the ring, and Feedback works.
 
 // oneShotMaxBytes bounds what one rank sends in a one-shot AllReduce ((n−1) × its wire
-// bytes): beyond it the n copies cost more than the steps they save on any link here, and
-// the scratch (n messages) stays small.
-const oneShotMaxBytes = 256 << 10
+// bytes, the same bound for rd+oneshot's cross-host phase, H−1 copies): the one-shot was
+// measured on small buffers only (4 KiB, benchmarks/results/scale/latency/), and the
+// receive scratch (n−1 messages) stays small.
+const oneShotMaxBytes = 64 << 10
 
 // oneShotFits reports whether an AllReduce of count values on n ranks may run one-shot.
 func oneShotFits(n, count int, comp Compression) bool {
@@ -101,7 +102,7 @@ func (a *algoState) oneShot(w *Work) error {
 	if werr != nil {
 		return werr
 	}
-	return a.oneShotReduce(&x, whole, size)
+	return a.oneShotReduce(&x, whole, size, n, r)
 }
 
 // oneShotRecv reads the n−1 messages, step s's into slot s−1 of the receive scratch, and
@@ -168,22 +169,21 @@ func (x *rdCall) writeLink(l transport.Link, first, second []byte) error {
 	return nil
 }
 
-// oneShotReduce reduces the n contributions in rank order into the buffer.
-func (a *algoState) oneShotReduce(x *rdCall, whole layout, size int) error {
-	g := a.g
-	n, r := len(g.ranks), g.rank
+// oneShotReduce reduces the k contributions of a one-shot exchange among k members, in
+// member order, into the buffer: member me's is the buffer itself, member j's came in step
+// s = me−j (mod k), in slot s−1 of the receive scratch. Avg divides by the group's size.
+func (a *algoState) oneShotReduce(x *rdCall, whole layout, size, k, me int) error {
 	count := len(x.buf)
-	in := a.scratchIn[:(n-1)*size]
-	// contribution k's values: this rank's buffer, or a decoded message.
+	in := a.scratchIn[:(k-1)*size]
 	own := x.buf
 	acc := f32View(a.grow(&a.scratchF32, 8*count))[: 2*count : 2*count]
 	tmp := acc[count:]
 	acc = acc[:count]
-	values := func(k int) ([]float32, error) {
-		if k == r {
+	values := func(j int) ([]float32, error) {
+		if j == me {
 			return own, nil
 		}
-		s := mod(r-k, n)
+		s := mod(me-j, k)
 		b := in[(s-1)*size+headerSize : s*size]
 		if !x.fp16 {
 			return f32View(b)[:count], nil
@@ -193,20 +193,111 @@ func (a *algoState) oneShotReduce(x *rdCall, whole layout, size int) error {
 		x.buf = own
 		return tmp, err
 	}
-	for k := range n {
-		v, err := values(k)
+	for j := range k {
+		v, err := values(j)
 		if err != nil {
-			return fmt.Errorf("from rank %d: %w", g.ranks[k], err)
+			return fmt.Errorf("from the one-shot's member %d: %w", j, err)
 		}
-		if k == 0 {
+		if j == 0 {
 			copy(acc, v)
 		} else {
 			reduceInto(x.op, acc, v)
 		}
 	}
 	if x.op == Avg {
-		divideBy(acc, float32(n))
+		divideBy(acc, float32(x.n))
 	}
 	copy(own, acc)
 	return nil
+}
+
+// rdOneShotApplicable reports whether the topology suits algoRDOneShot: several hosts,
+// the same power of two (> 1) of members on each.
+func rdOneShotApplicable(topo Topology) bool {
+	L := topo.LocalSize()
+	return topo.NumHosts() > 1 && L > 1 && L&(L-1) == 0
+}
+
+// rdOneShot runs an algoRDOneShot AllReduce: recursive doubling among the L members of
+// each host (log2 L steps over shared memory, where a step is cheap), which leaves every
+// member of a host with the host's reduction, then a one-shot exchange among the members
+// with the same local rank on every host (one step across hosts instead of log2 H; each
+// member sends H−1 messages). Every rank then reduces the same host contributions in host
+// order: all end bit-identical (within a host the rd steps already are, see rdouble.go).
+// The header lap (algo.go) runs beside it as for rd. Feedback is refused as by rd (a
+// position is rounded at every step); the tuner never picks it with Feedback.
+func (a *algoState) rdOneShot(w *Work) error {
+	g := a.g
+	topo := a.topo
+	if !rdOneShotApplicable(topo) {
+		return fmt.Errorf("collective: rd+oneshot AllReduce needs the same power of two (>1) of members on every host (>1): %v", topo)
+	}
+	if w.residual != nil {
+		return errors.New("collective: rd+oneshot AllReduce does not support Feedback")
+	}
+	x := rdCall{a: a, w: w, buf: w.buf, op: w.h.reduce, fp16: w.h.compression != NoCompression, n: len(g.ranks)}
+	w.h.encode(&a.msgHdr)
+	whole := layout{count: len(x.buf), nseg: 1, chunk: g.chunk, sLo: 0, sHi: 1, wire: w.h.compression}
+	h, li := topo.HostOf[g.rank], topo.LocalRank[g.rank]
+	for d := 1; d < topo.LocalSize(); d *= 2 {
+		if err := x.exchange(topo.Hosts[h][li^d], whole, whole, true, false); err != nil {
+			return err
+		}
+	}
+	k := topo.NumHosts()
+	if len(a.osMembers) != k {
+		a.osMembers = make([]int, k)
+		for j := range k {
+			a.osMembers[j] = topo.Hosts[j][li]
+		}
+	}
+	members := a.osMembers
+	if !a.osCrossOpened {
+		// Ascending group rank on every member (a transport whose Link waits for the
+		// peer cannot deadlock), before any message.
+		for p := range len(g.ranks) {
+			if p != g.rank && topo.LocalRank[p] == li {
+				if _, err := a.link(w.ctx, p); err != nil {
+					return err
+				}
+			}
+		}
+		a.osCrossOpened = true
+	}
+	msg, second := x.payload(whole, x.fp16, false)
+	if x.fp16 {
+		if err := x.decode(msg[headerSize:], whole, true); err != nil {
+			return err
+		}
+	}
+	size := headerSize + whole.wireBytes(x.fp16)
+	wrote := a.wrote
+	go func() {
+		var err error
+		for s := 1; s < k && err == nil; s++ {
+			var l transport.Link
+			if l, err = a.link(w.ctx, members[(h+s)%k]); err == nil {
+				err = x.writeLink(l, msg, second)
+			}
+		}
+		wrote <- err
+	}()
+	runtime.Gosched() // the writer first (see oneShot)
+	in := a.grow(&a.scratchIn, (k-1)*size)
+	var rerr error
+	for s := 1; s < k && rerr == nil; s++ {
+		peer := members[mod(h-s, k)]
+		var l transport.Link
+		if l, rerr = a.link(w.ctx, peer); rerr == nil {
+			rerr = a.oneShotRead(&x, l, peer, in[(s-1)*size:s*size])
+		}
+	}
+	werr := <-wrote
+	if rerr != nil {
+		return rerr
+	}
+	if werr != nil {
+		return werr
+	}
+	return a.oneShotReduce(&x, whole, size, k, h)
 }

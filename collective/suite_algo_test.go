@@ -163,7 +163,7 @@ func TestSuiteEveryAlgorithm(t *testing.T) {
 		parts = []part{{suiteDataTests, "1"}, {suiteFailureTests, ""}}
 	}
 	for _, c := range []struct{ algo, perHost string }{
-		{"ring", ""}, {"rd", ""}, {"rhd", ""}, {"hier", "2"}, {"oneshot", ""}, {"auto", "2"},
+		{"ring", ""}, {"rd", ""}, {"rhd", ""}, {"hier", "2"}, {"oneshot", ""}, {"rdoneshot", "2"}, {"auto", "2"},
 	} {
 		t.Run(c.algo, func(t *testing.T) {
 			for _, p := range parts {

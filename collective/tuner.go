@@ -148,10 +148,11 @@ const (
 	modeRHD
 	modeHier
 	modeOneShot
+	modeRDOneShot
 )
 
 func (m algoMode) String() string {
-	return [...]string{"auto", "ring", "rd", "rhd", "hier", "oneshot"}[m]
+	return [...]string{"auto", "ring", "rd", "rhd", "hier", "oneshot", "rdoneshot"}[m]
 }
 
 func parseAlgoMode(s string) (algoMode, error) {
@@ -168,8 +169,10 @@ func parseAlgoMode(s string) (algoMode, error) {
 		return modeHier, nil
 	case "oneshot":
 		return modeOneShot, nil
+	case "rdoneshot":
+		return modeRDOneShot, nil
 	}
-	return 0, fmt.Errorf("collective: unknown algorithm %q (want ring, hier, rd, rhd, oneshot or auto)", s)
+	return 0, fmt.Errorf("collective: unknown algorithm %q (want ring, hier, rd, rhd, oneshot, rdoneshot or auto)", s)
 }
 
 // linkKinds are the kinds of link between members on one host and on different hosts.
@@ -345,7 +348,7 @@ func (t *tuner) candidates(count int, comp Compression, feedback bool) (out [alg
 	var c []algorithm
 	switch t.mode {
 	case modeAuto:
-		c = []algorithm{algoRing, algoRD, algoRHD, algoHier, algoOneShot}
+		c = []algorithm{algoRing, algoRD, algoRHD, algoHier, algoOneShot, algoRDOneShot}
 	case modeRing:
 		c = []algorithm{algoRing}
 	case modeRD:
@@ -356,12 +359,15 @@ func (t *tuner) candidates(count int, comp Compression, feedback bool) (out [alg
 		c = []algorithm{algoHier}
 	case modeOneShot:
 		c = []algorithm{algoOneShot}
+	case modeRDOneShot:
+		c = []algorithm{algoRDOneShot}
 	}
 	for _, a := range c {
 		switch {
 		case a == algoRD && feedback:
 		case a == algoHier && !hierApplicable(t.topo):
 		case a == algoOneShot && !oneShotFits(t.n, count, comp):
+		case a == algoRDOneShot && (feedback || !rdOneShotApplicable(t.topo) || !oneShotFits(t.topo.NumHosts(), count, comp)):
 		default:
 			out[n] = a
 			n++
@@ -445,17 +451,26 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		if !oneShotFits(t.n, count, comp) {
 			return math.Inf(1)
 		}
-		// The n−1 messages leave one after another and travel at once: one α (the slowest
-		// link's), every message's bytes, and n−1 reductions of the whole buffer.
 		inter := float64(t.oneShotInter)
-		intra := n - 1 - inter
 		ai, bi := t.link(true)
 		al, bl := t.link(false)
-		alpha := al
+		alpha, beta := al, bl
 		if inter > 0 {
-			alpha = max(al, ai)
+			alpha, beta = (inter*ai+(n-1-inter)*al)/(n-1), max(bi, bl)
 		}
-		return op + alpha + wire*(intra*bl+inter*bi) + (n-1)*red
+		return op + oneShotCost(n, alpha, beta, wire, red)
+	case algoRDOneShot:
+		if feedback || !rdOneShotApplicable(t.topo) || !oneShotFits(t.topo.NumHosts(), count, comp) {
+			return math.Inf(1)
+		}
+		// log2 L rd steps on the host, then the one-shot among H (see algoOneShot).
+		al, bl := t.link(false)
+		s := op
+		for L := t.topo.LocalSize(); L > 1; L /= 2 {
+			s += al + wire*bl + red
+		}
+		ai, bi := t.link(true)
+		return s + oneShotCost(float64(t.topo.NumHosts()), ai, bi, wire, red)
 	case algoHier:
 		if !hierApplicable(t.topo) {
 			return math.Inf(1)
@@ -477,6 +492,18 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		return local + inner.predict(ia, segCount, comp, feedback)
 	}
 	return math.Inf(1)
+}
+
+// oneShotCost models a one-shot exchange among k members over links of cost (α, β): each
+// member sends k−1 messages, each costing its sender α (on these machines α is mostly the
+// software and wake-up cost of a message, which a member pays for each one in turn), while
+// their bytes cross k−1 different links at once (as everywhere in this model, links are
+// independent: one message's wire·β), and it reduces k−1 buffers. This orders what
+// benchmarks/results/scale/latency/ measured: on one host, 4 ranks, recursive doubling
+// before the one-shot (2 steps against 3 sends), 3 ranks the one-shot (rd pays its fold),
+// and 4 hosts × 2 ranks rd+oneshot before rd and the one-shot.
+func oneShotCost(k, alpha, beta, wire, red float64) float64 {
+	return (k-1)*alpha + wire*beta + (k-1)*red
 }
 
 func seqRanks(n int) []int {
