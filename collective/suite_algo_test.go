@@ -145,7 +145,7 @@ const (
 const suiteFullEnv = "RINGTRAIN_SUITE_FULL"
 
 // TestSuiteEveryAlgorithm runs the shared suite once per algorithm (ring, rd, rhd, hier
-// over 2-rank simulated hosts, auto over 2-rank hosts), each in child processes of this
+// over 2-rank simulated hosts, oneshot, rdoneshot and auto over 2-rank hosts), each in child processes of this
 // test binary. By default (CI) only the AllReduce data tests run, over memory and QUIC; the
 // whole suite, shared memory included (about 2 minutes on 2 cores):
 //

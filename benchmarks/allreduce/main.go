@@ -124,7 +124,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.chunk, "chunk", 0, "collective.Options.ChunkBytes (0: the package default)")
 	fs.DurationVar(&c.timeout, "timeout", 0, "collective.Options.Timeout (0: the package default)")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file")
-	algoS := fs.String("algo", "", "AllReduce algorithms to time interleaved, comma-separated: ring, rd, rhd, hier, auto (empty: GORUN_ALGO or the package default); the JSON's algo says what ran")
+	algoS := fs.String("algo", "", "AllReduce algorithms to time interleaved, comma-separated: ring, rd, rhd, hier, oneshot, rdoneshot, auto (empty: GORUN_ALGO or the package default); the JSON's algo says what ran")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: allreduce [flags]\n\nnccl-tests style AllReduce sweep; see the package doc.\n\n")
 		fs.PrintDefaults()
