@@ -277,7 +277,8 @@ func TestTopology(t *testing.T) {
 }
 
 // TestTunerDeterministic: the choice depends only on the call and the agreed inputs, and it
-// follows the model's shape (rd for small buffers, ring or rhd for large ones on one host;
+// follows the model's shape (the one-shot for tiny buffers on one host, rd for small ones
+// across hosts and beyond the one-shot's bound, ring or rhd for large ones on one host;
 // hier across hosts for large buffers).
 func TestTunerDeterministic(t *testing.T) {
 	table := &TunerTable{Links: map[string]LinkCost{
@@ -289,8 +290,9 @@ func TestTunerDeterministic(t *testing.T) {
 		bytes          int
 		want           string
 	}{
-		{4, 4, 4 << 10, "rd"},
-		{8, 8, 4 << 10, "rd"},
+		{4, 4, 4 << 10, "oneshot"},
+		{8, 8, 4 << 10, "oneshot"},
+		{8, 8, 16 << 10, "rd"}, // 7 copies of 16 KiB: over the one-shot's bound
 		{16, 8, 4 << 10, "rd"},
 		{16, 8, 64 << 20, "hier"},
 		{64, 8, 64 << 20, "hier"},

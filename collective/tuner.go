@@ -451,14 +451,16 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		if !oneShotFits(t.n, count, comp) {
 			return math.Inf(1)
 		}
+		// One α (the slowest kind's), the sender's n−1 copies one after another, n−1
+		// reductions (see oneShotCost).
 		inter := float64(t.oneShotInter)
 		ai, bi := t.link(true)
 		al, bl := t.link(false)
-		alpha, beta := al, bl
+		alpha := al
 		if inter > 0 {
-			alpha, beta = (inter*ai+(n-1-inter)*al)/(n-1), max(bi, bl)
+			alpha = max(al, ai)
 		}
-		return op + oneShotCost(n, alpha, beta, wire, red)
+		return op + alpha + wire*(inter*bi+(n-1-inter)*bl) + (n-1)*red
 	case algoRDOneShot:
 		if feedback || !rdOneShotApplicable(t.topo) || !oneShotFits(t.topo.NumHosts(), count, comp) {
 			return math.Inf(1)
@@ -494,16 +496,17 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 	return math.Inf(1)
 }
 
-// oneShotCost models a one-shot exchange among k members over links of cost (α, β): each
-// member sends k−1 messages, each costing its sender α (on these machines α is mostly the
-// software and wake-up cost of a message, which a member pays for each one in turn), while
-// their bytes cross k−1 different links at once (as everywhere in this model, links are
-// independent: one message's wire·β), and it reduces k−1 buffers. This orders what
-// benchmarks/results/scale/latency/ measured: on one host, 4 ranks, recursive doubling
-// before the one-shot (2 steps against 3 sends), 3 ranks the one-shot (rd pays its fold),
-// and 4 hosts × 2 ranks rd+oneshot before rd and the one-shot.
+// oneShotCost models a one-shot exchange among k members over links of cost (α, β): the
+// k−1 messages leave at once, so the exchange pays one α, but the sender puts their bytes
+// on the wire one after another ((k−1)·wire·β), and each member reduces k−1 buffers. With
+// the committed table this picks the one-shot over rd for 4 KiB on one host (3, 4 and 8
+// ranks), as measured (benchmarks/results/scale/latency/), and rd over rd+oneshot on 4
+// hosts × 2 ranks over TLS, where the netns measured rd+oneshot ahead (0.51–0.54 of the
+// ring against rd's 0.55–0.62): the table's TLS α (10.9 µs, loopback in one process) is far
+// below the 73.5 µs fitted between network namespaces, and with that α the model picks
+// rd+oneshot there too.
 func oneShotCost(k, alpha, beta, wire, red float64) float64 {
-	return (k-1)*alpha + wire*beta + (k-1)*red
+	return alpha + (k-1)*wire*beta + (k-1)*red
 }
 
 func seqRanks(n int) []int {
