@@ -194,6 +194,14 @@ func (g *Group) executeAlgo(w *Work) error {
 		if lap, err = a.startLap(w); err != nil {
 			return g.fail(w.h.describe(showSeq), err) // the watcher was not armed
 		}
+		if w.h.algo == algoHier {
+			// hier's messages are its internal groups' ops, whose headers do not carry this
+			// op's: a mismatched call could pass them, or fail there with an error naming
+			// an internal ReduceScatter. Read the lap beside it from the start, as before.
+			// (rd, rhd and rd+oneshot check this op's header on every message, and a rank
+			// completes only with every rank's contribution, each checked on its way.)
+			lap = a.watchLapNow()
+		}
 	}
 	var err error
 	switch w.h.algo {
@@ -244,7 +252,8 @@ const lapWatchDelay = 10 * time.Millisecond
 // neighbour's header is there, and it is read inline at the end. Only an algorithm still
 // running after lapWatchDelay, or one that failed, has it read by a watcher goroutine
 // beside it (a rank that runs something else may never send what the algorithm waits for:
-// the lap is what finds it). Before this, every op paid a goroutine for the lap.
+// the lap is what finds it), and hier, whose internal ops do not check this op's header,
+// has it read beside it from the start. Before this, every op paid a goroutine for the lap.
 //
 // lapState is the lap's per-group state (one op at a time: the worker's).
 type lapState struct {
