@@ -23,8 +23,8 @@ import (
 // hosts and the kinds of link between its members, with an α-β model per link kind: a
 // message of b bytes over a link of kind k costs α_k + b/bw_k, and reducing b bytes costs
 // b/γ. It predicts, for every algorithm that can run the call, the time of its schedule
-// (the step counts and sizes documented in ring.go, rdouble.go and hier.go) and takes the
-// fastest; ties go to the lower algorithm id (ring first).
+// (the step counts and sizes documented in ring.go, rdouble.go, hier.go and oneshot.go)
+// and takes the fastest; ties go to the lower algorithm id (ring first).
 //
 // Every member must pick the same algorithm (the op header carries it, and a rank that
 // picked another fails the op with a MismatchError), so every input is agreed: the size and
