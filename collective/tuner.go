@@ -499,12 +499,12 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 // oneShotCost models a one-shot exchange among k members over links of cost (α, β): the
 // k−1 messages leave at once, so the exchange pays one α, but the sender puts their bytes
 // on the wire one after another ((k−1)·wire·β), and each member reduces k−1 buffers. With
-// the committed table this picks the one-shot over rd for 4 KiB on one host (3, 4 and 8
-// ranks), as measured (benchmarks/results/scale/latency/), and rd over rd+oneshot on 4
-// hosts × 2 ranks over TLS, where the netns measured rd+oneshot ahead (0.51–0.54 of the
-// ring against rd's 0.55–0.62): the table's TLS α (10.9 µs, loopback in one process) is far
-// below the 73.5 µs fitted between network namespaces, and with that α the model picks
-// rd+oneshot there too.
+// the committed table this picks the one-shot over rd for 4 KiB on one host, as measured at
+// 3, 4 and 8 ranks (benchmarks/results/scale/latency/), and rd over rd+oneshot on 4 hosts ×
+// 2 ranks over TLS, where the two measured about even (0.44–0.56 and 0.47–0.52 of the ring,
+// latency/ and netns-2026-12-04/). The table's TLS α (10.9 µs, loopback in one process) is
+// far below the 73.5 µs fitted between the network namespaces; with that α the model would
+// pick rd+oneshot there.
 func oneShotCost(k, alpha, beta, wire, red float64) float64 {
 	return alpha + (k-1)*wire*beta + (k-1)*red
 }
