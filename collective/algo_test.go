@@ -118,8 +118,8 @@ func TestAlgorithmsMatchRing(t *testing.T) {
 }
 
 // TestAlgorithmsFP16: every algorithm within the ring's fp16 bound, bit-identical on every
-// rank, with and without Feedback (rd refuses Feedback by not being picked: the call runs
-// on rhd or the ring).
+// rank, with and without Feedback (rd, oneshot and rdoneshot refuse Feedback by not being
+// picked: the call runs on rhd or the ring).
 func TestAlgorithmsFP16(t *testing.T) {
 	noLeaks(t)
 	const chunkBytes = 256
@@ -168,8 +168,8 @@ func TestAlgorithmsFP16(t *testing.T) {
 								return g.AllReduce(ctxT(t), bufs[r], op, ro...)
 							})
 							what := fmt.Sprintf("AllReduce(count=%d, %v, fp16, feedback=%v) with %s", count, op, fb, algos[0])
-							if fb && algos[0] == "rd" {
-								t.Fatalf("%s: rd picked with Feedback", what)
+							if fb && (algos[0] == "rd" || algos[0] == "oneshot" || algos[0] == "rdoneshot") {
+								t.Fatalf("%s: %s picked with Feedback", what, algos[0])
 							}
 							sameBits(t, what, bufs)
 							bound := fp16Bound(A, n+2, op) // n quantizations at most, +2 for the fold

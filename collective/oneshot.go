@@ -32,9 +32,12 @@ import (
 // every rank, so that transports whose Link waits for the peer cannot deadlock; the writer
 // waits for them). Every rank checks every other rank's header.
 //
-// FP16/BF16: a rank rounds its own buffer to what it sends (encode with its Feedback
-// residual, decode in place), and every rank then reduces the same rounded contributions
-// in float32: each value is quantized once, as by one hop of the ring, and Feedback works.
+// FP16/BF16: a rank rounds its own buffer to what it sends (encode, then decode in place),
+// and every rank then reduces the same rounded contributions in float32: each value is
+// quantized once. Feedback is refused (the tuner never picks the one-shot with it, and a
+// forced one falls back to the ring): its residuals would follow another pattern than the
+// ring's and rhd's (each rank rounding its whole buffer, no segment owner), which ddp's
+// error-feedback accounting assumes (ddp's TestFP16WithinBound).
 
 // oneShotMaxBytes bounds what one rank sends in a one-shot AllReduce ((n−1) × its wire
 // bytes, the same bound for rd+oneshot's cross-host phase, H−1 copies): the one-shot was
@@ -55,11 +58,14 @@ func oneShotFits(n, count int, comp Compression) bool {
 func (a *algoState) oneShot(w *Work) error {
 	g := a.g
 	n, r := len(g.ranks), g.rank
-	x := rdCall{a: a, w: w, buf: w.buf, op: w.h.reduce, fp16: w.h.compression != NoCompression, res: w.residual, n: n}
+	if w.residual != nil {
+		return errors.New("collective: the one-shot AllReduce does not support Feedback")
+	}
+	x := rdCall{a: a, w: w, buf: w.buf, op: w.h.reduce, fp16: w.h.compression != NoCompression, n: n}
 	count := len(x.buf)
 	whole := layout{count: count, nseg: 1, chunk: g.chunk, sLo: 0, sHi: 1, wire: w.h.compression}
 	w.h.encode(&a.msgHdr)
-	msg, second := x.payload(whole, x.fp16, x.res != nil)
+	msg, second := x.payload(whole, x.fp16, false)
 	if x.fp16 {
 		// Round this rank's own values to what the others will decode.
 		if err := x.decode(msg[headerSize:], whole, true); err != nil {

@@ -366,7 +366,7 @@ func (t *tuner) candidates(count int, comp Compression, feedback bool) (out [alg
 		switch {
 		case a == algoRD && feedback:
 		case a == algoHier && !hierApplicable(t.topo):
-		case a == algoOneShot && !oneShotFits(t.n, count, comp):
+		case a == algoOneShot && (feedback || !oneShotFits(t.n, count, comp)):
 		case a == algoRDOneShot && (feedback || !rdOneShotApplicable(t.topo) || !oneShotFits(t.topo.NumHosts(), count, comp)):
 		default:
 			out[n] = a
@@ -448,7 +448,7 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		}
 		return s
 	case algoOneShot:
-		if !oneShotFits(t.n, count, comp) {
+		if feedback || !oneShotFits(t.n, count, comp) {
 			return math.Inf(1)
 		}
 		// One α (the slowest kind's), the sender's n−1 copies one after another, n−1
