@@ -50,3 +50,5 @@ table("Past the first pass around the rings (--warmup 1200), after", ["warm-1x4-
 table("One host, 3 ranks (after)", ["n3-after"], ["ring", "rd", "oneshot"])
 table("One host, 8 ranks (after)", ["n8-after"], ["ring", "rd", "oneshot"])
 table("4 hosts × 2 ranks, netns, TLS between hosts (after)", ["r1-4x2-after", "r2-4x2-after"], ["ring", "rd", "oneshot", "rdoneshot", "auto"])
+table("4 hosts × 2 ranks, 4 KiB, before (7426db4; run-4x2.sh)", ["r1-4x2-base", "r2-4x2-base"], ["ring", "rd", "auto"])
+table("4 hosts × 2 ranks, 4 KiB, after (224c947; run-4x2.sh)", ["r1-4x2-after2", "r2-4x2-after2"], ["ring", "rd", "auto"])
