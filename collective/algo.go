@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective/transport"
@@ -16,8 +17,8 @@ import (
 // algorithm (made on first use).
 //
 // Every non-ring op still sends its header once around the group's ring (to the right
-// neighbour, checked by it against its own call) while the algorithm runs: a rank that chose
-// another algorithm (or another count, op...) is caught there even when the algorithm's own
+// neighbour, checked by it against its own call; see lapState): a rank that chose another
+// algorithm (or another count, op...) is caught there even when the algorithm's own
 // messages would never meet it, and fails with a MismatchError naming the field.
 type algoState struct {
 	g     *Group
@@ -30,12 +31,15 @@ type algoState struct {
 	cross  *Group // hier: the members of the other hosts with this member's local rank
 	closed bool
 
-	hdrOut, hdrIn [headerSize]byte // the ring lap of the header
+	lap           lapState         // the ring lap of the header
 	msgHdr        [headerSize]byte // recursive doubling: the header ahead of every message
 	peerHdr       [headerSize]byte
 	scratchIn     []byte     // one received message
 	scratchOut    []byte     // one encoded message (fp16) or header+payload (small fp32)
 	scratchF32    []byte     // rd: the peer's values, decoded, for Max and Min
+	osOpened      bool       // oneshot: its links are open (by the worker, before its writer uses them)
+	osMembers     []int      // rd+oneshot: the group ranks with this member's local rank, by host
+	osCrossOpened bool       // rd+oneshot: the links to them are open
 	wrote         chan error // the writing side of an exchange
 }
 
@@ -176,34 +180,47 @@ func (a *algoState) close() {
 }
 
 // executeAlgo runs an op whose header names an algorithm other than the ring (on the
-// group's worker goroutine): the header's lap to the right neighbour, concurrently with the
-// algorithm itself.
+// group's worker goroutine), with the header's lap to the right neighbour (see lapState).
 func (g *Group) executeAlgo(w *Work) error {
 	a := &g.alg
 	g.wd.start(w)
 	defer g.wd.stop()
 	g.run.headerIn.Store(false)
 	g.run.recvFinished.Store(false)
-	lap := make(chan error, 1)
-	go func() {
-		err := a.headerLap(w)
-		if err != nil {
-			// At once: the algorithm may be waiting for a peer that runs something else.
-			err = g.fail(w.h.describe(showSeq), err)
+	var lap <-chan error
+	if w.h.algo != algoOneShot { // the one-shot's first message is its lap (oneshot.go)
+		var err error
+		if lap, err = a.startLap(w); err != nil {
+			return g.fail(w.h.describe(showSeq), err) // the watcher was not armed
 		}
-		lap <- err
-	}()
+		if w.h.algo == algoHier {
+			// hier's messages are its internal groups' ops, whose headers do not carry this
+			// op's: a mismatched call could pass them, or fail there with an error naming
+			// an internal ReduceScatter. Read the lap beside it from the start, as before.
+			// (rd, rhd and rd+oneshot check this op's header on every message, and a rank
+			// completes only with every rank's contribution, each checked on its way.)
+			lap = a.watchLapNow()
+		}
+	}
 	var err error
 	switch w.h.algo {
 	case algoRD, algoRHD:
 		err = a.recursive(w)
 	case algoHier:
 		err = a.hier(w)
+	case algoOneShot:
+		err = a.oneShot(w)
+	case algoRDOneShot:
+		err = a.rdOneShot(w)
 	default:
 		err = fmt.Errorf("collective: algorithm %v not implemented", w.h.algo)
 	}
-	lapDone := false
+	lapped, lapDone := lap != nil, false
 	if err != nil {
+		if lap != nil {
+			// The lap may say why (a rank that runs something else): read it now, beside.
+			lap = a.watchLapNow()
+		}
 		var lerr error
 		err, lerr, lapDone = a.cause(err, lap)
 		err = g.fail(w.h.describe(showSeq), err)
@@ -211,9 +228,117 @@ func (g *Group) executeAlgo(w *Work) error {
 			err = lerr
 		}
 	}
-	if !lapDone {
-		if lerr := <-lap; lerr != nil && err == nil {
+	if lapped && !lapDone {
+		if lerr := a.finishLap(err == nil); lerr != nil && err == nil {
 			err = lerr
+		}
+	}
+	return err
+}
+
+// lapWatchDelay is how long an algorithm may run before its header lap is read beside it
+// (see lapState).
+const lapWatchDelay = 10 * time.Millisecond
+
+// The header lap. Every non-ring op sends its header to the right neighbour on the ring
+// link, and checks the left neighbour's against its own call: a rank that chose another
+// algorithm (or another count, op...) is caught there even when the algorithm's own messages
+// would never meet it, and fails with a MismatchError naming the field. The header is
+// written before the algorithm starts (the write cannot wait on anything that waits on this
+// rank: the right neighbour reads its left header in every non-ring op, and what came
+// before on this link belongs to ops it completes without us). Reading it costs nothing
+// extra when the algorithm completes: every rank joined the op by then, so the left
+// neighbour's header is there, and it is read inline at the end. Only an algorithm still
+// running after lapWatchDelay, or one that failed, has it read by a watcher goroutine
+// beside it (a rank that runs something else may never send what the algorithm waits for:
+// the lap is what finds it), and hier, whose internal ops do not check this op's header,
+// has it read beside it from the start. Before this, every op paid a goroutine for the lap.
+//
+// lapState is the lap's per-group state (one op at a time: the worker's).
+type lapState struct {
+	timer   *time.Timer          // fires watchLap; stopped before firing in the common case
+	w       atomic.Pointer[Work] // the op in flight, for watchLap
+	res     chan error           // watchLap's result
+	watched bool                 // this op's watcher ran or was started
+	out, in [headerSize]byte
+}
+
+// startLap writes the op's header to the right neighbour and arms the watcher. lap is
+// the watcher's result channel.
+func (a *algoState) startLap(w *Work) (lap <-chan error, err error) {
+	l := &a.lap
+	if l.res == nil {
+		l.res = make(chan error, 1)
+		l.timer = time.AfterFunc(time.Hour, a.watchLap)
+		l.timer.Stop()
+	}
+	l.w.Store(w)
+	l.watched = false
+	w.h.encode(&l.out)
+	if _, err := a.g.right.Write(l.out[:]); err != nil {
+		return nil, err
+	}
+	l.timer.Reset(lapWatchDelay)
+	return l.res, nil
+}
+
+// watchLap is the timer's function: it reads the lap beside the algorithm.
+func (a *algoState) watchLap() {
+	l := &a.lap
+	w := l.w.Load()
+	err := a.readLap(w)
+	if err != nil {
+		// At once: the algorithm may be waiting for a peer that runs something else.
+		err = a.g.fail(w.h.describe(showSeq), err)
+	}
+	l.res <- err
+}
+
+// watchLapNow makes sure the watcher runs (now, if its timer had not fired) and returns
+// its result channel.
+func (a *algoState) watchLapNow() <-chan error {
+	l := &a.lap
+	if !l.watched {
+		l.watched = true
+		if l.timer.Stop() {
+			go a.watchLap()
+		}
+	}
+	return l.res
+}
+
+// finishLap returns the lap's result: read inline when the watcher never ran and the
+// algorithm succeeded (inline), else the watcher's.
+func (a *algoState) finishLap(inline bool) error {
+	l := &a.lap
+	if l.timer == nil {
+		return nil
+	}
+	if !l.watched && l.timer.Stop() {
+		if inline {
+			return a.readLap(l.w.Load())
+		}
+		go a.watchLap()
+	}
+	return <-l.res
+}
+
+// readLap reads the left neighbour's header and checks it against this op's.
+func (a *algoState) readLap(w *Work) error {
+	g := a.g
+	err := readFull(g.left, a.lap.in[:])
+	if err == nil {
+		n := len(g.ranks)
+		left := g.ranks[mod(g.rank-1, n)]
+		var h header
+		if derr := h.decode(a.lap.in[:]); derr != nil {
+			err = fmt.Errorf("from rank %d: %w", left, derr)
+		} else {
+			err = mismatch(g.worldRank, &w.h, left, &h)
+		}
+		if err == nil {
+			g.run.headerIn.Store(true)
+			g.run.progress.Add(1)
 		}
 	}
 	return err
@@ -256,32 +381,4 @@ func (a *algoState) cause(err error, lap <-chan error) (_ error, lapErr error, l
 			return err, lapErr, lapDone
 		}
 	}
-}
-
-// headerLap sends this op's header to the right neighbour and checks the left one's.
-func (a *algoState) headerLap(w *Work) error {
-	g := a.g
-	w.h.encode(&a.hdrOut)
-	// Written before reading: the right neighbour reads its left header first thing in every
-	// non-ring op, and everything written before on this link belongs to ops it completes
-	// without waiting for this rank, so the write cannot wait on anything that waits on us.
-	if _, err := g.right.Write(a.hdrOut[:]); err != nil {
-		return err
-	}
-	err := readFull(g.left, a.hdrIn[:])
-	if err == nil {
-		n := len(g.ranks)
-		left := g.ranks[mod(g.rank-1, n)]
-		var h header
-		if derr := h.decode(a.hdrIn[:]); derr != nil {
-			err = fmt.Errorf("from rank %d: %w", left, derr)
-		} else {
-			err = mismatch(g.worldRank, &w.h, left, &h)
-		}
-		if err == nil {
-			g.run.headerIn.Store(true)
-			g.run.progress.Add(1)
-		}
-	}
-	return err
 }

@@ -19,10 +19,10 @@ type algoCase struct {
 }
 
 func algoCases(n int) []algoCase {
-	cs := []algoCase{{"ring", 0}, {"rd", 0}, {"rhd", 0}}
+	cs := []algoCase{{"ring", 0}, {"rd", 0}, {"rhd", 0}, {"oneshot", 0}, {"oneshot", 2}}
 	for _, L := range []int{2, 3, 4} {
 		if n%L == 0 && n/L > 1 {
-			cs = append(cs, algoCase{"hier", L})
+			cs = append(cs, algoCase{"hier", L}, algoCase{"rdoneshot", L})
 		}
 	}
 	if n > 2 && n%2 == 1 {
@@ -100,6 +100,9 @@ func TestAlgorithmsMatchRing(t *testing.T) {
 							if exp == "hier" && !hierApplicable(j.groups[0].Topology()) {
 								exp = "ring"
 							}
+							if exp == "rdoneshot" && !rdOneShotApplicable(j.groups[0].Topology()) {
+								exp = "ring"
+							}
 							if exp == "rd" && algos[0] == "rhd" {
 								exp = "rhd" // the recursive family: rd or rhd by the model
 							}
@@ -115,8 +118,8 @@ func TestAlgorithmsMatchRing(t *testing.T) {
 }
 
 // TestAlgorithmsFP16: every algorithm within the ring's fp16 bound, bit-identical on every
-// rank, with and without Feedback (rd refuses Feedback by not being picked: the call runs
-// on rhd or the ring).
+// rank, with and without Feedback (rd, oneshot and rdoneshot refuse Feedback by not being
+// picked: the call runs on rhd or the ring).
 func TestAlgorithmsFP16(t *testing.T) {
 	noLeaks(t)
 	const chunkBytes = 256
@@ -165,8 +168,8 @@ func TestAlgorithmsFP16(t *testing.T) {
 								return g.AllReduce(ctxT(t), bufs[r], op, ro...)
 							})
 							what := fmt.Sprintf("AllReduce(count=%d, %v, fp16, feedback=%v) with %s", count, op, fb, algos[0])
-							if fb && algos[0] == "rd" {
-								t.Fatalf("%s: rd picked with Feedback", what)
+							if fb && (algos[0] == "rd" || algos[0] == "oneshot" || algos[0] == "rdoneshot") {
+								t.Fatalf("%s: %s picked with Feedback", what, algos[0])
 							}
 							sameBits(t, what, bufs)
 							bound := fp16Bound(A, n+2, op) // n quantizations at most, +2 for the fold
@@ -191,7 +194,7 @@ func TestAlgorithmsFP16(t *testing.T) {
 // MismatchError naming the algorithm, on every rank, and none returns success.
 func TestAlgorithmMismatch(t *testing.T) {
 	noLeaks(t)
-	for _, other := range []string{"rd", "rhd", "hier"} {
+	for _, other := range []string{"rd", "rhd", "hier", "oneshot", "rdoneshot"} {
 		t.Run(other, func(t *testing.T) {
 			const n = 4
 			ts, _ := memFabric.start(t, n)
@@ -274,7 +277,8 @@ func TestTopology(t *testing.T) {
 }
 
 // TestTunerDeterministic: the choice depends only on the call and the agreed inputs, and it
-// follows the model's shape (rd for small buffers, ring or rhd for large ones on one host;
+// follows the model's shape (the one-shot for tiny buffers on one host, rd for small ones
+// across hosts and beyond the one-shot's bound, ring or rhd for large ones on one host;
 // hier across hosts for large buffers).
 func TestTunerDeterministic(t *testing.T) {
 	table := &TunerTable{Links: map[string]LinkCost{
@@ -286,8 +290,9 @@ func TestTunerDeterministic(t *testing.T) {
 		bytes          int
 		want           string
 	}{
-		{4, 4, 4 << 10, "rd"},
-		{8, 8, 4 << 10, "rd"},
+		{4, 4, 4 << 10, "oneshot"},
+		{8, 8, 4 << 10, "oneshot"},
+		{8, 8, 16 << 10, "rd"}, // 7 copies of 16 KiB: over the one-shot's bound
 		{16, 8, 4 << 10, "rd"},
 		{16, 8, 64 << 20, "hier"},
 		{64, 8, 64 << 20, "hier"},

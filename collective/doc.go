@@ -45,7 +45,8 @@
 // byte of a link, k = M/ChunkBytes chunks:
 //
 //	AllReduce (ring)   2(n-1) steps; each member sends 2(n-1)/n·M         ≈ 2(n-1)α + 2(n-1)/n·Mβ
-//	                   (rd, rhd, hier for float32: see tuner.go, rdouble.go, hier.go)
+//	                   (rd, rhd, hier, oneshot, rdoneshot for float32: see tuner.go,
+//	                   rdouble.go, hier.go, oneshot.go)
 //	ReduceScatter      ring, n-1 steps; each sends (n-1)/n·M              ≈ (n-1)α + (n-1)/n·Mβ
 //	AllGather          ring, n-1 steps; each sends (n-1)/n·M              ≈ (n-1)α + (n-1)/n·Mβ
 //	Broadcast          pipelined chain root → root+1 → …; each sends M    ≈ (k+n-2)(α + Mβ/k) + nα

@@ -63,8 +63,8 @@ type Options struct {
 
 	// Algorithm forces the AllReduce algorithm of the group and its subgroups: "ring",
 	// "hier", "rd" (the recursive family: rd or rhd, whichever the tuner's model prefers),
-	// "rhd", or "auto" (the tuner picks per call). Empty means GORUN_ALGO, or "auto" when
-	// that is unset (see defaultMode in tuner.go). An algorithm that cannot run a call (see tuner.go) falls back to the
+	// "rhd", "oneshot", "rdoneshot", or "auto" (the tuner picks per call). Empty means
+	// GORUN_ALGO, or "auto" when that is unset (see defaultMode in tuner.go). An algorithm that cannot run a call (see tuner.go) falls back to the
 	// ring. All ranks must use the same setting; a mismatch fails the op (MismatchError).
 	Algorithm string
 	// Hosts, when not nil, gives the host identity of every world rank (by world rank),

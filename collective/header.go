@@ -27,7 +27,7 @@ import (
 //	[4]     dtype       (element type of the caller's buffer: none, fp32, bytes, fp64, int32, int64)
 //	[5]     reduce      (Op, 0 when the op does not reduce)
 //	[6]     compression (Compression: how values are encoded on the wire)
-//	[7]     algorithm   (ring 0, rd 1, rhd 2, hier 3)
+//	[7]     algorithm   (ring 0, rd 1, rhd 2, hier 3, oneshot 4, rdoneshot 5)
 //	[8:16]  seq         (per-group op sequence number; per (peer, tag) message number for Send)
 //	[16:24] count       (number of elements of the caller's buffer; 0 for variable-length bytes)
 //	[24:32] arg         (Broadcast, Reduce, Gather, Scatter root; Send tag; 0 otherwise), signed
@@ -56,15 +56,17 @@ const (
 
 // algorithm identifies how a collective moves its data. Ranks must agree on it as on the
 // chunk size. Only AllReduce has algorithms other than the ring (see tuner.go, which picks
-// one per call, rdouble.go and hier.go).
+// one per call, rdouble.go, hier.go and oneshot.go).
 type algorithm uint8
 
 const (
-	algoRing algorithm = iota // ring.go: reduce-scatter + all-gather around the ring
-	algoRD                    // rdouble.go: recursive doubling, whole buffer per step
-	algoRHD                   // rdouble.go: Rabenseifner, recursive halving + doubling
-	algoHier                  // hier.go: intra-host reduce-scatter, inter-host AllReduce, intra-host all-gather
-	algoMax  = algoHier
+	algoRing      algorithm = iota // ring.go: reduce-scatter + all-gather around the ring
+	algoRD                         // rdouble.go: recursive doubling, whole buffer per step
+	algoRHD                        // rdouble.go: Rabenseifner, recursive halving + doubling
+	algoHier                       // hier.go: intra-host reduce-scatter, inter-host AllReduce, intra-host all-gather
+	algoOneShot                    // oneshot.go: every rank sends its whole buffer to every other
+	algoRDOneShot                  // oneshot.go: rd inside each host, then one-shot across hosts
+	algoMax       = algoRDOneShot
 )
 
 func (a algorithm) String() string {
@@ -77,6 +79,10 @@ func (a algorithm) String() string {
 		return "rhd"
 	case algoHier:
 		return "hier"
+	case algoOneShot:
+		return "oneshot"
+	case algoRDOneShot:
+		return "rdoneshot"
 	}
 	return fmt.Sprintf("algorithm(%d)", uint8(a))
 }

@@ -163,14 +163,10 @@ func (g *Group) executePeer(w *Work) error {
 	g.run.recvFinished.Store(false)
 	g.run.blame.Store(0)
 	defer g.run.blame.Store(0)
-	lap := make(chan error, 1)
-	go func() {
-		err := g.alg.headerLap(w) // algo.go: the ring's header check
-		if err != nil {
-			err = g.fail(w.h.describe(showSeq), err)
-		}
-		lap <- err
-	}()
+	// algo.go: the ring's header check.
+	if _, err := g.alg.startLap(w); err != nil {
+		return g.fail(w.h.describe(showSeq), err)
+	}
 	var err error
 	switch w.h.kind {
 	case kindGather:
@@ -183,7 +179,7 @@ func (g *Group) executePeer(w *Work) error {
 	if err != nil {
 		err = g.fail(w.h.describe(showSeq), err)
 	}
-	if lerr := <-lap; lerr != nil && err == nil {
+	if lerr := g.alg.finishLap(err == nil); lerr != nil && err == nil {
 		err = lerr
 	}
 	return err

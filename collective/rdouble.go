@@ -2,6 +2,7 @@ package collective
 
 import (
 	"fmt"
+	"runtime"
 )
 
 // Recursive doubling (algoRD) and recursive halving/doubling (algoRHD, Rabenseifner) for
@@ -360,6 +361,9 @@ func (x *rdCall) exchange(peer int, out, in layout, reduce, feedback bool) error
 	}
 	wrote := x.a.wrote
 	go func() { wrote <- x.write(peer, first, second) }()
+	// Let the writer go first (with one thread per rank, GOMAXPROCS=1, it would otherwise
+	// wait until the read below blocks): the partner may be waiting for this message.
+	runtime.Gosched()
 	b, rerr := x.readMsg(peer, in, x.fp16)
 	werr := <-wrote
 	if rerr != nil {

@@ -146,7 +146,7 @@ const (
 const suiteFullEnv = "RINGTRAIN_SUITE_FULL"
 
 // TestSuiteEveryAlgorithm runs the shared suite once per algorithm (ring, rd, rhd, hier
-// over 2-rank simulated hosts, auto over 2-rank hosts), each in child processes of this
+// over 2-rank simulated hosts, oneshot, rdoneshot and auto over 2-rank hosts), each in child processes of this
 // test binary. By default (CI) only the AllReduce data tests run, over memory and QUIC; the
 // whole suite, shared memory included (a few minutes on 2 cores):
 //
@@ -160,7 +160,7 @@ func TestSuiteEveryAlgorithm(t *testing.T) {
 	}
 	type part struct{ run, shm string }
 	for _, c := range []struct{ algo, perHost string }{
-		{"ring", ""}, {"rd", ""}, {"rhd", ""}, {"hier", "2"}, {"auto", "2"},
+		{"ring", ""}, {"rd", ""}, {"rhd", ""}, {"hier", "2"}, {"oneshot", ""}, {"rdoneshot", "2"}, {"auto", "2"},
 	} {
 		t.Run(c.algo, func(t *testing.T) {
 			parts := []part{{suiteShortTests, ""}}

@@ -23,8 +23,8 @@ import (
 // hosts and the kinds of link between its members, with an α-β model per link kind: a
 // message of b bytes over a link of kind k costs α_k + b/bw_k, and reducing b bytes costs
 // b/γ. It predicts, for every algorithm that can run the call, the time of its schedule
-// (the step counts and sizes documented in ring.go, rdouble.go and hier.go) and takes the
-// fastest; ties go to the lower algorithm id (ring first).
+// (the step counts and sizes documented in ring.go, rdouble.go, hier.go and oneshot.go)
+// and takes the fastest; ties go to the lower algorithm id (ring first).
 //
 // Every member must pick the same algorithm (the op header carries it, and a rank that
 // picked another fails the op with a MismatchError), so every input is agreed: the size and
@@ -147,10 +147,12 @@ const (
 	modeRD // the recursive family: rd or rhd, by the model
 	modeRHD
 	modeHier
+	modeOneShot
+	modeRDOneShot
 )
 
 func (m algoMode) String() string {
-	return [...]string{"auto", "ring", "rd", "rhd", "hier"}[m]
+	return [...]string{"auto", "ring", "rd", "rhd", "hier", "oneshot", "rdoneshot"}[m]
 }
 
 func parseAlgoMode(s string) (algoMode, error) {
@@ -165,8 +167,12 @@ func parseAlgoMode(s string) (algoMode, error) {
 		return modeRHD, nil
 	case "hier":
 		return modeHier, nil
+	case "oneshot":
+		return modeOneShot, nil
+	case "rdoneshot":
+		return modeRDOneShot, nil
 	}
-	return 0, fmt.Errorf("collective: unknown algorithm %q (want ring, hier, rd, rhd or auto)", s)
+	return 0, fmt.Errorf("collective: unknown algorithm %q (want ring, hier, rd, rhd, oneshot, rdoneshot or auto)", s)
 }
 
 // linkKinds are the kinds of link between members on one host and on different hosts.
@@ -249,6 +255,8 @@ type tuner struct {
 	ringInterEdges int
 	rdInter        []bool
 	foldInter      bool
+	// oneShotInter is the most peers on other hosts any rank has (the one-shot's slowest).
+	oneShotInter int
 }
 
 func (t *tuner) init(g *Group, topo Topology) error {
@@ -309,6 +317,16 @@ func (t *tuner) setup(mode algoMode, table *TunerTable, kinds linkKinds, topo To
 		}
 		t.rdInter = append(t.rdInter, inter)
 	}
+	t.oneShotInter = 0
+	for r := range n {
+		other := 0
+		for q := range n {
+			if topo.HostOf[q] != topo.HostOf[r] {
+				other++
+			}
+		}
+		t.oneShotInter = max(t.oneShotInter, other)
+	}
 	t.foldInter = false
 	for r := 0; r+1 < 2*rem; r += 2 {
 		if topo.HostOf[r] != topo.HostOf[r+1] {
@@ -326,11 +344,11 @@ func (t *tuner) link(inter bool) (alpha, beta float64) {
 
 // candidates lists the algorithms the mode allows for a call, in id order.
 // It returns them in a fixed array and a count, so that a call allocates nothing.
-func (t *tuner) candidates(feedback bool) (out [algoMax + 1]algorithm, n int) {
+func (t *tuner) candidates(count int, comp Compression, feedback bool) (out [algoMax + 1]algorithm, n int) {
 	var c []algorithm
 	switch t.mode {
 	case modeAuto:
-		c = []algorithm{algoRing, algoRD, algoRHD, algoHier}
+		c = []algorithm{algoRing, algoRD, algoRHD, algoHier, algoOneShot, algoRDOneShot}
 	case modeRing:
 		c = []algorithm{algoRing}
 	case modeRD:
@@ -339,11 +357,17 @@ func (t *tuner) candidates(feedback bool) (out [algoMax + 1]algorithm, n int) {
 		c = []algorithm{algoRHD}
 	case modeHier:
 		c = []algorithm{algoHier}
+	case modeOneShot:
+		c = []algorithm{algoOneShot}
+	case modeRDOneShot:
+		c = []algorithm{algoRDOneShot}
 	}
 	for _, a := range c {
 		switch {
 		case a == algoRD && feedback:
 		case a == algoHier && !hierApplicable(t.topo):
+		case a == algoOneShot && (feedback || !oneShotFits(t.n, count, comp)):
+		case a == algoRDOneShot && (feedback || !rdOneShotApplicable(t.topo) || !oneShotFits(t.topo.NumHosts(), count, comp)):
 		default:
 			out[n] = a
 			n++
@@ -358,7 +382,7 @@ func (t *tuner) choose(count int, comp Compression, feedback bool) algorithm {
 		return algoRing
 	}
 	best, bestT := algoRing, math.Inf(1)
-	cands, nc := t.candidates(feedback)
+	cands, nc := t.candidates(count, comp, feedback)
 	switch nc {
 	case 0:
 		return algoRing // nothing forced can run the call: the ring can
@@ -423,6 +447,32 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 			frac /= 2
 		}
 		return s
+	case algoOneShot:
+		if feedback || !oneShotFits(t.n, count, comp) {
+			return math.Inf(1)
+		}
+		// One α (the slowest kind's), the sender's n−1 copies one after another, n−1
+		// reductions (see oneShotCost).
+		inter := float64(t.oneShotInter)
+		ai, bi := t.link(true)
+		al, bl := t.link(false)
+		alpha := al
+		if inter > 0 {
+			alpha = max(al, ai)
+		}
+		return op + alpha + wire*(inter*bi+(n-1-inter)*bl) + (n-1)*red
+	case algoRDOneShot:
+		if feedback || !rdOneShotApplicable(t.topo) || !oneShotFits(t.topo.NumHosts(), count, comp) {
+			return math.Inf(1)
+		}
+		// log2 L rd steps on the host, then the one-shot among H (see algoOneShot).
+		al, bl := t.link(false)
+		s := op
+		for L := t.topo.LocalSize(); L > 1; L /= 2 {
+			s += al + wire*bl + red
+		}
+		ai, bi := t.link(true)
+		return s + oneShotCost(float64(t.topo.NumHosts()), ai, bi, wire, red)
 	case algoHier:
 		if !hierApplicable(t.topo) {
 			return math.Inf(1)
@@ -444,6 +494,19 @@ func (t *tuner) predict(a algorithm, count int, comp Compression, feedback bool)
 		return local + inner.predict(ia, segCount, comp, feedback)
 	}
 	return math.Inf(1)
+}
+
+// oneShotCost models a one-shot exchange among k members over links of cost (α, β): the
+// k−1 messages leave at once, so the exchange pays one α, but the sender puts their bytes
+// on the wire one after another ((k−1)·wire·β), and each member reduces k−1 buffers. With
+// the committed table this picks the one-shot over rd for 4 KiB on one host, as measured at
+// 3, 4 and 8 ranks (benchmarks/results/scale/latency/), and rd over rd+oneshot on 4 hosts ×
+// 2 ranks over TLS, where the two measured about even (0.44–0.56 and 0.47–0.52 of the ring,
+// latency/ and netns-2026-12-04/). The table's TLS α (10.9 µs, loopback in one process) is
+// far below the 73.5 µs fitted between the network namespaces; with that α the model would
+// pick rd+oneshot there.
+func oneShotCost(k, alpha, beta, wire, red float64) float64 {
+	return alpha + (k-1)*wire*beta + (k-1)*red
 }
 
 func seqRanks(n int) []int {

@@ -92,7 +92,8 @@ const (
 	Streams = "GORUN_STREAMS"
 	// ShmDir is the directory of the shared-memory segments (default /dev/shm).
 	ShmDir = "GORUN_SHM_DIR"
-	// Algo forces the AllReduce algorithm: ring, hier, rd, rhd or auto (the tuner; default).
+	// Algo forces the AllReduce algorithm: ring, hier, rd, rhd, oneshot, rdoneshot or auto
+	// (the tuner; default).
 	Algo = "GORUN_ALGO"
 	// TunerFile is a JSON α-β table replacing the committed one (rank 0's is used by all).
 	TunerFile = "GORUN_TUNER_FILE"
@@ -145,7 +146,7 @@ var Vars = []Var{
 	{PeerTimeout, "15s", "a peer that dies or vanishes is detected within this, the error names it; gorun's node agents use it too", false},
 	{Streams, "1", "TCP connections per data link (`tls`/`tcp`), striped in 256 KiB blocks, 1 to 64", false},
 	{ShmDir, "/dev/shm", "directory of the shared-memory segments (8 MiB + 4 KiB per link); an edge whose pages cannot be reserved there stays on the base transport, with one warning naming it", false},
-	{Algo, "auto", "AllReduce algorithm: `ring`, `hier` (reduce-scatter on each host, AllReduce across hosts, all-gather on the host; the ring where hosts hold unequal rank counts), `rd` (recursive doubling or Rabenseifner, whichever the model prefers), `rhd` (Rabenseifner), `auto` (the α-β tuner picks per call); every rank must use the same", false},
+	{Algo, "auto", "AllReduce algorithm: `ring`, `hier` (reduce-scatter on each host, AllReduce across hosts, all-gather on the host; the ring where hosts hold unequal rank counts), `rd` (recursive doubling or Rabenseifner, whichever the model prefers), `rhd` (Rabenseifner), `oneshot` (tiny buffers: every rank sends its buffer to every other), `rdoneshot` (tiny buffers: rd inside each host, one-shot across), `auto` (the α-β tuner picks per call); every rank must use the same", false},
 	{TunerFile, "committed table", "JSON α-β table per link kind for the tuner (as printed by `go run ./benchmarks/alphabeta`); rank 0's table is the one every rank uses", false},
 	{HostID, "boot id + network namespace", "host identity a rank publishes at the rendezvous; ranks with equal identities count as one host (hierarchical AllReduce, tuner)", false},
 	{ErrorFile, "per rank and attempt", "torchrun's error file: a failing rank records its error there as JSON (`errorfile.Record`), gorun prints it in the failure summary; set for gorun itself, gorun writes the job's root cause there (torchrun's layout, with `errorCode`)", true},

@@ -56,14 +56,14 @@ var soakLine = regexp.MustCompile(`^\[0\] (\{"soak".*)$`)
 
 // TestEveryAlgorithmFourHosts runs benchmarks/soak (every collective, fp32 and fp16, async
 // ops, sub-groups, each result checked on every rank) on 4 hosts × 2 ranks with each
-// AllReduce algorithm forced: ring, rd, rhd, hier (shared memory on each host, gorun's
-// default TLS data links across), and auto. The hosts are real network namespaces, so the
-// topology the algorithms see comes from the rendezvous, not from a test option.
+// AllReduce algorithm forced: ring, rd, rhd, hier, rdoneshot (shared memory on each host,
+// gorun's default TLS data links across), and auto. The hosts are real network namespaces, so
+// the topology the algorithms see comes from the rendezvous, not from a test option.
 func TestEveryAlgorithmFourHosts(t *testing.T) {
 	const hosts, nproc, ops = 4, 2, 150
 	c := cluster(t, hosts, "")
 	soak := buildSoak(t)
-	for _, algo := range []string{"ring", "rd", "rhd", "hier", "auto"} {
+	for _, algo := range []string{"ring", "rd", "rhd", "hier", "rdoneshot", "auto"} {
 		t.Run(algo, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()

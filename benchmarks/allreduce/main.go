@@ -134,7 +134,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 0, "collective.Options.Timeout (0: the package default)")
 	exWriteS := fs.String("exchange-write", "", "bytes per Write of the raw exchange (--baseline); empty: the chunk size (--chunk). The ring writes up to 4 MiB of ready chunks at once, so its ceiling is an exchange with writes as large")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file; %r in the name becomes the rank ($RANK), so that every rank of a job writes its own")
-	algoS := fs.String("algo", "", "AllReduce algorithms to time interleaved, comma-separated: ring, rd, rhd, hier, auto (empty: GORUN_ALGO or the package default); the JSON's algo says what ran")
+	algoS := fs.String("algo", "", "AllReduce algorithms to time interleaved, comma-separated: ring, rd, rhd, hier, oneshot, rdoneshot, auto (empty: GORUN_ALGO or the package default); the JSON's algo says what ran")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: allreduce [flags]\n\nnccl-tests style AllReduce sweep; see the package doc.\n\n")
 		fs.PrintDefaults()
@@ -420,8 +420,9 @@ type row struct {
 	// depends on what else the machine runs.
 	ProcessCPUUS float64 `json:"process_cpu_us,omitempty"`
 	// JobCPUUS is, through gorun, the sum over ranks of each rank's median CPU time
-	// (user+system) per iteration: the whole job's work for one op, which on a machine with
-	// fewer cores than ranks bounds the throughput more than any link does.
+	// (user+system, all threads) per iteration: the whole job's work for one op, which on a
+	// machine with fewer cores than ranks bounds the throughput more than any link does, and
+	// which hardly depends on what else runs there (the wake-ups and spinning included).
 	JobCPUUS float64 `json:"job_cpu_us,omitempty"`
 }
 

@@ -47,7 +47,7 @@ type simulator struct {
 }
 
 // Simulate returns the simulated time in seconds of an AllReduce of bytes (float32) with
-// algo ("ring", "rd", "rhd", "hier", or "auto": the tuner's choice) on the shape m, and the
+// algo ("ring", "rd", "rhd", "hier", "oneshot", "rdoneshot", or "auto": the tuner's choice) on the shape m, and the
 // algorithm it ran (for hier, "hier/" and the inner algorithm).
 func Simulate(m collective.Model, algo string, bytes int) (float64, string, error) {
 	if m.Ranks < 1 || m.RanksPerHost < 1 {
@@ -63,6 +63,11 @@ func Simulate(m collective.Model, algo string, bytes int) (float64, string, erro
 		}
 		algo = a
 	}
+	if algo == "oneshot" || algo == "rdoneshot" {
+		if p, err := m.Predict(algo, bytes); err != nil || math.IsInf(p, 1) {
+			return math.Inf(1), "", err // too large for it, or the wrong shape: the tuner never picks it
+		}
+	}
 	s := &simulator{m: m, progs: make([][]simOp, m.Ranks)}
 	s.alphaIntra, s.betaIntra = linkCost(m.Table, m.Intra)
 	s.alphaInter, s.betaInter = linkCost(m.Table, m.Inter)
@@ -77,6 +82,23 @@ func Simulate(m collective.Model, algo string, bytes int) (float64, string, erro
 		s.ring(world, 0, count)
 	case "rd", "rhd":
 		s.recursive(world, 0, count, algo == "rhd")
+	case "oneshot":
+		s.oneShot(world, 0, count)
+	case "rdoneshot":
+		L, H := m.RanksPerHost, m.Ranks/m.RanksPerHost
+		if H < 2 || L < 2 || m.Ranks%L != 0 || L&(L-1) != 0 {
+			return math.Inf(1), "", nil // the collective runs the ring there; not this schedule
+		}
+		for h := range H {
+			s.recursive(world[h*L:(h+1)*L], 0, count, false)
+		}
+		for l := range L {
+			cross := make([]int, H)
+			for h := range H {
+				cross[h] = h*L + l
+			}
+			s.oneShot(cross, 0, count)
+		}
 	case "hier":
 		L, H := m.RanksPerHost, m.Ranks/m.RanksPerHost
 		if H < 2 || L < 2 || m.Ranks%L != 0 {
@@ -101,6 +123,8 @@ func Simulate(m collective.Model, algo string, bytes int) (float64, string, erro
 			switch ia {
 			case "ring":
 				s.ring(cross, lo, hi)
+			case "oneshot":
+				s.oneShot(cross, lo, hi)
 			default:
 				s.recursive(cross, lo, hi, ia == "rhd")
 			}
@@ -196,6 +220,22 @@ func (s *simulator) ringAllGather(g []int, lo, hi int) {
 	}
 }
 
+// oneShot: every member of g sends its values of [lo, hi) to every other (to i+1 first,
+// then i+2, ...) and reduces what comes in (see collective/oneshot.go).
+func (s *simulator) oneShot(g []int, lo, hi int) {
+	k := len(g)
+	for i := range k {
+		for d := 1; d < k; d++ {
+			s.send(g[i], g[(i+d)%k], hi-lo)
+		}
+	}
+	for i := range k {
+		for d := 1; d < k; d++ {
+			s.recv(g[i], g[(i-d+k)%k], hi-lo, true)
+		}
+	}
+}
+
 // recursive is rd (whole buffer every step) or rhd (halving, then doubling) among g on
 // [lo, hi), with the fold of the ranks beyond the largest power of two (see rdouble.go).
 func (s *simulator) recursive(g []int, lo, hi int, halving bool) {
@@ -264,10 +304,17 @@ func (s *simulator) recursive(g []int, lo, hi int, halving bool) {
 // run executes the programs and returns when the last rank finishes.
 func (s *simulator) run() (float64, error) {
 	type key struct{ from, to int }
+	// A sender puts its messages on the wire one after another: its inter-host link (one
+	// per rank) and its copies into shared memory each carry one message at a time. (Only
+	// the one-shot sends to several peers without waiting in between.)
+	type port struct {
+		from  int
+		inter bool
+	}
 	n := len(s.progs)
 	clock := make([]float64, n)
 	pc := make([]int, n)
-	free := map[key]float64{}
+	free := map[port]float64{}
 	mail := map[key][]float64{}
 	L := s.m.RanksPerHost
 	left := 0
@@ -281,12 +328,13 @@ func (s *simulator) run() (float64, error) {
 				op := s.progs[r][pc[r]]
 				if op.send {
 					alpha, beta := s.alphaInter, s.betaInter
-					if r/L == op.peer/L {
+					inter := r/L != op.peer/L
+					if !inter {
 						alpha, beta = s.alphaIntra, s.betaIntra
 					}
-					k := key{r, op.peer}
-					start := max(clock[r], free[k])
-					free[k] = start + op.bytes*beta
+					k, pt := key{r, op.peer}, port{r, inter}
+					start := max(clock[r], free[pt])
+					free[pt] = start + op.bytes*beta
 					mail[k] = append(mail[k], start+alpha+op.bytes*beta)
 				} else {
 					k := key{op.peer, r}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"math"
 	"testing"
 
 	"github.com/ringtrain/ringtrain/collective"
@@ -31,6 +32,40 @@ func simTable() *collective.TunerTable {
 func TestSimulationMatchesModel(t *testing.T) {
 	simCompare(t, collective.Model{Table: simTable(), Ranks: 64, RanksPerHost: 8, Intra: "shm", Inter: "inter"}, -0.08, 0.08)
 	simCompare(t, collective.Model{Table: simTable(), Ranks: 48, RanksPerHost: 8, Intra: "shm", Inter: "inter"}, -0.08, 0.20)
+}
+
+// TestSimulationOneShot: the one-shot's closed form (one α, the sender's copies one after
+// another) against the simulated schedule, where it can run: small buffers.
+func TestSimulationOneShot(t *testing.T) {
+	for _, m := range []collective.Model{
+		{Table: simTable(), Ranks: 8, RanksPerHost: 8, Intra: "shm", Inter: "inter"},
+		{Table: simTable(), Ranks: 8, RanksPerHost: 2, Intra: "shm", Inter: "inter"},
+		{Table: simTable(), Ranks: 16, RanksPerHost: 4, Intra: "shm", Inter: "inter"},
+	} {
+		for _, bytes := range []int{256, 4 << 10} {
+			for _, algo := range []string{"oneshot", "rdoneshot"} {
+				closed, err := m.Predict(algo, bytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sim, _, err := Simulate(m, algo, bytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if math.IsInf(closed, 1) || math.IsInf(sim, 1) {
+					if math.IsInf(closed, 1) != math.IsInf(sim, 1) {
+						t.Errorf("%d ranks, %d per host, %d bytes, %s: closed form %v, simulated %v", m.Ranks, m.RanksPerHost, bytes, algo, closed, sim)
+					}
+					continue
+				}
+				rel := (closed - sim) / sim
+				t.Logf("%d ranks %d per host %6d bytes %-9s closed form %7.1f µs, simulated %7.1f µs (%+.1f%%)", m.Ranks, m.RanksPerHost, bytes, algo, closed*1e6, sim*1e6, 100*rel)
+				if !(rel >= -0.08 && rel <= 0.2) {
+					t.Errorf("%d ranks, %d per host, %d bytes, %s: closed form %.1f µs vs simulation %.1f µs (%+.1f%%)", m.Ranks, m.RanksPerHost, bytes, algo, closed*1e6, sim*1e6, 100*rel)
+				}
+			}
+		}
+	}
 }
 
 // simCompare checks that (closed − simulated) / closed lies in [lo, hi] for every algorithm.
@@ -76,7 +111,7 @@ func TestSimulateRejects(t *testing.T) {
 		t.Fatal("unknown algorithm accepted")
 	}
 	for _, n := range []int{2, 3, 5, 6, 7, 12, 24} {
-		for _, a := range []string{"ring", "rd", "rhd", "hier"} {
+		for _, a := range []string{"ring", "rd", "rhd", "hier", "oneshot", "rdoneshot"} {
 			if _, _, err := Simulate(collective.Model{Ranks: n, RanksPerHost: 3}, a, 4*1001); err != nil {
 				t.Fatalf("%d ranks, %s: %v", n, a, err)
 			}

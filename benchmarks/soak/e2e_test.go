@@ -137,11 +137,11 @@ func TestSoakOverGorun(t *testing.T) {
 // TestSoakEveryAlgorithm: a short soak with each AllReduce algorithm forced, over shared
 // memory and QUIC (4 ranks; hier and auto on 2 simulated hosts of 2). The long variant:
 //
-//	for a in ring rd rhd hier auto; do go run ./cmd/gorun --standalone --nproc 4 --transport shm \
+//	for a in ring rd rhd hier oneshot rdoneshot auto; do go run ./cmd/gorun --standalone --nproc 4 --transport shm \
 //	    ./benchmarks/soak --ops 3000 --seed 1 --algo $a --sim-hosts 2; done
 func TestSoakEveryAlgorithm(t *testing.T) {
 	for _, tr := range []string{"shm", "quic"} {
-		for _, algo := range []string{"ring", "rd", "rhd", "hier", "auto"} {
+		for _, algo := range []string{"ring", "rd", "rhd", "hier", "oneshot", "rdoneshot", "auto"} {
 			t.Run(tr+"/"+algo, func(t *testing.T) {
 				if tr == "shm" && runtime.GOOS != "linux" {
 					t.Skip("shared memory needs Linux")

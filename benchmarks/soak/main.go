@@ -104,7 +104,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.chaosAfter, "chaos-kill-after", 0, "chaos: one rank kills itself (SIGKILL) this long after joining (0: no chaos)")
 	fs.IntVar(&c.chaosRank, "chaos-rank", -1, "chaos: the rank that dies (-1: drawn from --seed)")
 	fs.IntVar(&c.maxReports, "max-reports", 20, "wrong results printed in full at most")
-	fs.StringVar(&c.algo, "algo", "", "collective.Options.Algorithm: ring, rd, rhd, hier or auto (empty: GORUN_ALGO, else the tuner)")
+	fs.StringVar(&c.algo, "algo", "", "collective.Options.Algorithm: ring, rd, rhd, hier, oneshot, rdoneshot or auto (empty: GORUN_ALGO, else the tuner)")
 	fs.IntVar(&c.simHosts, "sim-hosts", 0, "ranks per simulated host (collective.Options.Hosts, rank order), so that hier has hosts to work with on one machine (0: the real hosts)")
 	fs.IntVar(&c.corruptOp, "corrupt-op", -1, "testing the checker: flip the lowest bit of one checked element of op N's result on every rank that checks it")
 	if err := fs.Parse(args); err != nil {
@@ -131,9 +131,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 		return nil, errors.New("--sim-hosts must be ≥ 0")
 	}
 	switch c.algo {
-	case "", "ring", "rd", "rhd", "hier", "auto":
+	case "", "ring", "rd", "rhd", "hier", "oneshot", "rdoneshot", "auto":
 	default:
-		return nil, fmt.Errorf("--algo %q: want ring, rd, rhd, hier or auto", c.algo)
+		return nil, fmt.Errorf("--algo %q: want ring, rd, rhd, hier, oneshot, rdoneshot or auto", c.algo)
 	}
 	return c, nil
 }

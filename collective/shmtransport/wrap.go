@@ -342,6 +342,12 @@ func (t *Transport) setup(ctx context.Context, peer int, channel string) (transp
 	}
 	if err != nil {
 		bl.Close()
+		// A setup that fails while the job is being aborted (the peer gave up its side: the
+		// file is gone, its sockets closed) is a symptom: report the base transport's
+		// failure, which names the culprit and the reason, if it comes.
+		if cause := t.abortCause(); cause != nil {
+			err = cause
+		}
 		return nil, "", fmt.Errorf("shmtransport: link to rank %d channel %q: %w", peer, channel, err)
 	}
 	bl.SetDeadline(time.Time{})
