@@ -278,8 +278,8 @@ func TestTopology(t *testing.T) {
 
 // TestTunerDeterministic: the choice depends only on the call and the agreed inputs, and it
 // follows the model's shape (the one-shot for tiny buffers on one host, rd for small ones
-// across hosts and beyond the one-shot's bound, ring or rhd for large ones on one host;
-// hier across hosts for large buffers).
+// across hosts and beyond the one-shot's bound, the ring for large ones on one host, where
+// rhd's lead is within ringMargin; hier across hosts for large buffers).
 func TestTunerDeterministic(t *testing.T) {
 	table := &TunerTable{Links: map[string]LinkCost{
 		"shm":  {AlphaUS: 10, GBps: 2},
@@ -296,6 +296,7 @@ func TestTunerDeterministic(t *testing.T) {
 		{16, 8, 4 << 10, "rd"},
 		{16, 8, 64 << 20, "hier"},
 		{64, 8, 64 << 20, "hier"},
+		{4, 4, 64 << 20, "ring"}, // rhd is predicted only 2α faster: within ringMargin
 	} {
 		m := Model{Table: table, Ranks: tc.ranks, RanksPerHost: tc.perHost, Intra: "shm", Inter: "quic"}
 		a1, p1, err := m.Choose(tc.bytes)
