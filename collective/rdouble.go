@@ -280,16 +280,7 @@ func (x *rdCall) write(peer int, first, second []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.Write(first); err != nil {
-		return err
-	}
-	if len(second) > 0 {
-		if _, err := l.Write(second); err != nil {
-			return err
-		}
-	}
-	x.a.g.run.progress.Add(1)
-	return nil
+	return x.writeLink(l, first, second)
 }
 
 // send sends the values of l to group rank peer; fp32 forces float32 on the wire.
