@@ -119,7 +119,7 @@ func groupsOf(n int) int { return (n + convGroup - 1) / convGroup }
 // forwardDirect computes y [N Out OH OW] = conv(x) + bias for n images with
 // the row kernel.
 func (c *Conv2D) forwardDirect(g *convGeom, y, x []float32, n int, sc *convScratch) {
-	rg := rowGeom{c: g.c, ph: g.h + 2*g.pad, pw: g.w + 2*g.pad, k: g.k, out: c.out, oh: g.oh, ow: g.ow}
+	rg := c.directGeom(g)
 	sc.wp = grow(sc.wp, groupsOf(c.out)*g.ckk*convGroup)
 	packTaps(sc.wp, c.out, g.ckk, func(o, t int) float32 { return c.weight.Value[o*g.ckk+t] })
 	bias := sc.biasGroups(c.out)
@@ -127,14 +127,25 @@ func (c *Conv2D) forwardDirect(g *convGeom, y, x []float32, n int, sc *convScrat
 		bias[o/convGroup][o%convGroup] = b
 	}
 	for i := range n {
-		xp := x[i*g.inSize:][:g.inSize]
-		if g.pad > 0 {
-			sc.xpad = grow(sc.xpad, g.c*rg.ph*rg.pw)
-			padPlanes(sc.xpad, xp, g.c, g.h, g.w, g.pad)
-			xp = sc.xpad
-		}
+		xp := sc.paddedImage(g, &rg, x, i)
 		convImage(&sc.rows, &rg, y[i*g.outSize:][:g.outSize], xp, sc.wp, bias)
 	}
+}
+
+// directGeom is the row kernels' view of the layer: the padded input planes and the output.
+func (c *Conv2D) directGeom(g *convGeom) rowGeom {
+	return rowGeom{c: g.c, ph: g.h + 2*g.pad, pw: g.w + 2*g.pad, k: g.k, out: c.out, oh: g.oh, ow: g.ow}
+}
+
+// paddedImage returns image i of x, zero-padded into the scratch when the layer pads.
+func (sc *convScratch) paddedImage(g *convGeom, rg *rowGeom, x []float32, i int) []float32 {
+	xp := x[i*g.inSize:][:g.inSize]
+	if g.pad == 0 {
+		return xp
+	}
+	sc.xpad = grow(sc.xpad, g.c*rg.ph*rg.pw)
+	padPlanes(sc.xpad, xp, g.c, g.h, g.w, g.pad)
+	return sc.xpad
 }
 
 // backwardDirect adds the weight and bias gradients of dy for n images of
@@ -147,17 +158,12 @@ func (c *Conv2D) backwardDirect(g *convGeom, dx, dy, x []float32, n int, sc *con
 			db[o] += sum32(dyn[o*g.ohw:][:g.ohw])
 		}
 	}
-	rg := rowGeom{c: g.c, ph: g.h + 2*g.pad, pw: g.w + 2*g.pad, k: g.k, out: c.out, oh: g.oh, ow: g.ow}
+	rg := c.directGeom(g)
 	size := directconv.AccSize(g.c, g.k)
 	sc.acc = grow(sc.acc, groupsOf(c.out)*size)
 	clear(sc.acc)
 	for i := range n {
-		xp := x[i*g.inSize:][:g.inSize]
-		if g.pad > 0 {
-			sc.xpad = grow(sc.xpad, g.c*rg.ph*rg.pw)
-			padPlanes(sc.xpad, xp, g.c, g.h, g.w, g.pad)
-			xp = sc.xpad
-		}
+		xp := sc.paddedImage(g, &rg, x, i)
 		gradImage(&sc.grad, &rg, sc.acc, dy[i*g.outSize:][:g.outSize], xp)
 	}
 	for grp := 0; grp*convGroup < c.out; grp++ {
